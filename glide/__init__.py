@@ -1,0 +1,1 @@
+"""glide: a fast, faithful re-implementation of OpenAI GLIDE."""
