@@ -1,0 +1,287 @@
+"""Finding, downloading and loading GLIDE's checkpoints and tokenizer files.
+
+Files live in a cache directory (see ``default_cache_dir``). Downloads go to a temporary file next
+to the destination and are renamed into place only once complete and verified, under a file lock,
+so an interrupted or concurrent download never leaves a partial file where a complete one is
+expected.
+"""
+import hashlib
+import http.client
+import os
+import pickle
+import ssl
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, NamedTuple, Optional, Union
+
+import torch
+from filelock import FileLock
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+from tqdm.auto import tqdm
+
+PathLike = Union[str, Path]
+
+# The official checkpoints (openai/glide-text2im). No checksums or sizes are published for them.
+MODEL_URLS: Dict[str, str] = {
+    "base": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/base.pt",
+    "upsample": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/upsample.pt",
+    "base-inpaint": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/base_inpaint.pt",
+    "upsample-inpaint": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/upsample_inpaint.pt",
+    "clip/image-enc": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/clip_image_enc.pt",
+    "clip/text-enc": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/clip_text_enc.pt",
+}
+
+# Cache file name of each checkpoint: the last component of its URL (base.pt, base_inpaint.pt, ...).
+CHECKPOINT_FILENAMES: Dict[str, str] = {name: url.rsplit("/", 1)[1] for name, url in MODEL_URLS.items()}
+
+
+class VocabFile(NamedTuple):
+    """Where to download a tokenizer data file, and how to recognise the right one."""
+
+    url: str
+    sha256: str
+    size: int
+
+
+# The tokenizer data files, under the names the reference package uses.
+VOCAB_FILES: Dict[str, VocabFile] = {
+    "encoder.json.gz": VocabFile(
+        "https://github.com/openai/glide-text2im/raw/main/glide_text2im/tokenizer/encoder.json.gz",
+        "4debc1cf25180021b07744bc9f4488d53c7bf112c8ce5de8097c6a7518f4ec7c",
+        348_346,
+    ),
+    "vocab.bpe.gz": VocabFile(
+        "https://github.com/openai/glide-text2im/raw/main/glide_text2im/tokenizer/vocab.bpe.gz",
+        "ce239dd5a898827423fee00e3f7ab37de7900f247f2ba360753d860e8a46524d",
+        213_544,
+    ),
+    "bpe_simple_vocab_16e6.txt.gz": VocabFile(
+        "https://github.com/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz",
+        "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+        1_356_917,
+    ),
+}
+VOCAB_URLS: Dict[str, str] = {filename: f.url for filename, f in VOCAB_FILES.items()}
+
+# Network failures worth a "download it by hand" message (URLError covers refused connections).
+_NETWORK_ERRORS = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    ssl.SSLError,
+)
+
+# Seconds without any data from the server before a download is abandoned.
+DEFAULT_TIMEOUT = 60.0
+_CHUNK_SIZE = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded, or what was downloaded was not the expected file."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be loaded (typically an interrupted download)."""
+
+
+def default_cache_dir() -> Path:
+    """``$GLIDE_CACHE_DIR`` if set, else ``glide`` under ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
+    explicit = os.environ.get("GLIDE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg_cache = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg_cache).expanduser() if xdg_cache else Path.home() / ".cache"
+    return base / "glide"
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_complete(path: Path, sha256: Optional[str], size: Optional[int]) -> bool:
+    """Whether ``path`` exists and matches whatever is known about the expected file."""
+    if not path.is_file():
+        return False
+    if size is not None and path.stat().st_size != size:
+        return False
+    return sha256 is None or _sha256_of(path) == sha256
+
+
+def _manual_download_hint(url: str, dest: Path) -> str:
+    return f"Download {url} by hand and save it as {dest}"
+
+
+def fetch_file(
+    url: str,
+    dest: PathLike,
+    sha256: Optional[str] = None,
+    size: Optional[int] = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Path:
+    """Make sure ``dest`` holds the file at ``url``, downloading it if needed.
+
+    An existing ``dest`` is kept when it matches ``sha256`` and ``size`` (each checked only when
+    given); otherwise it is downloaded again. The download is written to a temporary file in the
+    same directory, verified, then renamed onto ``dest``, so ``dest`` is always either absent or
+    complete. A lock file ``<dest>.lock`` serialises concurrent fetches of the same file: the
+    second one waits, then finds the file in place. The lock file may remain afterwards; removing
+    it would let a third process lock a new file while a waiting one locks the old.
+
+    :param progress: show a tqdm progress bar on stderr.
+    :param timeout: seconds to wait for the server (to connect, or for each chunk) before giving up.
+    :raises DownloadError: on a network failure, a truncated download or a checksum mismatch; the
+        message names the file, the URL and where to put the file by hand.
+    """
+    dest = Path(dest)
+    # Checked before locking too, so that a complete file in a read-only directory can be used.
+    if _is_complete(dest, sha256, size):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{dest}.lock"):
+        # Another process may have finished the download while we waited for the lock.
+        if _is_complete(dest, sha256, size):
+            return dest
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp_path = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as tmp_file:
+                actual_sha256 = _download(url, tmp_file, dest, progress, timeout)
+            actual_size = tmp_path.stat().st_size
+            if size is not None and actual_size != size:
+                raise DownloadError(
+                    f"Downloaded {dest.name} from {url} has {actual_size} bytes, expected {size}. "
+                    + _manual_download_hint(url, dest)
+                )
+            if sha256 is not None and actual_sha256 != sha256:
+                raise DownloadError(
+                    f"Downloaded {dest.name} from {url} has SHA-256 {actual_sha256}, expected {sha256}. "
+                    + _manual_download_hint(url, dest)
+                )
+            os.replace(tmp_path, dest)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+    return dest
+
+
+def _download(url: str, out, dest: Path, progress: bool, timeout: float) -> str:
+    """Stream ``url`` into the open file ``out``; return the SHA-256 of what was written."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length is not None else None
+            received = 0
+            bar = tqdm(
+                total=expected,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                disable=not progress,
+            )
+            with bar:
+                for chunk in iter(lambda: response.read(_CHUNK_SIZE), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except _NETWORK_ERRORS as exc:
+        raise DownloadError(
+            f"Could not download {dest.name} from {url}: {exc}. " + _manual_download_hint(url, dest)
+        ) from exc
+    # http.client returns a short body without complaint when the connection drops early.
+    if expected is not None and received != expected:
+        raise DownloadError(
+            f"Download of {dest.name} from {url} stopped after {received} of {expected} bytes. "
+            + _manual_download_hint(url, dest)
+        )
+    return digest.hexdigest()
+
+
+def resolve_file(
+    filename: PathLike,
+    url: str,
+    cache_dir: Optional[PathLike] = None,
+    sha256: Optional[str] = None,
+    size: Optional[int] = None,
+    progress: bool = True,
+) -> Path:
+    """Find a data file, downloading it into the cache directory if it is not there yet.
+
+    :param filename: a bare file name, looked up in ``cache_dir``; or a path (anything with a
+        directory part, e.g. ``./base.pt``), which is used as it is and must exist. Bare names are
+        never looked up in the working directory, so a stray file there cannot shadow the cache.
+    :param cache_dir: defaults to ``default_cache_dir()``.
+    :raises FileNotFoundError: ``filename`` is a path that does not exist.
+    :raises DownloadError: the file had to be downloaded and could not be.
+    """
+    path = Path(filename)
+    if path.name != str(filename):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        return path
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return fetch_file(url, cache / path, sha256=sha256, size=size, progress=progress)
+
+
+def resolve_vocab_file(filename: str, cache_dir: Optional[PathLike] = None, progress: bool = True) -> Path:
+    """Path of one of the official tokenizer files (a key of ``VOCAB_FILES``), verified by checksum."""
+    known = VOCAB_FILES[filename]
+    return resolve_file(
+        filename, known.url, cache_dir, sha256=known.sha256, size=known.size, progress=progress
+    )
+
+
+def load_checkpoint(
+    name: str,
+    device: Union[str, torch.device] = "cpu",
+    cache_dir: Optional[PathLike] = None,
+    path: Optional[PathLike] = None,
+    progress: bool = True,
+) -> Dict[str, torch.Tensor]:
+    """Load the state dict of an official GLIDE checkpoint.
+
+    :param name: one of ``MODEL_URLS`` ("base", "upsample", "base-inpaint", "upsample-inpaint",
+        "clip/image-enc", "clip/text-enc").
+    :param device: where to put the tensors.
+    :param cache_dir: where the checkpoint is cached (downloaded on first use); defaults to
+        ``default_cache_dir()``. The file name is ``CHECKPOINT_FILENAMES[name]``.
+    :param path: load this file (``.pt`` or ``.safetensors``) instead of the cached download.
+    :raises ValueError: unknown ``name``.
+    :raises CheckpointError: the file is truncated, corrupt or not a plain state dict.
+    """
+    if name not in MODEL_URLS:
+        raise ValueError(f"Unknown checkpoint {name!r}; valid names are: {', '.join(MODEL_URLS)}")
+    if path is None:
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = fetch_file(MODEL_URLS[name], cache / CHECKPOINT_FILENAMES[name], progress=progress)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist")
+
+    remedy = f"delete {path} and run again to download it afresh"
+    try:
+        if path.suffix == ".safetensors":
+            state_dict = load_safetensors(str(path), device=str(device))
+        else:
+            # weights_only: a checkpoint is data, and must not be able to run code when loaded.
+            state_dict = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, SafetensorError) as exc:
+        raise CheckpointError(
+            f"Could not load checkpoint {name!r} from {path}: {exc}. "
+            f"The file may be truncated or corrupt; {remedy}."
+        ) from exc
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+    ):
+        raise CheckpointError(f"Checkpoint {path} is not a state dict of tensors; {remedy}.")
+    return state_dict
