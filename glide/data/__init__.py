@@ -1,0 +1,1 @@
+"""Procedural data sets used to train and judge small GLIDE models."""
