@@ -251,7 +251,10 @@ class GaussianDiffusion:
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         if noise is None:
             noise = torch.randn_like(x)
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
+        # The clamp only matters at eta ~ 1 on coarse schedules, where float32 rounding makes the
+        # (mathematically non-negative) direction term negative and the reference returns NaN.
+        direction = torch.sqrt((1 - alpha_bar_prev - sigma ** 2).clamp(min=0))
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + direction * eps
         nonzero_mask = (t != 0).float().view(-1, *([1] * (x.ndim - 1)))
         return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
 

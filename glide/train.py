@@ -1,0 +1,243 @@
+"""Train any GLIDE-family diffusion model (or the noised CLIP): one file, one loop.
+
+    python -m glide.train --stage base --out runs/base --minutes 50
+    torchrun --nproc_per_node 4 -m glide.train --stage base --out runs/base --steps 20000
+
+The hybrid loss of improved DDPM (`GaussianDiffusion.training_losses`), 20% empty captions for
+classifier-free guidance (in the family's batches), AdamW, an EMA of the weights, safetensors
+checkpoints, resumable (rerun the same command), single process on CPU/GPU or multi-GPU through
+torchrun (DistributedDataParallel; rank 0 writes).
+"""
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from . import shapes_family
+from .checkpoints import save_safetensors_atomic
+from .clip.model_creation import create_clip_model
+from .model_creation import create_model_and_diffusion
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "base"
+    out: str = "runs/base"
+    steps: int = 100_000          # upper bound; `minutes` usually stops first
+    minutes: float = 0.0          # wall-clock budget (0 = none)
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    ema_rate: float = 0.999
+    vb_weight: float = 1.0
+    save_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    init_from: str = ""           # safetensors weights to start from (inpainting fine-tunes)
+
+
+def _distributed() -> tuple:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def load_expanding_inputs(model: torch.nn.Module, state: dict) -> None:
+    """Load `state` into `model`; an input conv with more channels than saved gets zeros for the extra.
+
+    This is how the inpainting variants start from the base/upsampler: the 4 extra channels
+    (masked image + mask) are zero-initialised, so the fine-tune begins at the parent's function.
+    Super-resolution models keep the low-res channels last, after the inpainting channels.
+    """
+    key = "input_blocks.0.0.weight"
+    target = model.state_dict()[key]
+    if state[key].shape != target.shape:
+        saved = state[key]
+        expanded = torch.zeros_like(target)
+        expanded[:, :3] = saved[:, :3]                      # x_t
+        if saved.shape[1] > 3:                              # super-res: low-res channels go last
+            expanded[:, -3:] = saved[:, 3:6]
+        state = {**state, key: expanded}
+    model.load_state_dict(state, strict=True)
+
+
+class Trainer:
+    """Owns model, EMA, optimiser and the loop; `loss_fn(model, batch_rng) -> scalar loss`."""
+
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, loss_fn: Callable, device: torch.device,
+                 rank: int = 0, world: int = 1):
+        self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
+        self.out = Path(cfg.out)
+        self.model = model.to(device)
+        self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.loss_fn = loss_fn
+        self.log = []
+        self._resume()
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+                    if world > 1 else model)
+
+    def _resume(self):
+        state_path = self.out / "state.json"
+        if not state_path.exists():
+            return
+        state = json.loads(state_path.read_text())
+        self.step = state["step"]
+        self.log = state.get("log", [])
+        self.model.load_state_dict(load_file(self.out / "model.safetensors", device=str(self.device)))
+        self.ema = load_file(self.out / "ema.safetensors", device=str(self.device))
+        optim = load_file(self.out / "optim.safetensors", device=str(self.device))
+        for i, p in enumerate(self.model.parameters()):
+            if f"{i}.exp_avg" in optim:
+                self.opt.state[p] = {"step": torch.tensor(float(self.step)), "exp_avg": optim[f"{i}.exp_avg"],
+                                     "exp_avg_sq": optim[f"{i}.exp_avg_sq"]}
+        print(f"resumed {self.out} at step {self.step}", flush=True)
+
+    def save(self):
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_safetensors_atomic(self.model.state_dict(), self.out / "model.safetensors")
+        save_safetensors_atomic(self.ema, self.out / "ema.safetensors")
+        optim = {}
+        for i, p in enumerate(self.model.parameters()):
+            if p in self.opt.state:
+                optim[f"{i}.exp_avg"] = self.opt.state[p]["exp_avg"]
+                optim[f"{i}.exp_avg_sq"] = self.opt.state[p]["exp_avg_sq"]
+        save_safetensors_atomic(optim, self.out / "optim.safetensors")
+        tmp = self.out / "state.json.tmp"
+        tmp.write_text(json.dumps({"step": self.step, "config": asdict(self.cfg), "log": self.log}, indent=1))
+        os.replace(tmp, self.out / "state.json")
+
+    def run(self):
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, self.rank, self.step])  # resumes continue with fresh data
+        torch.manual_seed(cfg.seed * 1000 + self.rank + self.step)
+        start, last_log, losses = time.time(), time.time(), []
+        self.model.train()
+        while self.step < cfg.steps and not (cfg.minutes and time.time() - start > cfg.minutes * 60):
+            lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup_steps)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            loss = self.loss_fn(self.ddp, rng)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            with torch.no_grad():
+                for k, v in self.model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        self.ema[k].mul_(cfg.ema_rate).add_(v, alpha=1 - cfg.ema_rate)
+            self.step += 1
+            losses.append(loss.item())
+            if self.step % cfg.log_every == 0 and self.rank == 0:
+                entry = {"step": self.step, "loss": float(np.mean(losses)), "lr": lr,
+                         "sec_per_step": (time.time() - last_log) / len(losses),
+                         "elapsed_min": (time.time() - start) / 60}
+                self.log.append(entry)
+                print(json.dumps(entry), flush=True)
+                losses, last_log = [], time.time()
+            if self.step % cfg.save_every == 0:
+                self.save()
+        self.save()
+        return self
+
+
+def diffusion_loss(diffusion, make_batch, batch_size, device, vb_weight):
+    def loss_fn(model, rng):
+        x_start, kwargs = make_batch(rng, batch_size)
+        x_start = x_start.to(device)
+        kwargs = {k: v.to(device) for k, v in kwargs.items()}
+        t = torch.from_numpy(rng.integers(0, diffusion.num_timesteps, size=batch_size)).to(device)
+        return diffusion.training_losses(model, x_start, t, model_kwargs=kwargs, vb_weight=vb_weight)["loss"].mean()
+
+    return loss_fn
+
+
+def clip_loss(clip, diffusion, encoder, batch_size, device):
+    """Symmetric contrastive loss between noised images (random t) and their captions."""
+    def loss_fn(_model, rng):
+        images, captions = shapes_family.clip_batch(rng, batch_size, encoder)
+        images = images.to(device)
+        t = torch.from_numpy(rng.integers(0, diffusion.num_timesteps, size=batch_size)).to(device)
+        x_t = diffusion.q_sample(images, t)
+        z_i = clip.image_embeddings(x_t, t)
+        z_t = clip.text_embeddings(captions)
+        logits = torch.exp(clip.logit_scale) * z_i @ z_t.T
+        # Captions of the same scene can repeat; identical captions count as matches.
+        same = torch.tensor([[a == b for b in captions] for a in captions], device=device, dtype=torch.float32)
+        targets = same / same.sum(1, keepdim=True)
+        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+    return loss_fn
+
+
+class _ClipModule(torch.nn.Module):
+    """Both CLIP encoders as one module, so the trainer sees one parameter set and state dict."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.image_encoder, self.text_encoder = clip.image_encoder, clip.text_encoder
+
+
+def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank: int = 0, world: int = 1) -> Trainer:
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    encoder = shapes_family.load_tokenizer()
+    if cfg.stage == "clip":
+        clip = create_clip_model(config={**shapes_family.CLIP_CONFIG, "n_vocab": encoder.n_vocab}, device=device,
+                                 tokenizer=shapes_family.ClipTokens(encoder))
+        module = _ClipModule(clip)
+        _, diffusion = create_model_and_diffusion(**{**shapes_family.MODEL_OPTIONS["base"], "model_mean_type": "v"},
+                                                  tokenizer=encoder)
+        return Trainer(cfg, module, clip_loss(clip, diffusion, encoder, cfg.batch_size, device), device, rank, world)
+
+    options = shapes_family.MODEL_OPTIONS[cfg.stage]
+    model, diffusion = create_model_and_diffusion(**options, tokenizer=encoder)
+    model.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN) on CPU
+    _init_weights(model)
+    if cfg.init_from:
+        load_expanding_inputs(model, load_file(cfg.init_from))
+    make_batch = shapes_family.batch_maker(cfg.stage, encoder)
+    return Trainer(cfg, model, diffusion_loss(diffusion, make_batch, cfg.batch_size, device, cfg.vb_weight),
+                   device, rank, world)
+
+
+def _init_weights(model):
+    """The reference leaves the text embeddings uninitialised (torch.empty); give them a scale."""
+    with torch.no_grad():
+        model.positional_embedding.normal_(std=0.01)
+        if model.xf_padding:
+            model.padding_embedding.normal_(std=0.01)
+        model.token_embedding.weight.normal_(std=0.02)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in asdict(TrainConfig()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    args = vars(parser.parse_args(argv))
+    threads = args.pop("threads")
+    if threads:
+        torch.set_num_threads(threads)
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}") if torch.cuda.is_available() else None
+    build_trainer(TrainConfig(**args), device, rank, world).run()
+
+
+if __name__ == "__main__":
+    main()
