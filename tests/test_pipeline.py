@@ -1,0 +1,107 @@
+"""The end-to-end pipeline on the embedded shapes family (CPU): sizes, seeds, inpainting, comparison, PNGs."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glide.images import InputError
+from glide.model_registry import list_models
+from glide.pipeline import load_pipeline
+from glide.pngmeta import read_settings, save_png
+from samplers import SamplerError
+
+PROMPT = "a small red circle on the left on a blue background"
+FAST = dict(steps=8, upsample_steps="6")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return load_pipeline("shapes", device="cpu")
+
+
+def pixels(img):
+    return np.asarray(img, dtype=np.int16)
+
+
+def test_generate_sizes_settings_and_seeds(pipe):
+    res = pipe.generate([PROMPT, "a big green square at the top on a white background"], seed=5, **FAST)
+    assert [im.size for im in res.images] == [(128, 128)] * 2
+    assert [im.size for im in res.base_images] == [(32, 32)] * 2
+    assert [s["seed"] for s in res.settings] == [5, 6]
+    assert res.settings[0]["prompt"] == PROMPT and res.settings[0]["model"] == "shapes"
+    # Item 1 of the batch regenerates alone from its own settings.
+    s = res.settings[1]
+    alone = pipe.generate([s["prompt"]], seed=s["seed"], steps=s["steps"], sampler=s["sampler"],
+                          guidance=s["guidance"], guidance_params=s["guidance_params"],
+                          upsample_steps=s["upsample_steps"])
+    assert np.abs(pixels(alone.base_images[0]) - pixels(res.base_images[1])).max() <= 1
+    again = pipe.generate([PROMPT], seed=5, **FAST)
+    assert np.array_equal(pixels(again.images[0]), pixels(res.images[0]))
+    other = pipe.generate([PROMPT], seed=6, **FAST)
+    assert not np.array_equal(pixels(other.base_images[0]), pixels(res.base_images[0]))
+
+
+def test_batch_size_repeats_one_prompt(pipe):
+    res = pipe.generate(PROMPT, batch_size=3, upsample=False, steps=4)
+    assert len(res.images) == 3 and res.images[0].size == (32, 32)
+    assert [s["seed"] for s in res.settings] == [0, 1, 2]
+
+
+def test_inpaint_keeps_the_unmasked_region(pipe):
+    source = pipe.generate([PROMPT], seed=1, upsample=False, steps=8).base_images[0].resize((200, 200))
+    mask = Image.new("L", (200, 200), 0)
+    mask.paste(255, (0, 0, 200, 90))   # white = edit: the top part
+    res = pipe.inpaint(source, mask, ["a small green triangle at the top on a blue background"], seed=0, **FAST)
+    assert res.images[0].size == (128, 128) and res.base_images[0].size == (32, 32)
+    assert res.masked_inputs[0].size == (32, 32)
+    keep = np.asarray(mask.resize((32, 32), Image.NEAREST)) <= 127
+    expected = pixels(source.resize((32, 32), Image.BICUBIC))
+    assert np.array_equal(pixels(res.base_images[0])[keep], expected[keep])
+
+
+@pytest.mark.parametrize("mask,message", [
+    (Image.new("L", (64, 64), 0), "mask is empty"),
+    (Image.new("RGBA", (64, 64), (0, 0, 0, 0)), "mask is empty"),
+    ("not an image", "must be a PIL image"),
+])
+def test_inpaint_bad_masks(pipe, mask, message):
+    with pytest.raises(InputError, match=message):
+        pipe.inpaint(Image.new("RGB", (64, 64)), mask, [PROMPT], **FAST)
+
+
+def test_compare(pipe):
+    entries = pipe.compare(PROMPT, seed=2, steps=6)
+    assert [e.guidance for e in entries] == ["clip", "classifier-free", "none"]
+    for e in entries:
+        assert e.image.size == (32, 32) and e.seconds > 0
+        assert isinstance(e.clip_score, float) and -1 <= e.clip_score <= 1
+        assert set(e.checker) >= {"all", "background", "shapes"}
+
+
+@pytest.mark.parametrize("kw,error,message", [
+    (dict(prompts=[""]), InputError, "prompt is empty"),
+    (dict(prompts=["x" * 2000]), InputError, "too long"),
+    (dict(prompts=[PROMPT], seed=-1), InputError, "seed"),
+    (dict(prompts=[PROMPT], guidance_scale=float("nan")), SamplerError, "finite"),
+    (dict(prompts=[PROMPT], sampler="nope"), SamplerError, "available"),
+    (dict(prompts=[PROMPT], steps=5000), SamplerError, "between 1 and 1000"),
+    (dict(prompts=[PROMPT], batch_size=0), InputError, "batch_size"),
+])
+def test_bad_inputs(pipe, kw, error, message):
+    prompts = kw.pop("prompts")
+    with pytest.raises(error, match=message):
+        pipe.generate(prompts, upsample=False, **kw)
+
+
+def test_png_settings_round_trip(pipe, tmp_path):
+    res = pipe.generate([PROMPT], seed=3, upsample=False, steps=4)
+    path = save_png(res.images[0], tmp_path / "out.png", res.settings[0])
+    assert read_settings(path) == res.settings[0]
+    assert read_settings(Image.new("RGB", (4, 4))) is None
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
+
+
+def test_list_models():
+    rows = {r["name"]: r for r in list_models()}
+    assert rows["shapes"]["ready"] and rows["shapes"]["components"]["base"]["bytes"] > 0
+    assert set(rows) == {"shapes", "glide-filtered"}
