@@ -1,0 +1,175 @@
+"""Judge the embedded shapes family with its own checker.
+
+    python -m glide.eval shapes                 # the full table (README numbers)
+    python -m glide.eval shapes --n 64 --quick  # a smaller, faster pass
+
+For fresh random scenes (a seed no training batch used), the base model draws each caption and the
+checker reads the image back: per-attribute and all-attribute accuracy, on one- and two-shape
+scenes, under several guidance strategies and step rules. Also inpainting (the new shape appears in
+the masked region, the rest is unchanged), the upsampler (its 128 px image, reduced to 32 px,
+matches the base image and the checker agrees at both sizes) and the noised CLIP's zero-shot
+caption matching. Prints markdown tables and writes JSON.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import shapes
+from .pipeline import load_pipeline
+
+EVAL_SEED = 12345  # scenes from a stream no training batch used (training seeds rng with [0, rank, step])
+ATTRIBUTES = ("shape", "color", "position", "size")
+
+
+def fresh_scenes(n: int, num_shapes: int, seed: int = EVAL_SEED):
+    rng = np.random.default_rng([seed, num_shapes])
+    scenes = [shapes.random_scene(rng, num_shapes) for _ in range(n)]
+    return scenes, [shapes.caption(s, rng) for s in scenes]
+
+
+def score(images, scenes) -> Dict[str, float]:
+    """Accuracy of background, each attribute (over all shapes), and all attributes of the image."""
+    verdicts = [shapes.matches(img, scene) for img, scene in zip(images, scenes)]
+    out = {"all": np.mean([v["all"] for v in verdicts]), "background": np.mean([v["background"] for v in verdicts]),
+           "count": np.mean([v["count"] for v in verdicts])}
+    for a in ATTRIBUTES:
+        out[a] = np.mean([s[a] for v in verdicts for s in v["shapes"]])
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def generate_all(pipe, captions, chunk=64, **kw) -> List[Image.Image]:
+    images = []
+    for i in range(0, len(captions), chunk):
+        images += pipe.generate(captions[i:i + chunk], seed=EVAL_SEED + i, upsample=False, **kw).base_images
+    return images
+
+
+def eval_text_to_image(pipe, n: int, conditions) -> List[dict]:
+    rows = []
+    for num_shapes in (1, 2):
+        scenes, captions = fresh_scenes(n, num_shapes)
+        for label, kw in conditions:
+            start = time.time()
+            images = generate_all(pipe, captions, **kw)
+            rows.append({"shapes": num_shapes, "condition": label, **score(images, scenes),
+                         "seconds": round(time.time() - start, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def eval_inpainting(pipe, n: int, **kw) -> dict:
+    """Start from a rendered one-shape scene on one side; ask for a new shape on the opposite side."""
+    rng = np.random.default_rng([EVAL_SEED, 7])
+    found, kept, total = 0, 0, 0
+    for i in range(n):
+        scene = shapes.random_scene(rng, 2)   # two shapes always stand at opposite positions
+        first, second = scene.shapes
+        source = shapes.render(shapes.Scene(scene.background, (first,)), pipe.family.base_size, rng)
+        size = pipe.family.base_size
+        mask = Image.new("L", (size, size), 0)   # white = edit: the half where the new shape goes
+        half = {"left": (0, 0, size // 2, size), "right": (size // 2, 0, size, size),
+                "top": (0, 0, size, size // 2), "bottom": (0, size // 2, size, size)}[second.position]
+        mask.paste(255, half)
+        res = pipe.inpaint(source, mask, [shapes.caption(scene, rng)], seed=EVAL_SEED + i, upsample=False, **kw)
+        new_shape = shapes.matches(res.base_images[0], scene)["shapes"][1]
+        found += all(new_shape[a] for a in ("shape", "color", "position"))
+        keep = np.asarray(mask) <= 127
+        kept += np.array_equal(np.asarray(res.base_images[0])[keep], np.asarray(source)[keep])
+        total += 1
+    return {"n": total, "new_shape_right": round(found / total, 4), "kept_region_unchanged": round(kept / total, 4)}
+
+
+def eval_upsampler(pipe, n: int, **kw) -> dict:
+    scenes, captions = fresh_scenes(n, 1)
+    res = pipe.generate(captions[:n], seed=EVAL_SEED, **kw)
+    diffs, agree_base, agree_up = [], 0, 0
+    for base, up, scene in zip(res.base_images, res.images, scenes):
+        reduced = up.resize(base.size, Image.BOX)
+        diffs.append(np.abs(np.asarray(reduced, np.float32) - np.asarray(base, np.float32)).mean())
+        agree_base += shapes.matches(base, scene)["all"]
+        agree_up += shapes.matches(up, scene)["all"] == shapes.matches(base, scene)["all"]
+    return {"n": n, "mean_abs_diff_at_32px": round(float(np.mean(diffs)), 2),
+            "checker_agrees_128_vs_32": round(agree_up / n, 4)}
+
+
+def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
+    """Pick the true caption among distractors that differ in one attribute, from the clean image (t=0)."""
+    clip = pipe.component("clip")
+    rng = np.random.default_rng([EVAL_SEED, 9])
+    correct = 0
+    for _ in range(n):
+        scene = shapes.random_scene(rng)
+        options = [scene]
+        while len(options) < 1 + distractors:
+            s = list(scene.shapes)
+            j = rng.integers(len(s))
+            attr = rng.choice(["shape", "color", "position", "size", "background"])
+            if attr == "background":
+                other = shapes.Scene(rng.choice(list(shapes.PALETTE)), scene.shapes)
+            else:
+                values = {"shape": shapes.SHAPES, "color": tuple(shapes.PALETTE), "size": shapes.SIZES,
+                          "position": tuple(shapes.POSITIONS)}[attr]
+                s[j] = shapes.Shape(**{**s[j].__dict__, attr: rng.choice(values)})
+                other = shapes.Scene(scene.background, tuple(s))
+            if shapes.is_valid(other) and other not in options:
+                options.append(other)
+        image = shapes.images_to_tensor(np.asarray(shapes.render(scene, pipe.family.base_size, rng))[None])
+        captions = [shapes.caption(o, rng) for o in options]
+        t = torch.zeros(1, dtype=torch.long)
+        with torch.no_grad():
+            z_i = clip.image_embeddings(image.to(clip.device), t.to(clip.device))
+            z_t = clip.text_embeddings(captions)
+        correct += int((z_t @ z_i[0]).argmax()) == 0
+    return {"n": n, "distractors": distractors, "accuracy": round(correct / n, 4)}
+
+
+def markdown(rows: List[dict]) -> str:
+    keys = ["shapes", "condition", "all", "background", *ATTRIBUTES, "seconds"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", choices=["shapes"])
+    parser.add_argument("--n", type=int, default=256, help="prompts per condition and scene kind")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--quick", action="store_true", help="only the headline conditions")
+    parser.add_argument("--out", type=Path, default=Path("glide/assets/shapes/EVAL.json"))
+    args = parser.parse_args(argv)
+    pipe = load_pipeline(args.family)
+    steps = args.steps
+    conditions = [
+        ("ddim, unguided", dict(sampler="ddim", steps=steps, guidance="none")),
+        ("ddim, classifier-free 3", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=3.0)),
+        ("ddim, CLIP 10", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=10.0)),
+    ]
+    if not args.quick:
+        conditions += [
+            ("ddim, classifier-free 1.5", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=1.5)),
+            ("ddim, classifier-free 6", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=6.0)),
+            ("ddim, CLIP 30", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=30.0)),
+            ("ddpm 100, classifier-free 3", dict(sampler="ddpm", steps=100, guidance="classifier-free", guidance_scale=3.0)),
+            ("dpm++2m 15, classifier-free 3", dict(sampler="dpm++2m", steps=15, guidance="classifier-free", guidance_scale=3.0)),
+        ]
+    report = {"n": args.n, "steps": steps, "text_to_image": eval_text_to_image(pipe, args.n, conditions)}
+    small = max(16, args.n // 8)
+    report["inpainting"] = eval_inpainting(pipe, small, steps=steps)
+    report["upsampler"] = eval_upsampler(pipe, min(small, 32), steps=steps)
+    report["clip_zero_shot"] = eval_clip(pipe, args.n)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(markdown(report["text_to_image"]))
+    for key in ("inpainting", "upsampler", "clip_zero_shot"):
+        print(f"{key}: {report[key]}")
+
+
+if __name__ == "__main__":
+    main()
