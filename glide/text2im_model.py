@@ -47,11 +47,14 @@ class Text2ImUNet(UNetModel):
         if xf_width:
             self.transformer = Transformer(text_ctx, xf_width, xf_layers, xf_heads)
             self.final_ln = LayerNorm(xf_width) if xf_final_ln else None
+            # The reference leaves these uninitialised (torch.empty: checkpoints overwrite them); a
+            # small random start keeps freshly built models finite and trainable.
             self.token_embedding = nn.Embedding(tokenizer.n_vocab, xf_width)
-            self.positional_embedding = nn.Parameter(torch.empty(text_ctx, xf_width, dtype=torch.float32))
+            nn.init.normal_(self.token_embedding.weight, std=0.02)
+            self.positional_embedding = nn.Parameter(torch.randn(text_ctx, xf_width) * 0.01)
             self.transformer_proj = nn.Linear(xf_width, self.model_channels * 4)
             if xf_padding:
-                self.padding_embedding = nn.Parameter(torch.empty(text_ctx, xf_width, dtype=torch.float32))
+                self.padding_embedding = nn.Parameter(torch.randn(text_ctx, xf_width) * 0.01)
         self.cache_text_emb = cache_text_emb
         self.cache = None
 

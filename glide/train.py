@@ -208,21 +208,11 @@ def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank:
     options = shapes_family.MODEL_OPTIONS[cfg.stage]
     model, diffusion = create_model_and_diffusion(**options, tokenizer=encoder)
     model.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN) on CPU
-    _init_weights(model)
     if cfg.init_from:
         load_expanding_inputs(model, load_file(cfg.init_from))
     make_batch = shapes_family.batch_maker(cfg.stage, encoder)
     return Trainer(cfg, model, diffusion_loss(diffusion, make_batch, cfg.batch_size, device, cfg.vb_weight),
                    device, rank, world)
-
-
-def _init_weights(model):
-    """The reference leaves the text embeddings uninitialised (torch.empty); give them a scale."""
-    with torch.no_grad():
-        model.positional_embedding.normal_(std=0.01)
-        if model.xf_padding:
-            model.padding_embedding.normal_(std=0.01)
-        model.token_embedding.weight.normal_(std=0.02)
 
 
 def main(argv=None):
