@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,7 +129,11 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + self.rank + self.step)
         start, last_log, losses = time.time(), time.time(), []
         self.model.train()
-        while self.step < cfg.steps and not (cfg.minutes and time.time() - start > cfg.minutes * 60):
+        # SIGTERM (a scheduler or `kill`) ends the run cleanly at the next step, checkpoint saved.
+        stop = {"now": False}
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        while (self.step < cfg.steps and not stop["now"]
+               and not (cfg.minutes and time.time() - start > cfg.minutes * 60)):
             lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup_steps)
             for group in self.opt.param_groups:
                 group["lr"] = lr
@@ -152,6 +157,7 @@ class Trainer:
                 losses, last_log = [], time.time()
             if self.step % cfg.save_every == 0:
                 self.save()
+        signal.signal(signal.SIGTERM, previous)
         self.save()
         return self
 
