@@ -25,13 +25,14 @@ from tqdm.auto import tqdm
 PathLike = Union[str, Path]
 
 # The official checkpoints (openai/glide-text2im). No checksums or sizes are published for them.
+OFFICIAL_CHECKPOINT_PREFIX = "https://openaipublic.blob.core.windows.net/diffusion/dec-2021"
 MODEL_URLS: Dict[str, str] = {
-    "base": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/base.pt",
-    "upsample": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/upsample.pt",
-    "base-inpaint": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/base_inpaint.pt",
-    "upsample-inpaint": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/upsample_inpaint.pt",
-    "clip/image-enc": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/clip_image_enc.pt",
-    "clip/text-enc": "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/clip_text_enc.pt",
+    "base": f"{OFFICIAL_CHECKPOINT_PREFIX}/base.pt",
+    "upsample": f"{OFFICIAL_CHECKPOINT_PREFIX}/upsample.pt",
+    "base-inpaint": f"{OFFICIAL_CHECKPOINT_PREFIX}/base_inpaint.pt",
+    "upsample-inpaint": f"{OFFICIAL_CHECKPOINT_PREFIX}/upsample_inpaint.pt",
+    "clip/image-enc": f"{OFFICIAL_CHECKPOINT_PREFIX}/clip_image_enc.pt",
+    "clip/text-enc": f"{OFFICIAL_CHECKPOINT_PREFIX}/clip_text_enc.pt",
 }
 
 # Cache file name of each checkpoint: the last component of its URL (base.pt, base_inpaint.pt, ...).
@@ -86,6 +87,19 @@ class DownloadError(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be loaded (typically an interrupted download)."""
+
+
+def checkpoint_url(name: str) -> str:
+    """Where to download checkpoint ``name``: ``MODEL_URLS[name]``, on a mirror when one is set.
+
+    ``$GLIDE_DOWNLOAD_URL``, when set, replaces the official prefix (``OFFICIAL_CHECKPOINT_PREFIX``).
+    It is read at each call, so a mirror set after import (or per test) takes effect.
+    """
+    url = MODEL_URLS[name]
+    mirror = os.environ.get("GLIDE_DOWNLOAD_URL")
+    if mirror and url.startswith(OFFICIAL_CHECKPOINT_PREFIX + "/"):
+        url = mirror.rstrip("/") + url[len(OFFICIAL_CHECKPOINT_PREFIX):]
+    return url
 
 
 def default_cache_dir() -> Path:
@@ -253,8 +267,9 @@ def load_checkpoint(
     :param name: one of ``MODEL_URLS`` ("base", "upsample", "base-inpaint", "upsample-inpaint",
         "clip/image-enc", "clip/text-enc").
     :param device: where to put the tensors.
-    :param cache_dir: where the checkpoint is cached (downloaded on first use); defaults to
-        ``default_cache_dir()``. The file name is ``CHECKPOINT_FILENAMES[name]``.
+    :param cache_dir: where the checkpoint is cached (downloaded on first use, from
+        ``checkpoint_url(name)``); defaults to ``default_cache_dir()``. The file name is
+        ``CHECKPOINT_FILENAMES[name]``.
     :param path: load this file (``.pt`` or ``.safetensors``) instead of the cached download.
     :raises ValueError: unknown ``name``.
     :raises CheckpointError: the file is truncated, corrupt or not a plain state dict.
@@ -263,7 +278,7 @@ def load_checkpoint(
         raise ValueError(f"Unknown checkpoint {name!r}; valid names are: {', '.join(MODEL_URLS)}")
     if path is None:
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = fetch_file(MODEL_URLS[name], cache / CHECKPOINT_FILENAMES[name], progress=progress)
+        path = fetch_file(checkpoint_url(name), cache / CHECKPOINT_FILENAMES[name], progress=progress)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist")

@@ -136,5 +136,5 @@ def download_family(name: str, checkpoint_dir: Optional[Path] = None, progress: 
     if name == "shapes":
         return [p for p in family.files(checkpoint_dir).values() if p.exists()]
     cache = Path(checkpoint_dir) if checkpoint_dir else default_cache_dir()
-    return [download.fetch_file(download.MODEL_URLS[n], cache / CHECKPOINT_FILENAMES[n], progress=progress)
+    return [download.fetch_file(download.checkpoint_url(n), cache / CHECKPOINT_FILENAMES[n], progress=progress)
             for names in _GLIDE_CHECKPOINTS.values() for n in names]

@@ -1,0 +1,161 @@
+"""The `glide` command line, run as users run it (`python -m glide ...` in a subprocess) on the shapes family.
+
+Step counts are tiny: these tests check files, sizes, settings and error reporting, not image quality.
+Each run pays for importing torch, so the runs are few and shared through module-scoped fixtures.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from glide.pngmeta import read_settings
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROMPT = "a small red circle on the left on a blue background"
+FAST = ["--steps", "3", "--upsample-steps", "3"]
+
+
+def glide(*args, cwd, **env):
+    """Run `python -m glide ARGS` in `cwd` on one thread; the CompletedProcess, output as text."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO_ROOT, **env}
+    return subprocess.run([sys.executable, "-m", "glide", *map(str, args)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def ok(proc) -> list:
+    """The non-empty stdout lines of a run that must have succeeded."""
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def upsampled(work):
+    """One upsampled image, made with a step-rule and a guidance parameter given on the command line."""
+    proc = glide("generate", PROMPT, *FAST, "--seed", 7, "--param", "eta=0.5", "--guidance-scale", 4,
+                 "--out", "up", cwd=work)
+    (line,) = ok(proc)
+    return work / line
+
+
+def test_generate_upsampled(upsampled):
+    assert upsampled.name == "000-seed7.png"
+    assert Image.open(upsampled).size == (128, 128)
+    settings = read_settings(upsampled)
+    assert settings["prompt"] == PROMPT and settings["seed"] == 7 and settings["upsample"] is True
+    # --param is routed to the plugin that declares it; --guidance-scale fills the strategy's scale.
+    assert settings["sampler_params"] == {"eta": 0.5}
+    assert settings["guidance_params"] == {"guidance_scale": 4.0}
+
+
+def test_generate_base_batch_then_from_png(work):
+    paths = [work / p for p in ok(glide("generate", PROMPT, "--no-upsample", "--steps", 3, "--seed", 5,
+                                        "--batch-size", 2, "--out", "base", cwd=work))]
+    assert [p.name for p in paths] == ["000-seed5.png", "001-seed6.png"]
+    assert all(Image.open(p).size == (32, 32) for p in paths)
+    assert [read_settings(p)["seed"] for p in paths] == [5, 6]
+
+    # Batch item 1 regenerates alone from its PNG, to a new file (nothing is overwritten).
+    (again,) = ok(glide("generate", "--from-png", paths[1], "--out", "base", cwd=work))
+    again = work / again
+    assert again.name == "002-seed6.png"
+    assert np.array_equal(pixels(again), pixels(paths[1]))
+    assert read_settings(again) == read_settings(paths[1])
+
+
+def test_inpaint_keeps_the_unmasked_half(work, upsampled):
+    mask = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 63, 127), fill=255)  # white = replace the left half
+    mask.save(work / "mask.png")
+    (line,) = ok(glide("inpaint", upsampled, "mask.png", "a big green square", *FAST, "--out", "inpainted",
+                       cwd=work))
+    result = work / line
+    assert sorted(p.name for p in (work / "inpainted").iterdir()) == [result.name]
+    assert Image.open(result).size == (128, 128)
+    assert read_settings(result)["mode"] == "inpaint"
+    assert np.array_equal(pixels(result)[:, 64:], pixels(upsampled)[:, 64:])
+
+
+def test_compare_grid(work):
+    lines = ok(glide("compare", PROMPT, "--steps", 2, "--scales", "1,3", "--out", "cmp", cwd=work))
+    grid = work / lines[-1]
+    # Rows: clip and classifier-free at two scales each, then the unguided model once.
+    assert lines[0].split()[:2] == ["strategy", "scale"] and len(lines) == 1 + 5 + 1
+    assert [line.split()[:2] for line in lines[1:6]] == [
+        ["clip", "1"], ["clip", "3"], ["classifier-free", "1"], ["classifier-free", "3"], ["none", "-"]]
+    width, height = Image.open(grid).size
+    assert width >= 2 * 256 and height >= 3 * 256
+    assert read_settings(grid)["mode"] == "compare"
+
+
+def test_models_table(work):
+    lines = ok(glide("models", cwd=work))
+    assert lines[0].split()[:4] == ["name", "ready", "size", "licence"]
+    assert lines[1].startswith("shapes") and "yes" in lines[1]
+    assert any(line.startswith("glide-filtered") for line in lines)
+
+
+def test_samplers_json(work):
+    described = json.loads(glide("samplers", "--json", cwd=work).stdout)
+    assert {"ddim", "ddpm"} <= {p["name"] for p in described["step_rules"]}
+    cfg = next(p for p in described["guidance"] if p["name"] == "classifier-free")
+    assert cfg["params"][0]["name"] == "guidance_scale" and cfg["params"][0]["type"] == "float"
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_clean_error(proc, *fragments):
+    """Exit code 2 and a single `error: ...` line on stderr naming `fragments`, without a traceback."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_model(work):
+    assert_clean_error(glide("generate", PROMPT, "--model", "nope", cwd=work), "unknown model 'nope'", "shapes")
+
+
+def test_unknown_sampler(work):
+    assert_clean_error(glide("generate", PROMPT, "--sampler", "euler", "--no-upsample", cwd=work),
+                       "unknown step rule 'euler'", "ddim")
+
+
+def test_offline_download(tmp_path):
+    mirror = f"http://127.0.0.1:{closed_port()}"
+    proc = glide("download", "--checkpoint-dir", tmp_path / "ckpt", cwd=tmp_path, GLIDE_DOWNLOAD_URL=mirror)
+    # The message names the file, the URL it came from and where to put it by hand.
+    assert_clean_error(proc, "base.pt", f"{mirror}/base.pt", str(tmp_path / "ckpt" / "base.pt"))
+    assert not list((tmp_path / "ckpt").glob("*.pt"))
+
+
+def test_empty_mask(work, upsampled):
+    Image.new("L", (64, 64), 0).save(work / "empty.png")
+    assert_clean_error(glide("inpaint", upsampled, "empty.png", PROMPT, "--no-upsample", cwd=work),
+                       "the mask is empty")
+
+
+def test_unreadable_image(work):
+    (work / "x.png").write_text("not a picture")
+    Image.new("L", (64, 64), 255).save(work / "white.png")
+    assert_clean_error(glide("inpaint", "x.png", "white.png", PROMPT, cwd=work), "x.png")
