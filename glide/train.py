@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,7 +132,9 @@ class Trainer:
         self.model.train()
         # SIGTERM (a scheduler or `kill`) ends the run cleanly at the next step, checkpoint saved.
         stop = {"now": False}
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        in_main_thread = threading.current_thread() is threading.main_thread()  # signals need the main thread
+        if in_main_thread:
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         while (self.step < cfg.steps and not stop["now"]
                and not (cfg.minutes and time.time() - start > cfg.minutes * 60)):
             lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup_steps)
@@ -157,7 +160,8 @@ class Trainer:
                 losses, last_log = [], time.time()
             if self.step % cfg.save_every == 0:
                 self.save()
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
         self.save()
         return self
 
