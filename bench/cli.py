@@ -1,0 +1,130 @@
+"""`python -m bench`: run the sections, print their tables, write JSON and markdown to bench/results/."""
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from . import env
+from .report import Table
+from .sections import RUNNERS, SECTIONS, Bench, log
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCHEMA_VERSION = 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny models and few repeats: seconds, for tests")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run, from: {', '.join(SECTIONS)}")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...; unset: cuda when available, else cpu")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch; unset: torch's choice, one per core")
+    p.add_argument("--compile", action="store_true", help="add torch.compile variants to the forward section (on CPU compiling takes minutes)")
+    p.add_argument("--full", action="store_true",
+                   help="CPU: run every sampling step instead of extrapolating, and run variants estimated too slow")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON and markdown results")
+    g = p.add_argument_group("sampling settings (section 'sample')")
+    g.add_argument("--ref-base-steps", default="100", help="reference: base DDPM steps")
+    g.add_argument("--ref-upsample-steps", default="fast27", help="reference: upsampler DDPM steps")
+    g.add_argument("--fast-base-steps", default="20", help="fast: base DPM-Solver++(2M) steps")
+    g.add_argument("--fast-upsample-sampler", default="ddim", help="fast: upsampler step rule")
+    g.add_argument("--fast-upsample-steps", default="15", help="fast: upsampler steps")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(args.only) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    for name in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps", "fast_upsample_steps"):
+        value = getattr(args, name)
+        setattr(args, name, int(value) if value.isdigit() else value)  # "fast27" stays a respacing spec
+    return args
+
+
+def _clean(obj):
+    """JSON-safe: NaN/inf become null (strict JSON has no NaN), tuples lists, tensors dropped."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items() if not isinstance(v, torch.Tensor)}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def header_table(meta: Dict) -> Table:
+    d = meta["device"]
+    t = Table("Run", ["", "value"])
+    t.add("device", d["name"])
+    if d["type"] == "cpu":
+        t.add("cpu", f"{d['cpu_model']}; {d['torch_threads']} torch threads of {d['cpus_usable']} usable cores; "
+                     f"flags: {', '.join(d['cpu_flags']) or 'none'}")
+    else:
+        t.add("gpu", f"{d['name']}, {d['gpu_memory_gb']} GB, sm {d['capability']}, CUDA {d['cuda']}, "
+                     f"TF32 matmul {d['tf32_matmul']} / cuDNN {d['tf32_cudnn']}")
+    t.add("torch", d["torch"])
+    t.add("mode", ("quick (tiny models)" if meta["quick"] else "full-size models, random weights")
+          + (", --full" if meta["full"] else "") + (", --compile" if meta["compile"] else ""))
+    t.add("commit", meta.get("git_commit") or "-")
+    t.add("date", meta["date"])
+    if d.get("loadavg_1m") is not None and d["type"] == "cpu" and d["loadavg_1m"] > 0.5 * d["cpus_usable"]:
+        t.notes.append(f"the machine was busy at the start (1-min load {d['loadavg_1m']} on "
+                       f"{d['cpus_usable']} cores): CPU numbers are pessimistic")
+    return t
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = env.resolve_device(args.device)
+    torch.manual_seed(0)
+    started = time.time()
+    now = datetime.datetime.now().astimezone()
+    info = env.device_info(device)
+    meta = {"schema": SCHEMA_VERSION, "date": now.isoformat(timespec="seconds"), "device": info,
+            "git_commit": env.git_commit(), "quick": args.quick, "full": args.full, "compile": args.compile,
+            "sections_run": args.only, "argv": sys.argv[1:] if argv is None else list(argv),
+            "settings": {k: getattr(args, k) for k in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps",
+                                                       "fast_upsample_sampler", "fast_upsample_steps")}}
+    bench = Bench(device, quick=args.quick, full=args.full, compile=args.compile, args=meta["settings"])
+    tables: List[Table] = [header_table(meta)]
+    print(tables[0].text() + "\n", flush=True)
+
+    results: Dict[str, Dict] = {}
+    # The matmul rate is every MFU's denominator: measure it first whenever a section reports MFU.
+    order = [s for s in SECTIONS if s in args.only or (s == "matmul" and {"forward", "batch"} & set(args.only))]
+    for name in order:
+        t0 = time.time()
+        log(f"section {name}")
+        try:
+            data, section_tables = RUNNERS[name](bench)
+        except Exception as e:  # a broken section is reported; the others still run
+            import traceback
+            log(traceback.format_exc())
+            data = {"status": "error", "error": f"{type(e).__name__}: {e}"}
+            section_tables = [Table(name, ["error"], rows=[[data["error"]]])]
+        data["elapsed_s"] = round(time.time() - t0, 2)
+        results[name] = data
+        for t in section_tables:
+            t.notes.append(f"section took {data['elapsed_s']} s")
+            tables.append(t)
+            print(t.text() + "\n", flush=True)
+    meta["elapsed_s"] = round(time.time() - started, 2)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{env.device_slug(info)}-{now.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
+    json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
+    json_path.write_text(json.dumps(_clean({"meta": meta, "sections": results}), indent=2) + "\n")
+    md_path.write_text(f"# GLIDE benchmark: {info['name']}, {meta['date']}\n\n"
+                       + "\n".join(t.markdown() for t in tables)
+                       + f"\nTotal: {meta['elapsed_s']} s. Raw numbers: `{json_path.name}`.\n")
+    print(f"total {meta['elapsed_s']} s; wrote {json_path} and {md_path}", flush=True)
+    # Non-zero when anything failed, so CI notices; skipped parts (no shapes weights) are not failures.
+    return 0 if all(r.get("status") in ("ok", "skipped") for r in results.values()) else 1

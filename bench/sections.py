@@ -1,0 +1,556 @@
+"""The benchmark's sections. Each returns (JSON-ready dict, tables) and never raises for one bad case.
+
+matmul   the device's dense matmul rate per dtype: the denominator of every MFU figure
+forward  one forward of the full-size base model and upsampler per precision/layout variant
+sample   text -> 256x256 sample: the reference's settings against our fastest of equal quality
+shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
+batch    throughput vs batch size
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+import samplers
+from samplers import Cancelled
+
+from . import env, models
+from .report import Table, fmt, fmt_err, fmt_pct, fmt_rate
+
+SECTIONS = ("matmul", "forward", "sample", "shapes", "batch")
+SHAPES_PROMPT = "a small red circle on the left on a blue background"
+
+
+def log(msg: str):
+    """Progress on stderr, so a ten-minute run shows where it is without cluttering the table on stdout."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Profile:
+    """How hard to time: per-variant repeat bounds and time budget, sized to finish `make bench` in minutes."""
+
+    warmup: int
+    max_repeats: int
+    budget_s: float            # timed calls per variant fit in this (at least one)
+    skip_over_s: float         # a variant predicted slower than this per call is estimated, not run (unless --full)
+    matmul_target_s: float     # one matmul call at least this long (N doubles until it is)
+    matmul_max_n: int
+    matmul_budget_s: float
+    sample_steps: int          # steps measured per stage when extrapolating
+
+
+def profile_for(device: torch.device, quick: bool) -> Profile:
+    if quick:
+        return Profile(warmup=1, max_repeats=3, budget_s=0.3, skip_over_s=60, matmul_target_s=0.01,
+                       matmul_max_n=512, matmul_budget_s=0.05, sample_steps=2)
+    if device.type == "cuda":
+        return Profile(warmup=3, max_repeats=50, budget_s=2.0, skip_over_s=600, matmul_target_s=0.02,
+                       matmul_max_n=8192, matmul_budget_s=1.0, sample_steps=5)
+    # CPU: a base forward at batch 2 is ~5-10 s on 2 cores and an upsampler forward ~15-30 s, so the
+    # budget buys 2-3 timed calls of the base and one of the upsampler per variant.
+    return Profile(warmup=1, max_repeats=3, budget_s=20.0, skip_over_s=45, matmul_target_s=0.2,
+                   matmul_max_n=4096, matmul_budget_s=1.5, sample_steps=2)
+
+
+class Bench:
+    """Shared state of one run: options, device, the models (built once), the measured matmul rates."""
+
+    def __init__(self, device: torch.device, *, quick: bool, full: bool, compile: bool, args: Dict):
+        self.device = device
+        self.quick, self.full, self.compile = quick, full, compile
+        self.args = args
+        self.options = models.quick_options() if quick else models.full_options()
+        self.profile = profile_for(device, quick)
+        self._models: Dict[str, tuple] = {}
+        self.rates: Dict[str, Dict] = {}
+        self.warmed = set()    # (model, batch, compute) shapes that have run once (see warm_up)
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def model(self, name: str):
+        """(model, diffusion) of 'base' or 'upsample', built with random weights on first use."""
+        if name not in self._models:
+            log(f"building {name} model with random weights")
+            self._models[name] = models.build(self.options[name], self.device)
+        return self._models[name]
+
+    def warm_up(self, name: str, batch: int, compute: str = "float32"):
+        """One untimed forward at this shape and precision unless one already ran: a first call pays for
+        memory allocation (and cuDNN autotuning), which would skew a measurement of two steps."""
+        key = (name, batch, compute)
+        if key not in self.warmed:
+            log(f"warm-up {name} batch {batch} {compute}")
+            model, _ = self.model(name)
+            with torch.no_grad(), _autocast(self, compute):
+                models.forward_fn(model, self.inputs(name, batch))()
+            self.warmed.add(key)
+
+    def inputs(self, name: str, batch: int, seed: int = 0) -> Dict:
+        return models.make_inputs(self.options[name], batch, self.device, models.low_res_size(self.options), seed)
+
+    def flops(self, name: str, batch: int) -> Tuple[float, float]:
+        return models.count_flops(self.options[name], batch, models.low_res_size(self.options))
+
+    def half_dtypes(self) -> List[str]:
+        """Reduced precisions to try: bf16 everywhere (measured, however slow), fp16 on GPU only."""
+        if self.gpu:
+            out = ["float16"]
+            if torch.cuda.is_bf16_supported():
+                out.insert(0, "bfloat16")
+            return out
+        return ["bfloat16"]
+
+    def peak_rate(self, compute: str) -> Optional[float]:
+        """The measured matmul FLOP/s matching a variant's compute precision (MFU's denominator).
+
+        GPU float32 convolutions run as TF32 when cuDNN allows it (PyTorch's default), so their
+        ceiling is the TF32 matmul rate, not strict float32's.
+        """
+        if not self.rates:
+            section_matmul(self)
+        key = compute
+        if compute == "float32" and self.gpu and torch.backends.cudnn.allow_tf32 and "tf32" in self.rates:
+            key = "tf32"
+        rate = self.rates.get(key)
+        return rate["gflop_per_s"] * 1e9 if rate else None
+
+
+def _status(rows: List[Dict]) -> str:
+    """A section's status from its rows: ok (skips allowed), partial (some failed), error (all failed)."""
+    failed = sum(r.get("status") == "error" for r in rows)
+    return "ok" if not failed else "error" if failed == len(rows) else "partial"
+
+
+def _error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------------------------------------- 0. matmul
+def section_matmul(b: Bench):
+    p = b.profile
+    dtypes = ["float32"] + (["tf32"] if b.gpu else []) + b.half_dtypes()
+    results, table = [], Table("Dense matmul rate (N x N x N, median)", ["dtype", "N", "ms/call", "rate"])
+    for name in dtypes:
+        log(f"matmul {name}")
+        tf32 = name == "tf32"
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32 if b.gpu else old
+        try:
+            r = env.matmul_rate(b.device, env.DTYPES["float32" if tf32 else name], target_s=p.matmul_target_s,
+                                max_n=p.matmul_max_n, budget_s=p.matmul_budget_s, max_repeats=50)
+            r = {"dtype": name, "status": "ok", **r}
+            b.rates[name] = r
+            table.add(name, r["n"], r["ms"], fmt_rate(r["gflop_per_s"] * 1e9))
+        except Exception as e:  # e.g. a dtype this device's build has no matmul for
+            r = {"dtype": name, "status": "error", "error": _error(e)}
+            table.add(name, "-", "-", "error: " + r["error"])
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
+        results.append(r)
+    if not b.gpu and "bfloat16" in b.rates and b.rates["bfloat16"]["gflop_per_s"] < b.rates["float32"]["gflop_per_s"]:
+        ratio = b.rates["float32"]["gflop_per_s"] / b.rates["bfloat16"]["gflop_per_s"]
+        table.notes.append(f"bfloat16 is {fmt(ratio)}x SLOWER than float32 on this CPU "
+                           f"(flags: {', '.join(env._cpu_info()['cpu_flags']) or 'none'}; no avx512_bf16/amx "
+                           "means bf16 is emulated)")
+    return {"status": _status(results), "results": results}, [table]
+
+
+# ---------------------------------------------------------------------------------------------- 1. forward
+SHORT = {"bfloat16": "bf16", "float16": "fp16"}
+
+
+@dataclass
+class Variant:
+    name: str
+    compute: str = "float32"          # autocast dtype, or float32
+    channels_last: bool = False
+    compiled: bool = False
+
+
+def forward_variants(b: Bench) -> List[Variant]:
+    out = [Variant("float32"), Variant("channels_last", channels_last=True)]
+    for half in b.half_dtypes():
+        out.append(Variant(f"{SHORT[half]}-autocast", compute=half))
+    if b.gpu and "bfloat16" in b.half_dtypes():
+        out.append(Variant("bf16-autocast+channels_last", compute="bfloat16", channels_last=True))
+    if b.compile:
+        out.append(Variant("compile", compiled=True))
+        if b.gpu and b.half_dtypes():
+            half = b.half_dtypes()[0]
+            out.append(Variant(f"compile+{SHORT[half]}-autocast", compute=half, compiled=True))
+    return out
+
+
+def forward_batches(b: Bench, name: str) -> List[int]:
+    """One image's worth of work per step first (base: a classifier-free pair; upsampler: unguided, 1),
+    then on GPU a batch large enough to fill the device."""
+    one_image = 2 if name == "base" else 1
+    return [one_image, 16 if name == "base" else 8] if b.gpu else [one_image]
+
+
+def _autocast(b: Bench, compute: str):
+    if compute == "float32":
+        return nullcontext()
+    return torch.autocast(b.device.type, dtype=env.DTYPES[compute])
+
+
+def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
+                reference: Optional[torch.Tensor]) -> Tuple[Dict, Optional[torch.Tensor]]:
+    """Time one (model, batch, variant); returns its result row and its output (for error comparison)."""
+    p = b.profile
+    row = {"model": name, "batch": batch, "variant": v.name, "compute": v.compute,
+           "channels_last": v.channels_last, "compiled": v.compiled, "gflop": flops / 1e9,
+           "gflop_per_item": flops / batch / 1e9}
+    peak = b.peak_rate(v.compute)
+    row["peak_gflop_per_s"] = None if peak is None else peak / 1e9
+    if peak and flops / peak > p.skip_over_s and not b.full:
+        # Running it would blow the time budget (bf16 on a CPU without bf16 units): report the
+        # estimate from this run's own matmul rate, clearly labelled, and measure it only with --full.
+        row.update(status="skipped", estimated_ms=flops / peak * 1e3,
+                   note=f"not run: {fmt(flops / peak)} s per call estimated from the measured {v.compute} matmul "
+                        f"rate ({fmt_rate(peak)}); --full measures it")
+        return row, None
+    model, _ = b.model(name)
+    inputs = b.inputs(name, batch)
+    if v.channels_last:
+        model.to(memory_format=torch.channels_last)
+        inputs["x"] = inputs["x"].contiguous(memory_format=torch.channels_last)
+    runner = torch.compile(model) if v.compiled else model
+    holder = {}
+
+    def call():
+        with torch.no_grad(), _autocast(b, v.compute):
+            holder["out"] = runner(inputs["x"], inputs["timesteps"],
+                                   **{k: t for k, t in inputs.items() if k not in ("x", "timesteps")})
+
+    try:
+        log(f"forward {name} batch {batch} {v.name}")
+        stats = env.benchmark(call, b.device, warmup=p.warmup, max_repeats=p.max_repeats, budget_s=p.budget_s)
+    finally:
+        if v.channels_last:
+            model.to(memory_format=torch.contiguous_format)
+        if v.compiled:
+            torch._dynamo.reset()  # drop compiled graphs (and their memory) before the next variant
+    if not v.channels_last and not v.compiled:
+        b.warmed.add((name, batch, v.compute))
+    out = holder["out"].float()
+    sec = stats["median_s"]
+    row.update(status="ok", ms=sec * 1e3, ms_samples=[s * 1e3 for s in stats["samples_s"]], repeats=stats["repeats"],
+               first_call_ms=stats["first_call_s"] * 1e3, gflop_per_s=flops / sec / 1e9,
+               mfu=(flops / sec / peak) if peak else None, items_per_s=batch / sec)
+    if reference is not None:
+        err = float((out - reference).norm() / reference.norm())
+        row["rel_err_vs_float32"] = err if err == err and abs(err) != float("inf") else None
+        if row["rel_err_vs_float32"] is None:
+            row["note"] = "non-finite output (overflow in reduced precision)"
+    return row, out
+
+
+def section_forward(b: Bench):
+    results = []
+    table = Table("Forward pass (random weights, tokens included; median ms after warm-up)",
+                  ["model", "batch", "variant", "ms/call", "GFLOP/item", "achieved", "MFU", "rel err vs fp32", "n"])
+    for name in ("base", "upsample"):
+        for batch in forward_batches(b, name):
+            flops, text_flops = b.flops(name, batch)
+            reference = None
+            for v in forward_variants(b):
+                try:
+                    row, out = run_variant(b, name, batch, v, flops, reference)
+                    if v.name == "float32":
+                        reference = out
+                except Exception as e:  # one failing variant (e.g. compile without a compiler) is reported
+                    log(traceback.format_exc())
+                    row = {"model": name, "batch": batch, "variant": v.name, "status": "error", "error": _error(e)}
+                row["text_encoder_gflop"] = text_flops / 1e9
+                results.append(row)
+                if row["status"] == "ok":
+                    table.add(name, batch, v.name, row["ms"], row["gflop_per_item"], fmt_rate(row["gflop_per_s"] * 1e9),
+                              fmt_pct(row["mfu"]), fmt_err(row.get("rel_err_vs_float32")), row["repeats"])
+                elif row["status"] == "skipped":
+                    table.add(name, batch, v.name, f"~{fmt(row['estimated_ms'])} (est.)", row["gflop_per_item"],
+                              "-", "-", "-", 0)
+                else:
+                    table.add(name, batch, v.name, "error", "-", "-", "-", "-", 0)
+        if b.gpu:
+            torch.cuda.empty_cache()
+    table.notes.append("GFLOP/item counts one batch element's forward (torch.utils.flop_counter), text encoder "
+                       "included; sampling encodes the text once per run, not per step")
+    table.notes.append("MFU = achieved FLOP/s / this run's matmul rate in the same precision"
+                       + (" (TF32 for float32: cuDNN convolutions use it by default)" if b.gpu else ""))
+    if b.gpu and torch.backends.cudnn.allow_tf32:
+        table.notes.append("errors are against this run's float32, whose convolutions use TF32 (PyTorch's default)")
+    table.notes += [f"{r['model']} batch {r['batch']} {r['variant']}: first call (compilation) "
+                    f"{fmt(r['first_call_ms'] / 1e3)} s" for r in results if r.get("compiled") and r["status"] == "ok"]
+    if any((r.get("mfu") or 0) > 1 for r in results):
+        table.notes.append("MFU above 100%: the model's kernels outran the matmul measured for that precision "
+                           "(on a CPU, emulated bf16 matmuls and convolutions take different code paths)")
+    table.notes += sorted({f"{r['variant']}: {r['note']}" for r in results if r.get("note")})
+    table.notes += [f"{r['model']} {r['variant']}: {r['error']}" for r in results if r["status"] == "error"]
+    return {"status": _status(results), "results": results}, [table]
+
+
+# ---------------------------------------------------------------------------------------------- 2. sample
+@dataclass
+class Stage:
+    stage: str               # "base" or "upsample"
+    sampler: str
+    steps: object            # int or a respacing spec such as "fast27"
+    guidance: str
+    temperature: float = 1.0
+
+
+def sample_settings(b: Bench) -> Dict[str, Tuple[List[Stage], str]]:
+    a = b.args
+    settings = {
+        "reference": ([Stage("base", "ddpm", a["ref_base_steps"], "classifier-free"),
+                       Stage("upsample", "ddpm", a["ref_upsample_steps"], "none", 0.997)], "float32"),
+        "fast": ([Stage("base", "dpm++2m", a["fast_base_steps"], "classifier-free"),
+                  Stage("upsample", a["fast_upsample_sampler"], a["fast_upsample_steps"], "none", 0.997)],
+                 "float32"),
+    }
+    if b.gpu and "bfloat16" in b.half_dtypes():
+        settings["fast-bf16"] = (settings["fast"][0], "bfloat16")
+    return settings
+
+
+def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[torch.Tensor],
+              stop_after: Optional[int]) -> Dict:
+    """One sampling stage through `samplers.sample`; with stop_after, only that many steps (then extrapolate)."""
+    model, diffusion = b.model(s.stage)
+    options = b.options[s.stage]
+    total_steps = samplers.respace(diffusion, s.steps).num_timesteps
+    pairs = 2 if s.guidance == "classifier-free" else 1
+    inputs = b.inputs(s.stage, images * pairs)
+    extra = {"low_res": low_res} if low_res is not None else {}
+    stamps: List[float] = []
+
+    def callback(i, n, x0):
+        env.synchronize(b.device)  # a step is done when its kernels are, not when they are queued
+        stamps.append(time.perf_counter())
+
+    with torch.no_grad(), _autocast(b, compute):
+        start = time.perf_counter()
+        emb = model.encode_text(inputs["tokens"], inputs["mask"])
+        env.synchronize(b.device)
+        encode_s = time.perf_counter() - start
+        cond = {"text_emb": {k: v[:images] for k, v in emb.items()}, **extra}
+        uncond = {"text_emb": {k: v[images:] for k, v in emb.items()}, **extra} if pairs == 2 else None
+        start = time.perf_counter()
+        try:
+            out = samplers.sample(
+                model, diffusion, (images, 3, options["image_size"], options["image_size"]), steps=s.steps,
+                prompts=["benchmark"] * images, cond_kwargs=cond, uncond_kwargs=uncond, sampler=s.sampler,
+                guidance=s.guidance, temperature=s.temperature, seeds=list(range(images)), callback=callback,
+                should_stop=(lambda: len(stamps) >= stop_after) if stop_after else None)
+        except Cancelled:
+            out = None
+        env.synchronize(b.device)
+        loop_s = time.perf_counter() - start
+    steps_s = [t1 - t0 for t0, t1 in zip([start] + stamps[:-1], stamps)]
+    step_s = env.median(steps_s)
+    done = len(stamps)
+    extrapolated = done < total_steps
+    seconds = encode_s + (step_s * total_steps if extrapolated else loop_s)
+    return {"stage": s.stage, "sampler": s.sampler, "steps": s.steps, "total_steps": total_steps,
+            "guidance": s.guidance, "model_batch": images * pairs, "compute": compute, "measured_steps": done,
+            "ms_per_step": step_s * 1e3, "encode_ms": encode_s * 1e3, "seconds": seconds,
+            "extrapolated": extrapolated, "output": out}
+
+
+def section_sample(b: Bench):
+    images = 1
+    full_run = b.full or b.gpu
+    stop_after = None if full_run else b.profile.sample_steps
+    lr = models.low_res_size(b.options)
+    results = []
+    table = Table(f"Text -> {b.options['upsample']['image_size']}px sample, {images} image (random weights)",
+                  ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s", "total s", "peak MB",
+                   "how"])
+    for setting, (stages, compute) in sample_settings(b).items():
+        for s in stages:
+            b.warm_up(s.stage, images * (2 if s.guidance == "classifier-free" else 1), compute)
+        log(f"sample {setting}")
+        try:
+            rows = []
+            with env.PeakMemory(b.device) as mem:
+                low_res = None
+                for s in stages:
+                    if s.stage == "upsample":
+                        # The base's output, or (when the base was cut short) a random image of its size:
+                        # the upsampler's cost does not depend on the pixels.
+                        prev = rows[-1].pop("output", None) if rows else None
+                        low_res = prev if prev is not None else torch.rand(images, 3, lr, lr, device=b.device) * 2 - 1
+                    rows.append(run_stage(b, s, compute, images, low_res, stop_after))
+            for r in rows:
+                r.pop("output", None)  # tensors stay out of the JSON
+            total = sum(r["seconds"] for r in rows)
+            extrapolated = any(r["extrapolated"] for r in rows)
+            how = (f"extrapolated from {stop_after} steps per stage" if extrapolated else "measured, full run")
+            res = {"setting": setting, "status": "ok", "compute": compute, "images": images, "seconds": total,
+                   "extrapolated": extrapolated, "how": how, "stages": rows, **mem.as_dict()}
+            for i, r in enumerate(rows):
+                table.add(setting if i == 0 else "", r["stage"], r["sampler"], str(r["steps"]), r["model_batch"],
+                          r["ms_per_step"], r["seconds"], total if i == 0 else "",
+                          res["peak_mem_mb"] if i == 0 else "", how if i == 0 else "")
+        except Exception as e:
+            log(traceback.format_exc())
+            res = {"setting": setting, "status": "error", "error": _error(e)}
+            table.add(setting, "error: " + res["error"], *[""] * 8)
+        results.append(res)
+    ok = {r["setting"]: r for r in results if r["status"] == "ok"}
+    if "reference" in ok and "fast" in ok:
+        speedup = ok["reference"]["seconds"] / ok["fast"]["seconds"]
+        table.notes.append(f"fast vs reference: {fmt(speedup)}x less time per image")
+    table.notes.append("reference = GLIDE's notebook: base DDPM, classifier-free (model batch 2 per image), "
+                       "upsampler DDPM fast27 unguided, temperature 0.997; fast = DPM-Solver++(2M) base + "
+                       "fewer upsampler steps (step counts are flags)")
+    if not full_run:
+        table.notes.append(f"CPU: each stage's total is text encoding + all steps x the median of {stop_after} "
+                           "measured steps (extrapolated); --full runs every step")
+    table.notes.append("peak memory: " + (results[0].get("mem_method") or "-") +
+                       (", model weights included" if results else ""))
+    return {"status": _status(results), "results": results}, [table]
+
+
+# ---------------------------------------------------------------------------------------------- 3. shapes
+_COLD_START = r"""
+import json, sys, time
+spawn = float(sys.argv[1]); t0 = time.time()
+import torch
+import glide.pipeline as gp
+t1 = time.time()
+pipe = gp.load_pipeline("shapes", device="cpu")
+pipe.component("base"); pipe.component("upsample")
+t2 = time.time()
+kwargs = json.loads(sys.argv[2])
+result = pipe.generate([sys.argv[3]], **kwargs)
+t3 = time.time()
+assert result.images
+print("BENCH_RESULT " + json.dumps({"interpreter_s": t0 - spawn, "import_s": t1 - t0, "load_s": t2 - t1,
+      "generate_s": t3 - t2, "first_image_s": t3 - spawn, "threads": torch.get_num_threads()}))
+"""
+
+
+def section_shapes(b: Bench):
+    from glide.model_registry import list_models
+
+    info = next(m for m in list_models() if m["name"] == "shapes")
+    if not info["ready"]:
+        note = "the embedded shapes weights are not in glide/assets/shapes (run `make train-default`)"
+        table = Table("Embedded default model (shapes), CPU", ["measure", "value"], notes=[note])
+        return {"status": "skipped", "note": note}, [table]
+    # Quick mode: the real family (it is small) with a couple of steps, so the code path is exercised fast.
+    gen_kwargs = dict(steps=2, upsample_steps="2") if b.quick else {}
+    throughput_batch = 2 if b.quick else 8
+    table = Table("Embedded default model (shapes), CPU end to end", ["measure", "value", "detail"])
+    out = {"status": "ok", "device": "cpu", "settings": gen_kwargs or "pipeline defaults"}
+
+    log("shapes: cold start in a fresh process")
+    child_env = dict(os.environ)
+    # The child imports glide from this checkout even when the project is not pip-installed.
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(env.REPO_ROOT), child_env.get("PYTHONPATH")]))
+    child_env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # the same threads as this process
+    try:
+        proc = subprocess.run([sys.executable, "-c", _COLD_START, repr(time.time()), json.dumps(gen_kwargs),
+                               SHAPES_PROMPT], capture_output=True, text=True, env=child_env, cwd=env.REPO_ROOT,
+                              timeout=600)
+        line = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
+        if proc.returncode != 0 or not line:
+            raise RuntimeError(f"cold-start child failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        cold = json.loads(line[-1].split(" ", 1)[1])
+        out["cold_start"] = {"status": "ok", **cold}
+        table.add("cold start to first image", f"{fmt(cold['first_image_s'])} s",
+                  f"interpreter {fmt(cold['interpreter_s'])} s + import {fmt(cold['import_s'])} s + load "
+                  f"{fmt(cold['load_s'])} s + generate {fmt(cold['generate_s'])} s ({cold['threads']} threads)")
+    except Exception as e:
+        out["cold_start"] = {"status": "error", "error": _error(e)}
+        table.add("cold start to first image", "error", out["cold_start"]["error"])
+
+    log(f"shapes: warm generate, batch 1 then {throughput_batch}")
+    try:
+        from glide.pipeline import load_pipeline
+
+        pipe = load_pipeline("shapes", device="cpu")
+        one = pipe.generate([SHAPES_PROMPT], seed=0, **gen_kwargs)   # also the warm-up
+        many = pipe.generate(SHAPES_PROMPT, batch_size=throughput_batch, seed=0, **gen_kwargs)
+        s = many.settings[0]
+        out["warm_batch1_s"] = one.seconds
+        out["throughput"] = {"status": "ok", "batch": throughput_batch, "seconds": many.seconds,
+                             "images_per_s": throughput_batch / many.seconds,
+                             "settings": {k: s[k] for k in ("sampler", "steps", "guidance", "upsample",
+                                                            "upsample_steps", "upsample_sampler")}}
+        table.add("warm, 1 image", f"{fmt(one.seconds)} s", "")
+        table.add(f"throughput, batch {throughput_batch}", f"{fmt(throughput_batch / many.seconds)} images/s",
+                  f"{fmt(many.seconds)} s; {s['sampler']} {s['steps']} steps {s['guidance']}, upsampler "
+                  f"{s['upsample_sampler']} {s['upsample_steps']}")
+    except Exception as e:
+        log(traceback.format_exc())
+        out["throughput"] = {"status": "error", "error": _error(e)}
+        table.add(f"throughput, batch {throughput_batch}", "error", out["throughput"]["error"])
+    if b.quick:
+        table.notes.append("quick mode: 2 base + 2 upsampler steps, not the defaults")
+    out["status"] = _status([out["cold_start"], out["throughput"]])
+    return out, [table]
+
+
+# ---------------------------------------------------------------------------------------------- 4. batch
+def section_batch(b: Bench):
+    p = b.profile
+    if b.gpu:
+        plan = [(name, compute, [1, 4, 16]) for name in ("base", "upsample")
+                for compute in ["float32"] + b.half_dtypes()[:1]]
+    elif b.quick:
+        plan = [(name, "float32", [1, 4]) for name in ("base", "upsample")]
+    else:
+        plan = [("base", "float32", [1, 4])]  # CPU: the quick form, the upsampler would take minutes
+    results = []
+    table = Table("Throughput vs batch size (forward passes)", ["model", "compute", "batch", "ms/call", "items/s",
+                                                               "achieved", "MFU"])
+    for name, compute, batches in plan:
+        model, _ = b.model(name)
+        for batch in batches:
+            flops, _ = b.flops(name, batch)
+            inputs = b.inputs(name, batch)
+            fn = models.forward_fn(model, inputs)
+
+            def call():
+                with torch.no_grad(), _autocast(b, compute):
+                    fn()
+
+            try:
+                log(f"batch {name} {compute} {batch}")
+                # CPU: one warm-up and one timed call: enough to see the scaling, affordable in minutes.
+                stats = env.benchmark(call, b.device, warmup=p.warmup,
+                                      max_repeats=p.max_repeats if b.gpu or b.quick else 1, budget_s=p.budget_s)
+                sec = stats["median_s"]
+                peak = b.peak_rate(compute)
+                row = {"model": name, "compute": compute, "batch": batch, "status": "ok", "ms": sec * 1e3,
+                       "repeats": stats["repeats"], "items_per_s": batch / sec, "gflop_per_s": flops / sec / 1e9,
+                       "mfu": flops / sec / peak if peak else None}
+                table.add(name, compute, batch, row["ms"], row["items_per_s"], fmt_rate(flops / sec), fmt_pct(row["mfu"]))
+            except Exception as e:
+                row = {"model": name, "compute": compute, "batch": batch, "status": "error", "error": _error(e)}
+                table.add(name, compute, batch, "error", "-", "-", "-")
+            results.append(row)
+        if b.gpu:
+            torch.cuda.empty_cache()
+    table.notes.append("items = batch elements; a classifier-free base image costs 2 items per step")
+    if not b.gpu:
+        table.notes.append("CPU: batch 1 and 4 only" + ("" if b.quick else " of the base model") +
+                           ", one timed call each; the GPU run covers 1/4/16 for both models")
+    return {"status": _status(results), "results": results}, [table]
+
+
+RUNNERS: Dict[str, Callable] = {"matmul": section_matmul, "forward": section_forward, "sample": section_sample,
+                                "shapes": section_shapes, "batch": section_batch}

@@ -1,0 +1,121 @@
+"""The benchmark suite (`python -m bench`) in its quick form: tables print, JSON has every section's structure."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import cli, sections
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One `python -m bench --quick` in a fresh process, single-threaded (the CPU is shared)."""
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--device", "cpu", "--out", str(out)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [json_path] = list(out.glob("*-quick.json"))
+    return proc.stdout, json.loads(json_path.read_text()), json_path
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and x > 0
+
+
+def test_tables_print_and_files_are_written(quick_run):
+    stdout, _, json_path = quick_run
+    for title in ("== Run", "== Dense matmul rate", "== Forward pass", "== Text -> ", "== Embedded default model",
+                  "== Throughput vs batch size"):
+        assert title in stdout
+    assert "CPU" in stdout and "threads" in stdout          # the CPU model and thread count are stated
+    md = json_path.with_suffix(".md")
+    assert md.exists() and "| model | batch | variant |" in md.read_text()
+
+
+def test_meta_describes_the_device(quick_run):
+    _, data, json_path = quick_run
+    meta = data["meta"]
+    assert meta["quick"] is True and meta["schema"] == cli.SCHEMA_VERSION
+    assert meta["device"]["type"] == "cpu" and meta["device"]["cpu_model"]
+    assert meta["device"]["torch_threads"] == 1
+    assert "cuda" not in json_path.name and "gpu_memory_gb" not in meta["device"]   # no GPU figures on a CPU
+    assert set(data["sections"]) == set(sections.SECTIONS)
+    assert all(_positive(s["elapsed_s"]) or s["elapsed_s"] == 0 for s in data["sections"].values())
+
+
+def test_matmul_and_forward(quick_run):
+    _, data, _ = quick_run
+    rates = {r["dtype"]: r for r in data["sections"]["matmul"]["results"]}
+    assert {"float32", "bfloat16"} <= set(rates)
+    assert all(_positive(r["gflop_per_s"]) and _positive(r["n"]) for r in rates.values())
+
+    rows = data["sections"]["forward"]["results"]
+    assert {(r["model"], r["variant"]) for r in rows} >= {
+        ("base", "float32"), ("base", "channels_last"), ("base", "bf16-autocast"),
+        ("upsample", "float32"), ("upsample", "channels_last")}
+    for r in rows:
+        assert r["status"] == "ok", r
+        for key in ("ms", "gflop", "gflop_per_item", "gflop_per_s", "mfu", "items_per_s", "peak_gflop_per_s"):
+            assert _positive(r[key]), (key, r)
+        assert r["ms_samples"] and r["repeats"] == len(r["ms_samples"])
+        if r["variant"] != "float32":
+            assert 0 <= r["rel_err_vs_float32"] < 0.1, r      # same model, other precision/layout
+    base = next(r for r in rows if r["model"] == "base" and r["variant"] == "float32")
+    assert base["batch"] == 2                                  # one classifier-free pair
+    assert 0 < base["text_encoder_gflop"] < base["gflop"]
+
+
+def test_sample(quick_run):
+    _, data, _ = quick_run
+    results = {r["setting"]: r for r in data["sections"]["sample"]["results"]}
+    assert set(results) >= {"reference", "fast"}
+    for r in results.values():
+        assert r["status"] == "ok" and _positive(r["seconds"]) and _positive(r["peak_mem_mb"]) and r["mem_method"]
+        assert r["extrapolated"] is True and "extrapolated from 2 steps" in r["how"]   # CPU without --full
+        assert [s["stage"] for s in r["stages"]] == ["base", "upsample"]
+        for s in r["stages"]:
+            assert _positive(s["ms_per_step"]) and _positive(s["seconds"]) and s["measured_steps"] == 2
+    ref = results["reference"]["stages"]
+    assert (ref[0]["sampler"], ref[0]["total_steps"], ref[0]["model_batch"]) == ("ddpm", 100, 2)
+    assert (ref[1]["steps"], ref[1]["total_steps"], ref[1]["model_batch"]) == ("fast27", 27, 1)
+    fast = results["fast"]["stages"]
+    assert (fast[0]["sampler"], fast[0]["total_steps"]) == ("dpm++2m", 20)
+
+
+def test_shapes_and_batch(quick_run):
+    _, data, _ = quick_run
+    shapes = data["sections"]["shapes"]
+    assert shapes["status"] in ("ok", "skipped")   # skipped: a checkout without the trained weights
+    if shapes["status"] == "ok":
+        cold = shapes["cold_start"]
+        assert all(_positive(cold[k]) for k in ("first_image_s", "import_s", "load_s", "generate_s"))
+        assert cold["threads"] == 1
+        assert _positive(shapes["throughput"]["images_per_s"]) and shapes["throughput"]["batch"] == 2
+    rows = data["sections"]["batch"]["results"]
+    assert sorted({r["batch"] for r in rows}) == [1, 4]      # CPU: the quick form
+    assert all(r["status"] == "ok" and _positive(r["items_per_s"]) and _positive(r["ms"]) for r in rows)
+
+
+def test_a_variant_too_slow_for_the_budget_is_estimated_not_run():
+    """bf16 on a CPU without bf16 units: the row is labelled as an estimate from the measured rate."""
+    b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={})
+    b.rates = {"float32": {"gflop_per_s": 50.0}, "bfloat16": {"gflop_per_s": 1e-3}}
+    row, out = sections.run_variant(b, "base", 2, sections.Variant("bf16-autocast", compute="bfloat16"),
+                                    flops=1e9, reference=None)
+    assert row["status"] == "skipped" and out is None and "base" not in b._models   # nothing was built or run
+    assert row["estimated_ms"] == pytest.approx(1e6) and "--full" in row["note"]
+
+
+def test_args():
+    args = cli.parse_args(["--only", "forward,sample", "--fast-base-steps", "12", "--ref-upsample-steps", "fast27"])
+    assert args.only == ["forward", "sample"] and args.fast_base_steps == 12 and args.ref_upsample_steps == "fast27"
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--only", "nonsense"])
