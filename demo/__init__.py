@@ -1,0 +1,1 @@
+"""The Gradio demo of GLIDE: `python app.py` (see demo.app), built on glide.pipeline."""

@@ -1,0 +1,288 @@
+"""The demo's job scheduler: a few worker threads share the device, batching compatible requests.
+
+Why a scheduler of our own rather than gradio's `batch=True`:
+
+* gradio batches only calls of one event that arrive together, and cannot batch generator
+  functions, which the UI needs to stream live previews; here UI and API requests of any kind
+  meet in one queue, so batching and the device's concurrency are decided in one place;
+* the pipeline samples item i of a batch with seed + i, so requests can share one sampling run
+  only when their seeds fit together into one contiguous range. Requests with a random seed
+  get theirs when the run is formed (appended to the range), so under load they always batch;
+  requests asking for explicit seeds join when their range touches the run's;
+* cancelling one user's request must not cancel the others sharing its run: a run stops only
+  when every request in it has been cancelled; a single cancelled request just stops waiting.
+
+Nothing here knows about gradio or models: a `runner` per job kind does the work (see
+demo.service). Batching happens naturally under load: while every worker is busy, requests
+accumulate, and the next free worker takes the oldest one plus every compatible request.
+"""
+import itertools
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
+
+MAX_RANDOM_SEED = 2 ** 31 - 1
+
+
+class QueueFull(RuntimeError):
+    """Too many requests are waiting; the message says so in words a user understands."""
+
+
+class JobCancelled(RuntimeError):
+    """The job was cancelled by its user before it finished."""
+
+
+@dataclass
+class Progress:
+    """One step of a run as one job sees it; `x0` is this job's slice of the x0 prediction, or None."""
+
+    stage: str
+    step: int
+    total: int
+    x0: Any = None
+
+
+@dataclass
+class Batch:
+    """Jobs served by one run: items (prompts) for seeds seed .. seed + len(prompts) - 1."""
+
+    kind: str
+    jobs: List["Job"]
+    seed: Optional[int]
+    prompts: List[str]
+
+
+class Job:
+    """One user's request: what to run, and the stream of progress and the result that come back.
+
+    `prompts` are the request's items (a prompt per image); `seed` None means "any seed", filled
+    in when the job is scheduled. Jobs with equal, non-None `batch_key` may share a run.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, kind: str, payload: Any, *, prompts: List[str], seed: Optional[int] = None,
+                 batch_key: Optional[Hashable] = None, session: Optional[str] = None,
+                 previews: bool = False):
+        self.id = next(self._ids)
+        self.kind = kind
+        self.payload = payload
+        self.prompts = list(prompts)
+        self.seed = seed
+        self.batch_key = batch_key
+        self.session = session
+        self.previews = previews
+        self.offset = 0                 # where this job's items start in its run
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.cancelled = threading.Event()
+        self._events: "queue.Queue[Progress]" = queue.Queue()
+        self._scheduler: Optional["Scheduler"] = None
+
+    def cancel(self) -> None:
+        """Stop waiting for this job; its run stops too if no other job still needs it."""
+        self.cancelled.set()
+        if self._scheduler is not None:
+            self._scheduler._wake()
+
+    def ahead(self) -> int:
+        """How many jobs are waiting before this one (0 once it runs)."""
+        return self._scheduler.position(self) if self._scheduler is not None else 0
+
+    def stream(self, poll: float = 0.1) -> Iterator[Optional[Progress]]:
+        """Progress events until the job is done; yields None every `poll` seconds while nothing happens.
+
+        Stops early (raising JobCancelled) once the job is cancelled. The caller then reads `outcome()`.
+        """
+        while True:
+            if self.cancelled.is_set():
+                raise JobCancelled("stopped")
+            try:
+                yield self._events.get(timeout=poll)
+            except queue.Empty:
+                if self.done.is_set() and self._events.empty():
+                    return
+                yield None
+
+    def outcome(self, timeout: Optional[float] = None) -> Any:
+        """The job's result, or its error raised here."""
+        if not self.done.wait(timeout):
+            raise TimeoutError("job not finished")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def wait(self) -> Any:
+        """Block until the job is done (API calls, which stream nothing); cancelled jobs raise JobCancelled."""
+        while not self.done.wait(0.1):
+            if self.cancelled.is_set():
+                raise JobCancelled("stopped")
+        return self.outcome()
+
+
+# A runner does one batch's work: runner(batch, report, should_stop) -> one result per job,
+# where report(stage, step, total, x0) is the pipeline's progress callback for the whole run.
+Runner = Callable[[Batch, Callable, Callable[[], bool]], List[Any]]
+
+
+class Scheduler:
+    """Worker threads that take jobs in arrival order, merging compatible ones (see the module docstring)."""
+
+    def __init__(self, runners: Dict[str, Runner], *, workers: int = 1, max_batch: int = 8,
+                 max_pending: int = 64, preview_every: int = 5):
+        if workers < 1 or max_batch < 1 or max_pending < 1:
+            raise ValueError("workers, max_batch and max_pending must be at least 1")
+        self.runners = runners
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.preview_every = preview_every
+        self._pending: List[Job] = []
+        self._running: List[Job] = []
+        self._cond = threading.Condition()
+        self._random = random.SystemRandom()
+        self.runs = 0  # how many sampling runs were made (tests check batching through it)
+        self._threads = [threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------ public
+    def submit(self, job: Job) -> Job:
+        if len(job.prompts) > self.max_batch:
+            raise ValueError(f"at most {self.max_batch} images per request")
+        with self._cond:
+            waiting = sum(1 for j in self._pending if not j.cancelled.is_set())
+            if waiting >= self.max_pending:
+                raise QueueFull(f"The queue is full ({waiting} requests waiting): please try again in a minute.")
+            job._scheduler = self
+            self._pending.append(job)
+            self._cond.notify()
+        return job
+
+    def cancel_session(self, session: str) -> int:
+        """Cancel every waiting or running job of one user session; returns how many were cancelled."""
+        with self._cond:
+            jobs = [j for j in self._pending + self._running
+                    if j.session == session and not j.done.is_set() and not j.cancelled.is_set()]
+        for job in jobs:
+            job.cancel()
+        return len(jobs)
+
+    def position(self, job: Job) -> int:
+        with self._cond:
+            if job not in self._pending:
+                return 0
+            return sum(1 for j in self._pending[:self._pending.index(job)] if not j.cancelled.is_set())
+
+    def stats(self) -> Dict[str, int]:
+        with self._cond:
+            return {"waiting": sum(1 for j in self._pending if not j.cancelled.is_set()),
+                    "running": len(self._running), "runs": self.runs}
+
+    # ------------------------------------------------------------------ internals
+    def _wake(self):
+        with self._cond:
+            self._cond.notify_all()
+
+    def _work(self):
+        while True:
+            with self._cond:
+                batch = self._next_batch()
+                while batch is None:
+                    self._cond.wait()
+                    batch = self._next_batch()
+                self._running.extend(batch.jobs)
+                self.runs += 1
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    for job in batch.jobs:
+                        self._running.remove(job)
+
+    def _next_batch(self) -> Optional[Batch]:
+        """The oldest live job and every pending job that can share its run (called under the lock)."""
+        # Cancelled jobs that never started are dropped here; they are already marked done for waiters.
+        for job in [j for j in self._pending if j.cancelled.is_set()]:
+            self._pending.remove(job)
+            job.error = JobCancelled("stopped before it started")
+            job.done.set()
+        if not self._pending:
+            return None
+        first = self._pending[0]
+        if first.batch_key is None:
+            self._pending.remove(first)
+            first.started.set()
+            return Batch(first.kind, [first], first.seed, list(first.prompts))
+
+        # seed -> prompt of the run being formed; it must stay a contiguous range of at most max_batch.
+        items: Dict[int, str] = {}
+        start = first.seed if first.seed is not None else self._random.randrange(0, MAX_RANDOM_SEED - self.max_batch)
+
+        def fits(seed: int, prompts: List[str]) -> bool:
+            if items:
+                lo, hi = min(items), max(items) + 1
+                if seed > hi or seed + len(prompts) < lo:
+                    return False  # would leave a gap in the seed range
+                if max(hi, seed + len(prompts)) - min(lo, seed) > self.max_batch:
+                    return False
+            # Overlapping seeds are shared only when they ask for the same prompt (same image).
+            return all(items.get(seed + i, p) == p for i, p in enumerate(prompts))
+
+        def place(job: Job, seed: int):
+            job.seed = seed
+            items.update({seed + i: p for i, p in enumerate(job.prompts)})
+            chosen.append(job)
+
+        chosen: List[Job] = []
+        place(first, start)
+        same = [j for j in self._pending[1:] if j.batch_key == first.batch_key]
+        for job in same:              # explicit seeds first: they can only go where they ask
+            if job.seed is not None and fits(job.seed, job.prompts):
+                place(job, job.seed)
+        for job in same:              # then random seeds, appended after the range
+            if job.seed is None:
+                end = max(items) + 1
+                if fits(end, job.prompts):
+                    place(job, end)
+        lo = min(items)
+        for job in chosen:
+            job.offset = job.seed - lo
+            self._pending.remove(job)
+            job.started.set()
+        return Batch(first.kind, chosen, lo, [items[s] for s in range(lo, lo + len(items))])
+
+    def _run(self, batch: Batch):
+        jobs = batch.jobs
+
+        def report(stage, step, total, x0):
+            # The last step always gets a preview, so the preview ends on the stage's final image.
+            with_preview = step % self.preview_every == 0 or step == total - 1
+            for job in jobs:
+                if job.cancelled.is_set():
+                    continue
+                part = None
+                if with_preview and job.previews and x0 is not None:
+                    part = x0[job.offset:job.offset + len(job.prompts)].detach().float().cpu().clone()
+                job._events.put(Progress(stage, step, total, part))
+
+        def should_stop() -> bool:
+            return all(job.cancelled.is_set() for job in jobs)
+
+        start = time.time()
+        try:
+            results = self.runners[batch.kind](batch, report, should_stop)
+            for job, result in zip(jobs, results):
+                job.result = result
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting job, re-raised in its thread
+            for job in jobs:
+                job.error = exc
+        finally:
+            for job in jobs:
+                job.done.set()
+            self.last_run_seconds = time.time() - start

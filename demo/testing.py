@@ -1,0 +1,83 @@
+"""A real demo server for the tests: `python app.py --port <free port>` in a subprocess, shared per test session.
+
+Both tests/test_demo.py and tests/test_browser.py use it, so the server (whose start-up, importing
+torch and gradio, is the slowest part of the tests) starts once per pytest run.
+"""
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = ROOT / "artifacts" / "logs"
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+_SERVER: Optional[Server] = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*args: str, timeout: float = 240.0) -> Server:
+    """Start the demo on 127.0.0.1 with extra command-line `args`; wait until it answers HTTP."""
+    port = free_port()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"demo-server-{port}.log"
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port),
+                                    "--device", "cpu", *args], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}/", process, log_path)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"the demo server exited with {process.returncode}:\n{server.log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(server.url, timeout=5) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"the demo server did not answer within {timeout:.0f} s:\n{server.log()[-3000:]}")
+
+
+def shared_server() -> Server:
+    """The session's demo server (default options), started on first use and stopped at exit."""
+    global _SERVER
+    if _SERVER is None or not _SERVER.alive():
+        _SERVER = start_server()
+        atexit.register(_SERVER.stop)
+    return _SERVER

@@ -1,0 +1,341 @@
+"""The Gradio demo.
+
+In-process: the scheduler's batching, seed assignment, per-user cancelling and queue limit; the
+editor-layers-to-mask conversion; background downloads; error conversion. Then the real server
+(`python app.py --port <free>` in a subprocess) through gradio_client: /generate, /inpaint and
+/compare return images of the right size carrying their settings, bad inputs get clear errors,
+and 8 concurrent clients all get their own images, batched into fewer sampling runs.
+Sampling uses 2 steps per stage to stay fast on a CPU.
+"""
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo.imaging import editor_to_image_and_mask
+from demo.jobs import Job, JobCancelled, QueueFull, Scheduler
+from demo.models import Downloads
+from glide.images import InputError
+from glide.pngmeta import read_settings
+from samplers import Cancelled
+
+PROMPT = "a small red circle on the left on a blue background"
+FAST = dict(steps=2, upsample_steps="2")
+
+
+# ---------------------------------------------------------------------------------------------- scheduler
+class FakeRunner:
+    """Records batches; the job whose payload is "block" holds the worker until `gate` is set."""
+
+    def __init__(self, step_delay=0.0):
+        self.batches, self.gate, self.step_delay = [], threading.Event(), step_delay
+
+    def __call__(self, batch, report, should_stop):
+        if batch.jobs[0].payload == "block":
+            assert self.gate.wait(10)
+        self.batches.append(batch)
+        for step in range(5):
+            time.sleep(self.step_delay)
+            report("base", step, 5, None)
+            if should_stop():
+                raise Cancelled("stopped")
+        return [(job.seed, batch.prompts[job.offset:job.offset + len(job.prompts)]) for job in batch.jobs]
+
+
+def job(prompts, seed=None, key="k", payload=None, session=None):
+    return Job("generate", payload, prompts=prompts, seed=seed, batch_key=key, session=session)
+
+
+def test_scheduler_batches_compatible_requests_into_contiguous_seed_ranges():
+    runner = FakeRunner()
+    sched = Scheduler({"generate": runner}, workers=1, max_batch=8)
+    blocker = sched.submit(job(["x"], key="other", payload="block"))
+    a = sched.submit(job(["a", "a"]))                 # random seed: starts the next run
+    c = sched.submit(job(["c"], seed=100))            # explicit seed, not next to a's range
+    b = sched.submit(job(["b"]))                      # random: appended after a
+    d = sched.submit(job(["d"], seed=101))            # explicit, adjacent to c: shares c's run
+    e = sched.submit(job(["e"], key="different"))     # other settings: a run of its own
+    runner.gate.set()
+    results = {name: j.wait() for name, j in dict(blocker=blocker, a=a, b=b, c=c, d=d, e=e).items()}
+    seed_a = results["a"][0]
+    assert results["a"] == (seed_a, ["a", "a"]) and results["b"] == (seed_a + 2, ["b"])
+    assert results["c"] == (100, ["c"]) and results["d"] == (101, ["d"])
+    assert [len(bt.jobs) for bt in runner.batches] == [1, 2, 2, 1]
+    assert runner.batches[1].prompts == ["a", "a", "b"] and runner.batches[1].seed == seed_a
+    assert sched.stats()["runs"] == 4
+
+
+def test_scheduler_shares_identical_requests_and_respects_max_batch():
+    runner = FakeRunner()
+    sched = Scheduler({"generate": runner}, workers=1, max_batch=3)
+    sched.submit(job(["x"], key="other", payload="block"))
+    same1, same2 = sched.submit(job(["p", "p"], seed=7)), sched.submit(job(["p", "p"], seed=7))
+    clash = sched.submit(job(["q"], seed=8))          # seed 8 is taken by prompt "p" in this run
+    big = sched.submit(job(["r", "r"]))               # would exceed max_batch=3
+    runner.gate.set()
+    assert same1.wait() == same2.wait() == (7, ["p", "p"])
+    assert clash.wait() == (8, ["q"])
+    assert big.wait()[1] == ["r", "r"]
+    assert [bt.prompts for bt in runner.batches[1:]] == [["p", "p"], ["q", "r", "r"]]
+
+
+def test_cancelling_one_user_leaves_the_shared_run_to_the_others():
+    runner = FakeRunner(step_delay=0.05)
+    sched = Scheduler({"generate": runner}, workers=1)
+    sched.submit(job(["x"], key="other", payload="block"))
+    mine, theirs = sched.submit(job(["a"], session="me")), sched.submit(job(["b"], session="you"))
+    runner.gate.set()
+    assert mine.started.wait(5)
+    assert sched.cancel_session("me") == 1
+    with pytest.raises(JobCancelled):
+        mine.wait()
+    assert theirs.wait()[1] == ["b"]               # the run went on for the other user
+
+    alone = sched.submit(job(["c"], session="me"))
+    assert alone.started.wait(5)
+    sched.cancel_session("me")
+    assert alone.done.wait(5)
+    with pytest.raises(Cancelled):                 # nobody needed the run any more: it stopped
+        alone.outcome()
+
+
+def test_queue_full():
+    runner = FakeRunner()
+    sched = Scheduler({"generate": runner}, workers=1, max_pending=2)
+    sched.submit(job(["x"], key="other", payload="block"))
+    while not sched.stats()["running"]:
+        time.sleep(0.01)
+    sched.submit(job(["a"], key=None))
+    sched.submit(job(["b"], key=None))
+    with pytest.raises(QueueFull, match="queue is full"):
+        sched.submit(job(["c"], key=None))
+    runner.gate.set()
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def test_editor_layers_become_the_mask():
+    background = Image.new("RGBA", (100, 80), (0, 0, 255, 255))
+    layer = Image.new("RGBA", (100, 80), (0, 0, 0, 0))
+    layer.paste((255, 0, 255, 128), (10, 10, 30, 20))  # a half-transparent stroke still counts
+    image, mask = editor_to_image_and_mask({"background": background, "layers": [layer], "composite": None})
+    assert image.mode == "RGB" and image.size == (100, 80) and mask.mode == "L"
+    m = np.asarray(mask)
+    assert m[15, 20] == 255 and m[50, 50] == 0 and (m == 255).sum() == 20 * 10
+    with pytest.raises(InputError, match="mask is empty"):
+        editor_to_image_and_mask({"background": background, "layers": [], "composite": None})
+    with pytest.raises(InputError, match="upload an image"):
+        editor_to_image_and_mask({"background": None, "layers": [layer], "composite": None})
+
+
+def test_background_download_reports_progress(tmp_path):
+    release = threading.Event()
+
+    def fake_fetch(name, checkpoint_dir):
+        (tmp_path / ".base.pt.x.part").write_bytes(b"0" * 1000)   # a partial file, as glide.download writes
+        assert release.wait(5)
+        (tmp_path / ".base.pt.x.part").rename(tmp_path / "base.pt")
+
+    downloads = Downloads(tmp_path, fetch=fake_fetch)
+    downloads.start("glide-filtered")
+    downloads.start("glide-filtered")  # a second click joins the running download
+    deadline = time.time() + 5
+    while downloads.status("glide-filtered")["done_bytes"] < 1000 and time.time() < deadline:
+        time.sleep(0.01)
+    status = downloads.status("glide-filtered")
+    assert status["state"] == "running" and status["done_bytes"] == 1000 and 0 < status["fraction"] < 1
+    assert "Downloading" in downloads.describe("glide-filtered")
+    release.set()
+    while downloads.status("glide-filtered")["state"] == "running" and time.time() < deadline:
+        time.sleep(0.01)
+    assert downloads.status("glide-filtered")["state"] == "done"
+
+
+def test_handler_errors_become_clear_gradio_errors():
+    import gradio as gr
+
+    from demo.app import user_errors
+
+    @user_errors
+    def bad_input():
+        raise InputError("the prompt is empty: describe the image to make")
+
+    @user_errors
+    def full():
+        raise QueueFull("The queue is full (3 requests waiting): please try again in a minute.")
+
+    @user_errors
+    def bug():
+        raise KeyError("internal detail")
+
+    @user_errors
+    def gen():
+        yield 1
+        raise InputError("<b>bold</b> input")
+
+    for fn, text, title in [(bad_input, "prompt is empty", "check the input"), (full, "queue is full", "Queue full"),
+                            (bug, "Something went wrong on the server (KeyError)", "Server error")]:
+        with pytest.raises(gr.Error, match=re.escape(text)) as info:
+            fn()
+        assert title in info.value.title and "internal detail" not in info.value.message
+    with pytest.raises(gr.Error, match="&lt;b&gt;"):  # echoed input is never rendered as HTML
+        list(gen())
+
+
+# ---------------------------------------------------------------------------------------------- the server
+@pytest.fixture(scope="module")
+def server():
+    from demo.testing import shared_server
+
+    return shared_server()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False)
+
+
+def image_of(item) -> Image.Image:
+    path = item["image"] if isinstance(item, dict) else item
+    return Image.open(path)
+
+
+def test_api_lists_the_three_endpoints(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/generate", "/inpaint", "/compare"}
+
+
+def test_generate(client):
+    images = client.predict(PROMPT, seed=11, batch_size=2, **FAST, api_name="/generate")
+    assert len(images) == 2
+    for i, item in enumerate(images):
+        image = image_of(item)
+        assert image.size == (128, 128)
+        settings = read_settings(image)
+        assert settings["prompt"] == PROMPT and settings["seed"] == 11 + i and settings["model"] == "shapes"
+        assert settings["sampler"] == "ddim" and settings["guidance"] == "classifier-free"
+        assert settings["guidance_params"] == {"guidance_scale": 3.0} and settings["steps"] == 2
+    # Without upsampling the images are the base model's; only the prompt is required.
+    base = client.predict(PROMPT, upsample=False, steps=2, api_name="/generate")
+    assert image_of(base[0]).size == (32, 32) and read_settings(image_of(base[0]))["seed"] >= 0
+
+
+def test_inpaint(client, tmp_path):
+    Image.new("RGB", (100, 100), (30, 60, 220)).save(tmp_path / "image.png")
+    mask = Image.new("L", (100, 100), 0)
+    mask.paste(255, (0, 0, 50, 100))  # white = replace the left half
+    mask.save(tmp_path / "mask.png")
+    from gradio_client import handle_file
+
+    images = client.predict(PROMPT, handle_file(str(tmp_path / "image.png")), handle_file(str(tmp_path / "mask.png")),
+                            seed=3, **FAST, api_name="/inpaint")
+    image = image_of(images[0])
+    assert image.size == (128, 128)
+    assert read_settings(image)["mode"] == "inpaint"
+    # The kept right half stays the input's blue.
+    right = np.asarray(image.convert("RGB"), dtype=int)[:, 80:]
+    assert np.abs(right - [30, 60, 220]).mean() < 20
+
+
+def test_compare(client):
+    images, scores, grid = client.predict(PROMPT, seed=5, steps=2, sweep="1, 4", api_name="/compare")
+    assert [e["guidance"] for e in scores["entries"]] == ["clip", "classifier-free", "none"]
+    assert scores["seed"] == 5
+    for item, entry in zip(images, scores["entries"]):
+        assert image_of(item).size == (32, 32)
+        assert entry["seconds"] > 0 and -1 <= entry["clip_score"] <= 1
+        assert set(entry["checker"]) >= {"all", "background", "shapes"} and entry["verdict"]
+    assert "scale 3" in images[0]["caption"] and "CLIP score" in images[0]["caption"]
+    assert Image.open(grid).size[0] > 2 * 160  # two scales side by side, plus the row labels
+    _, _, no_grid = client.predict(PROMPT, seed=5, steps=2, api_name="/compare")
+    assert no_grid is None
+
+
+@pytest.mark.parametrize("endpoint,args,kwargs,message", [
+    ("/generate", ["   "], FAST, "prompt is empty"),
+    ("/generate", [PROMPT], dict(steps=100000), "steps must be between 1 and 250"),
+    ("/generate", [PROMPT], dict(batch_size=500, **FAST), "batch size must be between 1 and 8"),
+    ("/generate", [PROMPT], dict(seed=-7, **FAST), "seed must be between -1"),
+    ("/generate", [PROMPT], dict(guidance_scale=1e9, **FAST), "guidance_scale=1000000000.0 is out of range"),
+    ("/generate", [PROMPT], dict(plugin_params='{"foo": 1}', **FAST), "belong to neither"),
+    ("/generate", [PROMPT], dict(plugin_params="{oops", **FAST), "must be a JSON object"),
+    ("/generate", [PROMPT], dict(upsample_steps="banana", steps=2), "upsample_steps must be a schedule"),
+    ("/generate", [PROMPT], dict(model="glide-filtered", **FAST), "not downloaded yet"),
+    ("/generate", [PROMPT], dict(model="nope", **FAST), "unknown model 'nope'"),
+    ("/compare", [""], dict(steps=2), "prompt is empty"),
+    ("/compare", [PROMPT], dict(steps=2, sweep="1, 2, 3, 4, 5, 6, 7"), "at most 6 scales"),
+    ("/compare", [PROMPT], dict(steps=2, sweep="1, lots"), "sweep scale must be a number"),
+])
+def test_bad_inputs_get_clear_errors(client, endpoint, args, kwargs, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=re.escape(message)):
+        client.predict(*args, **kwargs, api_name=endpoint)
+
+
+@pytest.mark.parametrize("image,mask,message", [
+    (("RGB", (64, 64)), ("L", (64, 64), 0), "mask is empty"),
+    ("not an image", ("L", (64, 64), 255), "could not be read as a picture"),
+    (("RGB", (64, 64)), "not an image", "mask could not be read"),
+    (("RGB", (5000, 8)), ("L", (5000, 8), 255), "at most 4096 pixels a side"),
+    (("RGB", (64, 64)), ("L", (64, 32), 255), "give a mask of the image's shape"),
+])
+def test_bad_inpaint_inputs_get_clear_errors(client, tmp_path, image, mask, message):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    paths = []
+    for name, spec in (("image", image), ("mask", mask)):
+        path = tmp_path / f"{name}.png"
+        if isinstance(spec, str):
+            path.write_text(spec)
+        else:
+            Image.new(spec[0], spec[1], *spec[2:]).save(path)
+        paths.append(handle_file(str(path)))
+    with pytest.raises(AppError, match=re.escape(message)):
+        client.predict(PROMPT, *paths, **FAST, api_name="/inpaint")
+
+
+def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
+    """8 users at once: each gets an image for its own prompt, and they share sampling runs."""
+    from gradio_client import Client
+
+    prompts = [f"a small {c} circle on the left on a blue background"
+               for c in ("red", "green", "yellow", "white", "black", "purple", "orange", "red")]
+    runs_before = server.log().count("generate run:")
+    clients = [Client(server.url, verbose=False) for _ in prompts]
+    barrier, results, errors = threading.Barrier(len(prompts)), {}, []
+
+    def user(i):
+        try:
+            barrier.wait(30)
+            results[i] = clients[i].submit(prompts[i], **FAST, api_name="/generate").result(timeout=120)
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(150)
+    assert not errors and len(results) == len(prompts)
+    seeds = set()
+    for i, images in results.items():
+        image = image_of(images[0])
+        settings = read_settings(image)
+        assert image.size == (128, 128) and settings["prompt"] == prompts[i]
+        seeds.add(settings["seed"])
+    assert len(seeds) == len(prompts)  # random seeds: every user got a different image
+    time.sleep(0.5)
+    runs = server.log().count("generate run:") - runs_before
+    assert runs < len(prompts), f"{runs} sampling runs for {len(prompts)} simultaneous requests: nothing was batched"
+
+
+def test_server_survived_everything_without_tracebacks(server, client):
+    assert server.alive()
+    assert image_of(client.predict(PROMPT, upsample=False, steps=2, api_name="/generate")[0]).size == (32, 32)
+    assert "Traceback" not in server.log()
