@@ -145,10 +145,13 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.opt.step()
+            # EMA with a warm-up: early on, average over ~step/10 steps rather than 1/(1-rate), so short
+            # runs are not dominated by their first, poor weights.
+            rate = min(cfg.ema_rate, (1 + self.step) / (10 + self.step))
             with torch.no_grad():
                 for k, v in self.model.state_dict().items():
                     if v.dtype.is_floating_point:
-                        self.ema[k].mul_(cfg.ema_rate).add_(v, alpha=1 - cfg.ema_rate)
+                        self.ema[k].mul_(rate).add_(v, alpha=1 - rate)
             self.step += 1
             losses.append(loss.item())
             if self.step % cfg.log_every == 0 and self.rank == 0:
