@@ -20,7 +20,6 @@ import itertools
 import queue
 import random
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
 
@@ -152,6 +151,10 @@ class Scheduler:
             t.start()
 
     # ------------------------------------------------------------------ public
+    def random_seed(self) -> int:
+        """A seed for a request that asked for any seed (system randomness: users cannot predict it)."""
+        return self._random.randrange(0, MAX_RANDOM_SEED - self.max_batch)
+
     def submit(self, job: Job) -> Job:
         if len(job.prompts) > self.max_batch:
             raise ValueError(f"at most {self.max_batch} images per request")
@@ -222,7 +225,7 @@ class Scheduler:
 
         # seed -> prompt of the run being formed; it must stay a contiguous range of at most max_batch.
         items: Dict[int, str] = {}
-        start = first.seed if first.seed is not None else self._random.randrange(0, MAX_RANDOM_SEED - self.max_batch)
+        start = first.seed if first.seed is not None else self.random_seed()
 
         def fits(seed: int, prompts: List[str]) -> bool:
             if items:
@@ -274,15 +277,15 @@ class Scheduler:
         def should_stop() -> bool:
             return all(job.cancelled.is_set() for job in jobs)
 
-        start = time.time()
         try:
             results = self.runners[batch.kind](batch, report, should_stop)
             for job, result in zip(jobs, results):
                 job.result = result
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting job, re-raised in its thread
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting job, re-raised in its thread
             for job in jobs:
                 job.error = exc
         finally:
             for job in jobs:
+                if job.result is None and job.error is None:
+                    job.error = RuntimeError("the sampling run ended without a result")
                 job.done.set()
-            self.last_run_seconds = time.time() - start

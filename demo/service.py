@@ -8,10 +8,12 @@ each with a message that says what to fix; the UI shows those messages as they a
 Models are loaded once per (family, device, dtype) by glide.pipeline.load_pipeline and shared
 by every user; the scheduler decides what runs on the device and batches compatible requests.
 """
+import atexit
 import json
 import logging
 import math
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -150,7 +152,10 @@ class DemoService:
         self.limits = limits
         self.registry = samplers.get_registry()
         self.downloads = Downloads(self.checkpoint_dir)
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="glide-demo-"))
+        if out_dir is None:
+            out_dir = tempfile.mkdtemp(prefix="glide-demo-")
+            atexit.register(shutil.rmtree, out_dir, ignore_errors=True)  # ours alone: remove it on exit
+        self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
         self._last_prune = 0.0
@@ -310,9 +315,6 @@ class DemoService:
         return self.scheduler.cancel_session(session)
 
     # ------------------------------------------------------------------ running (worker threads)
-    def _random_seed(self) -> int:
-        return self.scheduler._random.randrange(0, 2 ** 31 - 1)
-
     def _save(self, image: Image.Image, settings: Dict, tag: str) -> str:
         self._prune()
         path = self.out_dir / f"{time.time_ns()}-{settings.get('seed', 0)}-{tag}.png"
@@ -353,7 +355,7 @@ class DemoService:
 
     def _run_inpaint(self, batch: Batch, report, should_stop) -> List[Output]:
         (req, image, mask), = [job.payload for job in batch.jobs]
-        seed = batch.seed if batch.seed is not None else self._random_seed()
+        seed = batch.seed if batch.seed is not None else self.scheduler.random_seed()
         batch.jobs[0].seed = seed
         pipe = self.require(req.model, self._components(req, inpaint=True))
         result = pipe.inpaint(image, mask, batch.prompts, seed=seed, callback=report, should_stop=should_stop,
@@ -367,7 +369,7 @@ class DemoService:
 
     def _run_compare(self, batch: Batch, report, should_stop) -> List[CompareOutput]:
         req: CompareRequest = batch.jobs[0].payload
-        seed = req.seed if req.seed is not None else self._random_seed()
+        seed = req.seed if req.seed is not None else self.scheduler.random_seed()
         batch.jobs[0].seed = seed
         pipe = self.require(req.model, self._components(req))
         strategies = [("clip", {"guidance_scale": req.clip_scale}),

@@ -74,6 +74,15 @@ def start_server(*args: str, timeout: float = 240.0) -> Server:
     raise RuntimeError(f"the demo server did not answer within {timeout:.0f} s:\n{server.log()[-3000:]}")
 
 
+def missing_weights() -> Optional[str]:
+    """Why the embedded shapes family cannot serve the tests, or None when all its weights are there."""
+    from glide.model_registry import list_models
+
+    shapes = next(row for row in list_models() if row["name"] == "shapes")
+    missing = [c for c, info in shapes["components"].items() if not info["ready"]]
+    return f"the shapes model has no weights for {missing}: run `make train-default`" if missing else None
+
+
 def shared_server() -> Server:
     """The session's demo server (default options), started on first use and stopped at exit."""
     global _SERVER

@@ -48,7 +48,10 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def page(chromium):
-    from demo.testing import shared_server
+    from demo.testing import missing_weights, shared_server
+
+    if missing_weights():
+        pytest.skip(missing_weights())
 
     server = shared_server()
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -167,3 +170,10 @@ def test_compare_shows_three_guidance_kinds(page):
     for kind in ("CLIP guidance", "Classifier-free", "Unguided"):
         assert kind in captions
     shot(page, "6-compare-done", docs="guidance-comparison.png")
+
+
+def test_no_handler_failed_on_the_server(page):
+    from demo.testing import shared_server
+
+    assert shared_server().alive()
+    assert "unexpected error in" not in shared_server().log()

@@ -156,7 +156,7 @@ def test_background_download_reports_progress(tmp_path):
 def test_handler_errors_become_clear_gradio_errors():
     import gradio as gr
 
-    from demo.app import user_errors
+    from demo.widgets import user_errors
 
     @user_errors
     def bad_input():
@@ -187,7 +187,10 @@ def test_handler_errors_become_clear_gradio_errors():
 # ---------------------------------------------------------------------------------------------- the server
 @pytest.fixture(scope="module")
 def server():
-    from demo.testing import shared_server
+    from demo.testing import missing_weights, shared_server
+
+    if missing_weights():
+        pytest.skip(missing_weights())
 
     return shared_server()
 
@@ -338,4 +341,8 @@ def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
 def test_server_survived_everything_without_tracebacks(server, client):
     assert server.alive()
     assert image_of(client.predict(PROMPT, upsample=False, steps=2, api_name="/generate")[0]).size == (32, 32)
-    assert "Traceback" not in server.log()
+    # No traceback through our code: user errors are reported, not logged as crashes. (A browser closing
+    # mid-upload can make uvicorn log one of its own, which is not ours to judge.)
+    log = server.log()
+    assert "unexpected error in" not in log
+    assert not re.search(r'File "[^"]*/(demo|glide|samplers)/', log), log[-3000:]

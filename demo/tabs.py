@@ -1,0 +1,372 @@
+"""The demo's tabs and its model picker; each class lays out its widgets and wires its own events.
+
+Handlers only turn widget values into requests for demo.service and show what comes back.
+Sampling events are generators: they stream the queue position, a progress bar per stage and
+live x0 previews, and end with the images (see widgets.run_job).
+"""
+from dataclasses import dataclass
+from typing import List
+
+import gradio as gr
+
+from glide.model_registry import FAMILIES
+from glide.pngmeta import read_settings
+
+from . import imaging
+from .models import APPROX_BYTES, human_bytes, model_label
+from .service import UPSAMPLE_STEP_CHOICES, DemoService
+from .widgets import (PRIVATE, PluginPanel, editor_value, gallery_items, model_description, run_job, session_of,
+                      stop_handler, user_errors)
+
+EXAMPLES = [
+    "a small red circle on the left on a blue background",
+    "a large yellow square at the top on a black background",
+    "a green triangle on the right and a purple circle on the left on a white background",
+]
+
+
+@dataclass
+class Context:
+    """What every tab needs: the service, the shared model choice, and how sampling events queue."""
+
+    service: DemoService
+    model: gr.Dropdown
+    rules: List[dict]              # the registry's step rules (name, description, params)
+    strategies: List[dict]         # the registry's guidance strategies
+    device_events: dict            # concurrency settings of every event that samples
+
+    @property
+    def limits(self):
+        return self.service.limits
+
+    def steps_slider(self, elem_id=None) -> gr.Slider:
+        return gr.Slider(1, self.limits.max_steps, value=self.service.default_steps(self.service.default_model),
+                         step=1, label="Steps", info="Base model sampling steps", elem_id=elem_id)
+
+
+class ModelPicker:
+    """The model dropdown (shared by the tabs), its description, and a background download with progress."""
+
+    def __init__(self, service: DemoService):
+        self.service = service
+        with gr.Row(equal_height=True):
+            self.model = gr.Dropdown(self.choices(), value=service.default_model, label="Model", scale=2,
+                                     info="Shared by everyone on this server; loaded once.", elem_id="model")
+            self.info = gr.Markdown(model_description(service.default_model))
+            self.download_btn = gr.Button("Download", visible=False, scale=0, min_width=160, elem_id="download-btn")
+        self.download_status = gr.Markdown("")
+        self.timer = gr.Timer(1.0, active=False)  # polls the download's progress while one runs
+
+    def choices(self):
+        return [(model_label(row), name) for name, row in self.service.models().items()]
+
+    def wire(self, demo: gr.Blocks, step_sliders: List[gr.Slider]):
+        """Events; `step_sliders` are reset to the chosen model's default number of steps."""
+        service = self.service
+
+        def on_model(name):
+            row = service.models().get(name)
+            ready = bool(row) and all(c["ready"] for c in row["components"].values())
+            size = f" ≈{human_bytes(APPROX_BYTES[name])}" if name in APPROX_BYTES else ""
+            steps = service.default_steps(name)
+            return (model_description(name),
+                    gr.update(visible=not ready and name in APPROX_BYTES, value=f"Download{size}"),
+                    service.downloads.describe(name), *[steps] * len(step_sliders))
+
+        self.model.change(on_model, inputs=self.model,
+                          outputs=[self.info, self.download_btn, self.download_status, *step_sliders],
+                          queue=False, **PRIVATE)
+
+        @user_errors
+        def on_download(name):
+            service.downloads.start(name)  # a background thread: nobody's requests wait for it
+            return service.downloads.describe(name), gr.Timer(active=True)
+
+        self.download_btn.click(on_download, inputs=self.model, outputs=[self.download_status, self.timer],
+                                queue=False, **PRIVATE)
+
+        def on_tick(name):
+            state = service.downloads.status(name)["state"]
+            return (service.downloads.describe(name), gr.Timer(active=state == "running"),
+                    gr.update(choices=self.choices()), gr.update(visible=state in ("idle", "error")))
+
+        self.timer.tick(on_tick, inputs=self.model,
+                        outputs=[self.download_status, self.timer, self.model, self.download_btn],
+                        queue=False, **PRIVATE)
+        # Readiness can change while the server runs (a download, `make train-default`): refresh on load.
+        demo.load(lambda: gr.update(choices=self.choices()), outputs=self.model, queue=False, **PRIVATE)
+
+
+class TextToImageTab:
+    """Prompt, plugins and their parameters, seed, batch, upsampling; a gallery of final and base images."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        limits = ctx.limits
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="prompt")
+                self.negative = gr.Textbox(label="Negative prompt", placeholder="what to steer away from (optional)")
+                with gr.Row():
+                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    self.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+                gr.Examples(EXAMPLES, inputs=self.prompt, label="Examples")
+                with gr.Row():
+                    with gr.Column():
+                        self.rules = PluginPanel("Step rule", ctx.rules, "ddim")
+                    with gr.Column():
+                        self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
+                self.steps = ctx.steps_slider("steps")
+                with gr.Row():
+                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1, scale=2)
+                    with gr.Column(scale=1, min_width=160):
+                        self.random_btn = gr.Button("Random seed", size="sm")
+                        self.reuse_btn = gr.Button("Reuse last seed", size="sm")
+                self.batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Batch size")
+                with gr.Row():
+                    self.upsample = gr.Checkbox(True, label="Upsample", info="Run the upsampler after the base model")
+                    self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
+                                                   info="Scales the upsampler's initial noise")
+                    self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES, value="fast27", allow_custom_value=True,
+                                                      label="Upsample steps")
+                with gr.Accordion("Restore settings from an image", open=False):
+                    # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks and all.
+                    self.settings_drop = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                                  label="Drop a PNG made here to restore its settings", height=160,
+                                                  elem_id="settings-drop")
+            with gr.Column(scale=3):
+                self.status = gr.Markdown("", elem_id="status")
+                self.preview = gr.Image(label="Live preview", interactive=False, height=256, elem_id="preview",
+                                        format="png")
+                self.gallery = gr.Gallery(label="Images (final, then base)", columns=4, height="auto", format="png",
+                                          elem_id="gallery", interactive=False)
+                self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm")
+                with gr.Accordion("Settings of the first image", open=False):
+                    self.settings_view = gr.JSON(label="Settings")
+        self.last_seed = gr.State(None)
+        self.result_paths = gr.State([])   # what the gallery shows, in its order
+        self.selected = gr.State(0)        # the gallery item last clicked
+        self._wire()
+
+    def _wire(self):
+        ctx, service = self.ctx, self.ctx.service
+
+        @user_errors
+        def on_generate(data, request: gr.Request, progress=gr.Progress()):
+            req = service.sample_request(
+                data[self.prompt], model=data[ctx.model], seed=data[self.seed], batch_size=data[self.batch],
+                negative_prompt=data[self.negative], sampler=data[self.rules.dropdown],
+                sampler_params=self.rules.params(data), steps=data[self.steps],
+                guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
+                upsample=data[self.upsample], upsample_steps=data[self.upsample_steps],
+                upsample_temp=data[self.upsample_temp])
+            job = service.submit_generate(req, session=session_of(request), previews=True)
+            yield {self.status: "Queued…"}
+            out = yield from run_job(job, progress, self.status, self.preview)
+            if out is None:
+                return
+            first = out.settings[0]["seed"]
+            seeds = f"{first}–{first + len(out.images) - 1}" if len(out.images) > 1 else f"{first}"
+            yield {self.gallery: gallery_items(out),
+                   self.result_paths: out.images + [p for p in out.base_images if p not in out.images],
+                   self.selected: 0, self.last_seed: first, self.settings_view: out.settings[0],
+                   self.status: f"{len(out.images)} image(s) in {out.seconds:.1f} s · seed {seeds}"}
+
+        # Inputs as a set: the handler gets {component: value}, which keeps the plugin controls generic.
+        inputs = {self.prompt, self.negative, ctx.model, self.seed, self.batch, self.steps, self.upsample,
+                  self.upsample_steps, self.upsample_temp, *self.rules.inputs, *self.guidance.inputs}
+        # The progress bar covers the gallery, not the live preview it would hide.
+        gr.on([self.generate_btn.click, self.prompt.submit], on_generate, inputs=inputs,
+              outputs=[self.status, self.preview, self.gallery, self.result_paths, self.selected, self.last_seed,
+                       self.settings_view],
+              show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
+        self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
+        self.random_btn.click(lambda: -1, outputs=self.seed, queue=False, **PRIVATE)
+
+        def on_reuse(last):
+            if last is None:
+                gr.Warning("No image generated yet: there is no last seed to reuse.")
+                return gr.skip()
+            return last
+
+        self.reuse_btn.click(on_reuse, inputs=self.last_seed, outputs=self.seed, queue=False, **PRIVATE)
+
+        @user_errors
+        def on_settings_drop(path):
+            if not path:
+                return {}
+            settings = read_settings(imaging.open_upload(path, "image", ctx.limits.max_image_side))
+            if settings is None:
+                gr.Warning("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
+                return {}
+            updates = {self.prompt: settings.get("prompt", ""), self.negative: settings.get("negative_prompt", ""),
+                       self.seed: settings.get("seed", -1), self.batch: 1,
+                       self.upsample: settings.get("upsample", True),
+                       self.upsample_temp: settings.get("upsample_temp", 0.997),
+                       self.upsample_steps: str(settings.get("upsample_steps", "fast27")),
+                       self.status: f"Restored the settings of seed {settings.get('seed')} "
+                                    f"({settings.get('model', '?')}): press Generate to make it again."}
+            if str(settings.get("steps", "")).isdigit():
+                updates[self.steps] = int(settings["steps"])
+            if settings.get("model") in FAMILIES:
+                updates[ctx.model] = settings["model"]
+            updates.update(self.rules.restore(settings.get("sampler"), settings.get("sampler_params")))
+            updates.update(self.guidance.restore(settings.get("guidance"), settings.get("guidance_params")))
+            return updates
+
+        self.settings_drop.upload(
+            on_settings_drop, inputs=self.settings_drop,
+            outputs=[self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample, self.upsample_temp,
+                     self.upsample_steps, ctx.model, self.status, self.rules.dropdown, self.guidance.dropdown,
+                     *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
+
+        def on_select(evt: gr.SelectData):
+            return evt.index
+
+        self.gallery.select(on_select, outputs=self.selected, queue=False, **PRIVATE)
+
+    def send_to(self, inpaint: "InpaintTab", tabs: gr.Tabs):
+        """One click puts the selected image, and the prompt, into the inpainting tab and opens it."""
+        max_side = self.ctx.limits.max_image_side
+
+        def on_send(paths, index, text):
+            if not paths:
+                gr.Warning("Generate an image first, then select it in the gallery.")
+                return gr.skip(), gr.skip(), gr.skip()
+            path = paths[min(index or 0, len(paths) - 1)]
+            return editor_value(path, max_side), text, gr.Tabs(selected="inpaint")
+
+        self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt],
+                                  outputs=[inpaint.editor, inpaint.prompt, tabs], queue=False, **PRIVATE)
+
+
+class InpaintTab:
+    """Paint the region to replace over an image; the masked input beside the result; successive edits."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.editor = gr.ImageMask(type="pil", label="Image: paint over the region to replace",
+                                           sources=["upload", "clipboard"], format="png", height=420,
+                                           brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=16),
+                                           elem_id="editor")
+                self.prompt = gr.Textbox(label="Prompt for the painted region", lines=2, elem_id="inpaint-prompt")
+                with gr.Row():
+                    self.inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="inpaint-btn")
+                    self.stop_btn = gr.Button("Stop", variant="stop")
+                with gr.Accordion("Settings", open=False):
+                    with gr.Row():
+                        with gr.Column():
+                            self.rules = PluginPanel("Step rule", ctx.rules, "ddim")
+                        with gr.Column():
+                            self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
+                    self.steps = ctx.steps_slider("inpaint-steps")
+                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1)
+                    self.upsample = gr.Checkbox(True, label="Upsample")
+            with gr.Column(scale=3):
+                self.status = gr.Markdown("")
+                self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png")
+                with gr.Row():
+                    self.masked_view = gr.Image(label="Input (region to replace greyed)", interactive=False,
+                                                format="png", elem_id="masked-input", height=320)
+                    self.result = gr.Image(label="Result", interactive=False, format="png", elem_id="inpaint-result",
+                                           height=320)
+                self.again_btn = gr.Button("Use the result as the next input (successive edits)", size="sm")
+        self.result_path = gr.State(None)
+        self._wire()
+
+    def _wire(self):
+        ctx, service = self.ctx, self.ctx.service
+
+        @user_errors
+        def on_inpaint(data, request: gr.Request, progress=gr.Progress()):
+            image, mask = imaging.editor_to_image_and_mask(data[self.editor], ctx.limits.max_image_side)
+            req = service.sample_request(
+                data[self.prompt], model=data[ctx.model], seed=data[self.seed], sampler=data[self.rules.dropdown],
+                sampler_params=self.rules.params(data), steps=data[self.steps],
+                guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
+                upsample=data[self.upsample])
+            job = service.submit_inpaint(req, image, mask, session=session_of(request), previews=True)
+            yield {self.status: "Queued…"}
+            out = yield from run_job(job, progress, self.status, self.preview)
+            if out is None:
+                return
+            yield {self.masked_view: out.masked_input, self.result: out.images[0], self.result_path: out.images[0],
+                   self.status: f"Done in {out.seconds:.1f} s · seed {out.settings[0]['seed']}"}
+
+        gr.on([self.inpaint_btn.click, self.prompt.submit], on_inpaint,
+              inputs={self.editor, self.prompt, ctx.model, self.seed, self.steps, self.upsample,
+                      *self.rules.inputs, *self.guidance.inputs},
+              outputs=[self.status, self.preview, self.masked_view, self.result, self.result_path],
+              show_progress_on=self.result, **ctx.device_events, **PRIVATE)
+        self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
+
+        def on_again(path):
+            if not path:
+                gr.Warning("Run an inpainting first: its result becomes the next input.")
+                return gr.skip()
+            return editor_value(path, ctx.limits.max_image_side)
+
+        self.again_btn.click(on_again, inputs=self.result_path, outputs=self.editor, queue=False, **PRIVATE)
+
+
+class CompareTab:
+    """One prompt and seed under CLIP guidance, classifier-free guidance and none; scores; a scale sweep."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.prompt = gr.Textbox(label="Prompt", lines=2, elem_id="compare-prompt")
+                with gr.Row():
+                    self.compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                    self.stop_btn = gr.Button("Stop", variant="stop")
+                self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all three",
+                                      minimum=-1)
+                with gr.Row():
+                    self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value="ddim", label="Step rule")
+                    self.steps = ctx.steps_slider("compare-steps")
+                self.clip_scale = gr.Slider(0, 100, value=3.0, step=0.5, label="CLIP guidance scale")
+                self.cfg_scale = gr.Slider(0, 20, value=3.0, step=0.1, label="Classifier-free guidance scale")
+                self.upsample = gr.Checkbox(False, label="Upsample (slower)")
+                self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
+                                        info=f"Samples CLIP and classifier-free guidance at each scale "
+                                             f"(at most {ctx.limits.max_sweep}) into a grid")
+            with gr.Column(scale=3):
+                self.status = gr.Markdown("")
+                self.preview = gr.Image(label="Live preview", interactive=False, height=160, format="png")
+                self.gallery = gr.Gallery(label="Same prompt, same seed", columns=3, height="auto", format="png",
+                                          elem_id="compare-gallery", interactive=False)
+                self.table = gr.Dataframe(headers=["guidance", "scale", "seconds", "CLIP score", "checker"],
+                                          label="Scores", interactive=False)
+                self.sweep_view = gr.Image(label="Sweep", interactive=False, format="png", visible=False,
+                                           elem_id="sweep")
+        self._wire()
+
+    def _wire(self):
+        ctx, service = self.ctx, self.ctx.service
+
+        @user_errors
+        def on_compare(text, model_name, seed, rule, steps, clip_scale, cfg_scale, upsample, sweep,
+                       request: gr.Request, progress=gr.Progress()):
+            req = service.compare_request(text, model=model_name, seed=seed, sampler=rule, steps=steps,
+                                          clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample, sweep=sweep)
+            job = service.submit_compare(req, session=session_of(request), previews=True)
+            yield {self.status: "Queued…"}
+            out = yield from run_job(job, progress, self.status, self.preview)
+            if out is None:
+                return
+            yield {self.gallery: [(e["image"], e["caption"]) for e in out.entries],
+                   self.table: [[e["guidance"], e["scale"], e["seconds"],
+                                 None if e["clip_score"] is None else round(e["clip_score"], 4), e["verdict"]]
+                                for e in out.entries],
+                   self.sweep_view: gr.update(value=out.grid, visible=out.grid is not None),
+                   self.status: f"Seed {out.seed}: same prompt and seed, three kinds of guidance."}
+
+        gr.on([self.compare_btn.click, self.prompt.submit], on_compare,
+              inputs=[self.prompt, ctx.model, self.seed, self.rule, self.steps, self.clip_scale, self.cfg_scale,
+                      self.upsample, self.sweep],
+              outputs=[self.status, self.preview, self.gallery, self.table, self.sweep_view],
+              show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
+        self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
