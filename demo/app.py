@@ -20,7 +20,7 @@ import gradio as gr  # noqa: E402
 from glide.model_registry import FAMILIES  # noqa: E402
 
 from .api import add_api  # noqa: E402
-from .service import DemoService, Limits  # noqa: E402
+from .service import MIN_STEPS, DemoService, Limits  # noqa: E402
 from .tabs import CompareTab, Context, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
 
 # Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling.
@@ -78,9 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
                         help="require a login (repeat for more users)")
     args = parser.parse_args(argv)
-    for name in ("max_batch", "max_steps", "concurrency", "queue_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     if any(":" not in a for a in args.auth):
         parser.error("--auth takes USER:PASS")
     return args

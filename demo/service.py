@@ -38,6 +38,8 @@ log = logging.getLogger("glide.demo")
 
 MAX_SEED = 2 ** 53 - 1          # seeds travel through JSON and JavaScript numbers: keep them exact
 UPSAMPLE_STEP_CHOICES = ["fast27", "ddim25", "50", "100"]
+# One-step schedules fail inside glide's diffusion (posterior variance of a single step), so ask for two.
+MIN_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ class DemoService:
     def _steps(self, steps, model: str) -> int:
         if steps is None or (isinstance(steps, str) and not steps.strip()):
             return self.default_steps(model)
-        return _number(steps, "steps", int, 1, self.limits.max_steps)
+        return _number(steps, "steps", int, MIN_STEPS, max(self.limits.max_steps, MIN_STEPS))
 
     def sample_request(self, prompt, *, model=None, seed=None, batch_size=1, negative_prompt="", sampler="ddim",
                        sampler_params=None, steps=None, guidance="classifier-free", guidance_params=None,
@@ -244,8 +246,8 @@ class DemoService:
         if guidance_scale is not None and any(p.name == "guidance_scale" for p in strategy.params):
             guidance_params["guidance_scale"] = _number(guidance_scale, "guidance_scale")
         upsample_steps = str(upsample_steps or "fast27").strip()
-        if not 1 <= step_count(upsample_steps) <= self.limits.max_steps:
-            raise InputError(f"upsample_steps must be a schedule like 'fast27' or a number of steps from 1 to "
+        if not MIN_STEPS <= step_count(upsample_steps) <= max(self.limits.max_steps, MIN_STEPS):
+            raise InputError(f"upsample_steps must be a schedule like 'fast27' or a number of steps from {MIN_STEPS} to "
                              f"{self.limits.max_steps}, got {upsample_steps!r}")
         return SampleRequest(
             prompt=self._prompt(prompt), model=model, seed=self._seed(seed),

@@ -14,7 +14,7 @@ from glide.pngmeta import read_settings
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
-from .service import UPSAMPLE_STEP_CHOICES, DemoService
+from .service import MIN_STEPS, UPSAMPLE_STEP_CHOICES, DemoService
 from .widgets import (PRIVATE, PluginPanel, editor_value, gallery_items, model_description, run_job, session_of,
                       stop_handler, user_errors)
 
@@ -40,7 +40,9 @@ class Context:
         return self.service.limits
 
     def steps_slider(self, elem_id=None) -> gr.Slider:
-        return gr.Slider(1, self.limits.max_steps, value=self.service.default_steps(self.service.default_model),
+        # A slider needs max > min; the service enforces the real limit whatever the slider allows.
+        return gr.Slider(MIN_STEPS, max(self.limits.max_steps, MIN_STEPS + 1),
+                         value=self.service.default_steps(self.service.default_model),
                          step=1, label="Steps", info="Base model sampling steps", elem_id=elem_id)
 
 
@@ -122,7 +124,8 @@ class TextToImageTab:
                     with gr.Column(scale=1, min_width=160):
                         self.random_btn = gr.Button("Random seed", size="sm")
                         self.reuse_btn = gr.Button("Reuse last seed", size="sm")
-                self.batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Batch size")
+                self.batch = gr.Slider(1, max(limits.max_batch, 2), value=1, step=1, label="Batch size",
+                                       visible=limits.max_batch > 1)
                 with gr.Row():
                     self.upsample = gr.Checkbox(True, label="Upsample", info="Run the upsampler after the base model")
                     self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
