@@ -136,5 +136,7 @@ def download_family(name: str, checkpoint_dir: Optional[Path] = None, progress: 
     if name == "shapes":
         return [p for p in family.files(checkpoint_dir).values() if p.exists()]
     cache = Path(checkpoint_dir) if checkpoint_dir else default_cache_dir()
-    return [download.fetch_file(download.checkpoint_url(n), cache / CHECKPOINT_FILENAMES[n], progress=progress)
-            for names in _GLIDE_CHECKPOINTS.values() for n in names]
+    paths = [download.fetch_file(download.checkpoint_url(n), cache / CHECKPOINT_FILENAMES[n], progress=progress)
+             for names in _GLIDE_CHECKPOINTS.values() for n in names]
+    # The tokenizers' files too, where get_encoder / SimpleTokenizer look for them (the default cache).
+    return paths + [download.resolve_vocab_file(filename, progress=progress) for filename in download.VOCAB_FILES]

@@ -96,6 +96,12 @@ def test_seeds(tiny, rule):
     assert not torch.allclose(run_tiny(tiny, sampler=rule, sampler_params=params, seeds=[9, 8])[0], a[0])
 
 
+@pytest.mark.parametrize("rule", ["ddpm", "ddim", "dpm++2m"])
+def test_one_step(tiny, rule):
+    out = run_tiny(tiny, sampler=rule, steps=1)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+
+
 def test_callback_and_cancel(tiny):
     seen = []
     run_tiny(tiny, sampler="ddim", callback=lambda i, n, x0: seen.append((i, n, tuple(x0.shape))))
