@@ -38,8 +38,7 @@ log = logging.getLogger("glide.demo")
 
 MAX_SEED = 2 ** 53 - 1          # seeds travel through JSON and JavaScript numbers: keep them exact
 UPSAMPLE_STEP_CHOICES = ["fast27", "ddim25", "50", "100"]
-# One-step schedules fail inside glide's diffusion (posterior variance of a single step), so ask for two.
-MIN_STEPS = 2
+MIN_STEPS = 1
 
 
 @dataclass(frozen=True)
