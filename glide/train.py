@@ -47,6 +47,10 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     init_from: str = ""           # safetensors weights to start from (inpainting fine-tunes)
+    # Share of batches' timesteps drawn from the noisiest 30% of the process instead of uniformly.
+    # Text conditioning is learned where the image carries little signal; on a small compute budget,
+    # sampling there more often teaches the model to follow the caption sooner.
+    high_noise_fraction: float = 0.0
 
 
 def _distributed() -> tuple:
@@ -169,12 +173,20 @@ class Trainer:
         return self
 
 
-def diffusion_loss(diffusion, make_batch, batch_size, device, vb_weight):
+def sample_timesteps(rng, num_timesteps: int, n: int, high_noise_fraction: float = 0.0) -> torch.Tensor:
+    """Uniform timesteps, a `high_noise_fraction` of them from the noisiest 30% instead."""
+    t = rng.integers(0, num_timesteps, size=n)
+    high = rng.random(n) < high_noise_fraction
+    t[high] = rng.integers(int(0.7 * num_timesteps), num_timesteps, size=int(high.sum()))
+    return torch.from_numpy(t)
+
+
+def diffusion_loss(diffusion, make_batch, batch_size, device, vb_weight, high_noise_fraction=0.0):
     def loss_fn(model, rng):
         x_start, kwargs = make_batch(rng, batch_size)
         x_start = x_start.to(device)
         kwargs = {k: v.to(device) for k, v in kwargs.items()}
-        t = torch.from_numpy(rng.integers(0, diffusion.num_timesteps, size=batch_size)).to(device)
+        t = sample_timesteps(rng, diffusion.num_timesteps, batch_size, high_noise_fraction).to(device)
         return diffusion.training_losses(model, x_start, t, model_kwargs=kwargs, vb_weight=vb_weight)["loss"].mean()
 
     return loss_fn
@@ -224,8 +236,8 @@ def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank:
     if cfg.init_from:
         load_expanding_inputs(model, load_file(cfg.init_from))
     make_batch = shapes_family.batch_maker(cfg.stage, encoder)
-    return Trainer(cfg, model, diffusion_loss(diffusion, make_batch, cfg.batch_size, device, cfg.vb_weight),
-                   device, rank, world)
+    loss = diffusion_loss(diffusion, make_batch, cfg.batch_size, device, cfg.vb_weight, cfg.high_noise_fraction)
+    return Trainer(cfg, model, loss, device, rank, world)
 
 
 def main(argv=None):

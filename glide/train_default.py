@@ -31,16 +31,17 @@ RECIPE = [
 ]
 
 
-def export(stage: str, runs: Path, asset_dir: Path = shapes_family.ASSET_DIR) -> Path:
-    """Copy a stage's EMA weights into the assets as float16 (halves the shipped size; loads as float32)."""
-    ema = load_file(runs / stage / "ema.safetensors")
-    state = {k: v.half() if v.is_floating_point() else v for k, v in ema.items()}
+def export(stage: str, runs: Path, asset_dir: Path = shapes_family.ASSET_DIR, weights: str = "ema") -> Path:
+    """Copy a stage's weights ("ema" or the raw "model") into the assets as float16 (half the size; loads as float32)."""
+    trained = load_file(runs / stage / f"{weights}.safetensors")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in trained.items()}
     out = asset_dir / f"{stage}.safetensors"
     save_safetensors_atomic(state, out)
     return out
 
 
-def update_model_card(stage: str, runs: Path, wall_minutes: float, asset_dir: Path = shapes_family.ASSET_DIR):
+def update_model_card(stage: str, runs: Path, wall_minutes: float, weights: str = "ema",
+                      asset_dir: Path = shapes_family.ASSET_DIR):
     card_path = asset_dir / "MODEL_CARD.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {
         "family": "shapes", "data": "glide.data.shapes: procedural one/two-shape scenes, captions from its grammar",
@@ -51,7 +52,7 @@ def update_model_card(stage: str, runs: Path, wall_minutes: float, asset_dir: Pa
         "options": shapes_family.CLIP_CONFIG if stage == "clip" else shapes_family.MODEL_OPTIONS[stage],
         "train_config": state["config"], "steps": state["step"],
         "final_loss": state["log"][-1]["loss"] if state["log"] else None,
-        "wall_minutes_this_run": round(wall_minutes, 1),
+        "wall_minutes_this_run": round(wall_minutes, 1), "exported_weights": weights,
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
     }
@@ -64,6 +65,8 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="stages to run (default: all)")
     parser.add_argument("--minutes-scale", type=float, default=1.0, help="scale every stage's time budget")
     parser.add_argument("--export-only", action="store_true", help="export existing runs without training")
+    parser.add_argument("--weights", choices=["ema", "model"], default="ema",
+                        help="export the EMA (default) or the raw weights (better for very short runs)")
     args = parser.parse_args(argv)
     if not (shapes_family.ASSET_DIR / "encoder.json").exists():
         shapes_family.train_tokenizer()
@@ -72,15 +75,15 @@ def main(argv=None):
             continue
         if not args.export_only:
             cfg = TrainConfig(stage=stage, out=str(args.runs / stage), minutes=minutes * args.minutes_scale,
-                              batch_size=batch, lr=lr, seed=SEED,
+                              batch_size=batch, lr=lr, seed=SEED, high_noise_fraction=0.5 if stage == "base" else 0.0,
                               init_from=str(args.runs / parent / "ema.safetensors") if parent else "")
             start = time.time()
             build_trainer(cfg).run()
             wall = (time.time() - start) / 60
         else:
             wall = 0.0
-        print(f"exported {export(stage, args.runs)}", flush=True)
-        update_model_card(stage, args.runs, wall)
+        print(f"exported {export(stage, args.runs, weights=args.weights)}", flush=True)
+        update_model_card(stage, args.runs, wall, args.weights)
 
 
 if __name__ == "__main__":
