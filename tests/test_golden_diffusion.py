@@ -58,12 +58,17 @@ def test_respaced_arrays(golden, case):
     assert diffusion.timestep_map == f[f"{case}/timestep_map"].tolist()
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_steps(golden, case, monkeypatch):
+def case_data(golden, case):
+    """The golden tensors, the case's respaced diffusion, and its inputs by short name."""
     _, f = golden
     schedule, respacing = CASES[case]
     diffusion = create_gaussian_diffusion(steps=1000, noise_schedule=schedule, timestep_respacing=respacing)
-    inp = {k.split("/")[-1]: v for k, v in f.items() if k.startswith(f"{case}/input/")}
+    return f, diffusion, {k.split("/")[-1]: v for k, v in f.items() if k.startswith(f"{case}/input/")}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_steps(golden, case, monkeypatch):
+    f, diffusion, inp = case_data(golden, case)
     x_t, t = inp["x_t"], inp["t"]
     seen = []
 
@@ -104,10 +109,7 @@ def test_steps(golden, case, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES)
 def test_loops(golden, case, monkeypatch):
-    _, f = golden
-    schedule, respacing = CASES[case]
-    diffusion = create_gaussian_diffusion(steps=1000, noise_schedule=schedule, timestep_respacing=respacing)
-    inp = {k.split("/")[-1]: v for k, v in f.items() if k.startswith(f"{case}/input/")}
+    f, diffusion, inp = case_data(golden, case)
     shape = tuple(inp["loop_init"].shape)
 
     def loop_model(x, ts, **kw):
