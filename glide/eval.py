@@ -143,8 +143,23 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="only the headline conditions")
     parser.add_argument("--out", type=Path, default=Path("glide/assets/shapes/EVAL.json"))
+    parser.add_argument("--samplers", action="store_true",
+                        help="only the step-rule comparison (steps vs accuracy vs wall time, one-shape, unguided)")
     args = parser.parse_args(argv)
     pipe = load_pipeline(args.family)
+    if args.samplers:
+        rules = [("ddpm", 150), ("ddpm", 50), ("ddim", 50), ("ddim", 25), ("dpm++2m", 20), ("dpm++2m", 10)]
+        conditions = [(f"{rule} {steps}", dict(sampler=rule, steps=steps, guidance="none")) for rule, steps in rules]
+        scenes, captions = fresh_scenes(args.n, 1)
+        rows = []
+        for label, kw in conditions:
+            start = time.time()
+            images = generate_all(pipe, captions, **kw)
+            rows.append({"shapes": 1, "condition": label, **score(images, scenes), "seconds": round(time.time() - start, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+        args.out.write_text(json.dumps({"n": args.n, "samplers": rows}, indent=1))
+        print(markdown(rows))
+        return
     steps = args.steps
     conditions = [
         ("ddim, unguided", dict(sampler="ddim", steps=steps, guidance="none")),
