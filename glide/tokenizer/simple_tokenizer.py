@@ -9,7 +9,6 @@ import html
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
-import ftfy
 import regex as re
 
 from glide.download import resolve_vocab_file
@@ -34,6 +33,10 @@ PRETOKENIZE_PATTERN = re.compile(
 
 def basic_clean(text: str) -> str:
     """Repair mojibake and other unicode damage, and undo up to two levels of HTML escaping."""
+    # Imported here, not at the top: only this tokenizer needs ftfy (and ftfy needs wcwidth), so
+    # `import glide.tokenizer` and everything that uses the GLIDE BPE alone work without them.
+    import ftfy
+
     text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text))
     return text.strip()
