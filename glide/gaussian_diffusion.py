@@ -39,7 +39,11 @@ def betas_for_alpha_bar(num_diffusion_timesteps: int, alpha_bar: Callable[[float
 
 
 def _extract(arr: np.ndarray, t: torch.Tensor, shape) -> torch.Tensor:
-    """Gather arr[t] as float32 and broadcast it to `shape` ([N, 1, 1, 1] -> shape)."""
+    """Gather arr[t] as float32 and broadcast it to `shape` ([N, 1, 1, 1] -> shape).
+
+    Copies the whole array to t's device on every call (on a GPU a blocking host-to-device copy);
+    the diffusion's own arrays go through `GaussianDiffusion._coef`, which keeps a copy per device.
+    """
     res = torch.from_numpy(arr).to(device=t.device)[t].float()
     return res.view(-1, *([1] * (len(shape) - 1))).expand(shape)
 
@@ -90,12 +94,14 @@ class GaussianDiffusion:
         self.base_betas = betas if base_betas is None else np.array(base_betas, dtype=np.float64)
         self.original_num_steps = len(self.base_betas)
         self._timestep_map_cache = {}
+        self._coef_cache = {}   # (array name, device) -> float32 tensor, see _coef
 
         alphas = 1.0 - betas
         self.alphas_cumprod = np.cumprod(alphas, axis=0)
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
         self.alphas_cumprod_next = np.append(self.alphas_cumprod[1:], 0.0)
         self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+        self.one_minus_alphas_cumprod = 1.0 - self.alphas_cumprod
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
         self.log_one_minus_alphas_cumprod = np.log(1.0 - self.alphas_cumprod)
         self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
@@ -108,6 +114,21 @@ class GaussianDiffusion:
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
         self.log_betas = np.log(betas)
+
+    def _coef(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
+        """self.<name>[t] as float32, broadcast to `shape` ([N, 1, 1, 1] -> shape).
+
+        The same values as `_extract(self.<name>, t, shape)` (float64 rounded to float32), but each
+        array is copied to a device once and kept: a GPU sampling loop then does no host-to-device
+        copy (each of which would block until the GPU is idle) per step.
+        """
+        key = (name, t.device)
+        cache = self.__dict__.setdefault("_coef_cache", {})
+        table = cache.get(key)
+        if table is None:
+            table = torch.from_numpy(getattr(self, name)).to(device=t.device).float()
+            cache[key] = table
+        return table[t].view(-1, *([1] * (len(shape) - 1))).expand(shape)
 
     # ------------------------------------------------------------------ respacing
     def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
@@ -127,43 +148,43 @@ class GaussianDiffusion:
     # ------------------------------------------------------------------ forward process
     def q_mean_variance(self, x_start, t):
         """Mean, variance and log-variance of q(x_t | x_0)."""
-        mean = _extract(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
-        variance = _extract(1.0 - self.alphas_cumprod, t, x_start.shape)
-        log_variance = _extract(self.log_one_minus_alphas_cumprod, t, x_start.shape)
+        mean = self._coef("sqrt_alphas_cumprod", t, x_start.shape) * x_start
+        variance = self._coef("one_minus_alphas_cumprod", t, x_start.shape)
+        log_variance = self._coef("log_one_minus_alphas_cumprod", t, x_start.shape)
         return mean, variance, log_variance
 
     def q_sample(self, x_start, t, noise=None):
         """Sample x_t ~ q(x_t | x_0)."""
         if noise is None:
             noise = torch.randn_like(x_start)
-        return (_extract(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
-                + _extract(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise)
+        return (self._coef("sqrt_alphas_cumprod", t, x_start.shape) * x_start
+                + self._coef("sqrt_one_minus_alphas_cumprod", t, x_start.shape) * noise)
 
     def q_posterior_mean_variance(self, x_start, x_t, t):
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = (_extract(self.posterior_mean_coef1, t, x_t.shape) * x_start
-                + _extract(self.posterior_mean_coef2, t, x_t.shape) * x_t)
-        variance = _extract(self.posterior_variance, t, x_t.shape)
-        log_variance = _extract(self.posterior_log_variance_clipped, t, x_t.shape)
+        mean = (self._coef("posterior_mean_coef1", t, x_t.shape) * x_start
+                + self._coef("posterior_mean_coef2", t, x_t.shape) * x_t)
+        variance = self._coef("posterior_variance", t, x_t.shape)
+        log_variance = self._coef("posterior_log_variance_clipped", t, x_t.shape)
         return mean, variance, log_variance
 
     # ------------------------------------------------------------------ parameterisations
     def _predict_xstart_from_eps(self, x_t, t, eps):
-        return (_extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
-                - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
+        return (self._coef("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t
+                - self._coef("sqrt_recipm1_alphas_cumprod", t, x_t.shape) * eps)
 
     def _predict_eps_from_xstart(self, x_t, t, pred_xstart):
-        return ((_extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart)
-                / _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
+        return ((self._coef("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - pred_xstart)
+                / self._coef("sqrt_recipm1_alphas_cumprod", t, x_t.shape))
 
     def _predict_xstart_from_v(self, x_t, t, v):
-        return (_extract(self.sqrt_alphas_cumprod, t, x_t.shape) * x_t
-                - _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * v)
+        return (self._coef("sqrt_alphas_cumprod", t, x_t.shape) * x_t
+                - self._coef("sqrt_one_minus_alphas_cumprod", t, x_t.shape) * v)
 
     def v_target(self, x_start, t, noise):
         """v = sqrt(abar) * eps - sqrt(1 - abar) * x_0, the v-prediction target."""
-        return (_extract(self.sqrt_alphas_cumprod, t, x_start.shape) * noise
-                - _extract(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * x_start)
+        return (self._coef("sqrt_alphas_cumprod", t, x_start.shape) * noise
+                - self._coef("sqrt_one_minus_alphas_cumprod", t, x_start.shape) * x_start)
 
     def pred_xstart_from_output(self, x_t, t, mean_output):
         """x_0 implied by the model's mean channels, whatever its parameterisation."""
@@ -183,8 +204,8 @@ class GaussianDiffusion:
             raise ValueError(f"model output {tuple(model_output.shape)} should be [N, {2 * C}, H, W] "
                              "(mean prediction and learned-range variance)")
         mean_output, var_values = model_output.split(C, dim=1)
-        min_log = _extract(self.posterior_log_variance_clipped, t, x.shape)
-        max_log = _extract(self.log_betas, t, x.shape)
+        min_log = self._coef("posterior_log_variance_clipped", t, x.shape)
+        max_log = self._coef("log_betas", t, x.shape)
         frac = (var_values + 1) / 2
         model_log_variance = frac * max_log + (1 - frac) * min_log
 
@@ -211,7 +232,7 @@ class GaussianDiffusion:
 
     def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
         """Shift epsilon by -sqrt(1 - abar) * grad log p(y | x_t) (Song et al., 2020): DDIM/ODE guidance."""
-        alpha_bar = _extract(self.alphas_cumprod, t, x.shape)
+        alpha_bar = self._coef("alphas_cumprod", t, x.shape)
         eps = self._predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
         eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, self.model_timesteps(t), **(model_kwargs or {}))
         out = dict(p_mean_var)
@@ -246,8 +267,8 @@ class GaussianDiffusion:
         if cond_fn is not None:
             out = self.condition_score(cond_fn, out, x, t, model_kwargs)
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
-        alpha_bar = _extract(self.alphas_cumprod, t, x.shape)
-        alpha_bar_prev = _extract(self.alphas_cumprod_prev, t, x.shape)
+        alpha_bar = self._coef("alphas_cumprod", t, x.shape)
+        alpha_bar_prev = self._coef("alphas_cumprod_prev", t, x.shape)
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         if noise is None:
             noise = torch.randn_like(x)
