@@ -10,8 +10,10 @@ Sections (`--only matmul,forward,...`):
            call, FLOPs (torch.utils.flop_counter), achieved FLOP/s, MFU, error against float32
 - sample:  text -> 256x256 with the reference's settings and with our fastest: seconds and peak
            memory per image (on CPU extrapolated from a few steps per stage unless --full)
-- shapes:  the embedded default family end to end on CPU: cold start to first image, images/s
 - batch:   throughput vs batch size
+- shapes:  the embedded default family end to end on CPU: cold start to first image, images/s
+
+`--budget-s SECONDS` skips (and records as skipped) whatever would start after the budget is spent.
 
 Nothing is estimated silently: an extrapolated or estimated figure says so in the table and in the
 JSON (`extrapolated`, `status: "skipped"` with `estimated_ms`), and no GPU figure is produced

@@ -3,10 +3,12 @@ import argparse
 import datetime
 import json
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -30,6 +32,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--full", action="store_true",
                    help="CPU: run every sampling step instead of extrapolating, and run variants estimated too slow")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON and markdown results")
+    p.add_argument("--budget-s", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock budget: sections, variants, settings and batches that would start after it "
+                        "is spent are recorded as skipped (the one running finishes); results are always written")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="GPU: add CUDA-graph variants to the forward section (one forward captured, then replayed)")
     g = p.add_argument_group("sampling settings (section 'sample')")
     g.add_argument("--ref-base-steps", default="100", help="reference: base DDPM steps")
     g.add_argument("--ref-upsample-steps", default="fast27", help="reference: upsampler DDPM steps")
@@ -37,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--fast-upsample-sampler", default="ddim", help="fast: upsampler step rule")
     g.add_argument("--fast-upsample-steps", default="15", help="fast: upsampler steps")
     args = p.parse_args(argv)
+    if args.budget_s is not None and not (args.budget_s >= 0 and math.isfinite(args.budget_s)):
+        p.error(f"--budget-s must be a non-negative number of seconds, got {args.budget_s}")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(args.only) - set(SECTIONS))
     if unknown:
@@ -70,7 +79,9 @@ def header_table(meta: Dict) -> Table:
                      f"TF32 matmul {d['tf32_matmul']} / cuDNN {d['tf32_cudnn']}")
     t.add("torch", d["torch"])
     t.add("mode", ("quick (tiny models)" if meta["quick"] else "full-size models, random weights")
-          + (", --full" if meta["full"] else "") + (", --compile" if meta["compile"] else ""))
+          + (", --full" if meta["full"] else "") + (", --compile" if meta["compile"] else "")
+          + (", --cuda-graphs" if meta.get("cuda_graphs") else "")
+          + (f", --budget-s {meta['budget_s']:g}" if meta.get("budget_s") is not None else ""))
     t.add("commit", meta.get("git_commit") or "-")
     t.add("date", meta["date"])
     if d.get("loadavg_1m") is not None and d["type"] == "cpu" and d["loadavg_1m"] > 0.5 * d["cpus_usable"]:
@@ -79,7 +90,31 @@ def header_table(meta: Dict) -> Table:
     return t
 
 
-def main(argv=None) -> int:
+class Interrupted(BaseException):
+    """SIGTERM (e.g. from `timeout`): stop where we are, but still write what was measured."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted(f"signal {signum}")
+
+
+def write_results(out_dir: Path, stem: str, meta: Dict, results: Dict, tables: List[Table]):
+    """JSON and markdown, each written to a temporary file and renamed: never a half-written file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    texts = {json_path: json.dumps(_clean({"meta": meta, "sections": results}), indent=2) + "\n",
+             md_path: f"# GLIDE benchmark: {meta['device']['name']}, {meta['date']}\n\n"
+                      + "\n".join(t.markdown() for t in tables)
+                      + f"\nTotal: {meta['elapsed_s']} s. Raw numbers: `{json_path.name}`.\n"}
+    for path, text in texts.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return json_path, md_path
+
+
+def main(argv=None, clock_start: Optional[float] = None) -> int:
+    """Run the benchmark; `clock_start` is the time.monotonic() --budget-s counts from (default: now)."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,41 +125,66 @@ def main(argv=None) -> int:
     info = env.device_info(device)
     meta = {"schema": SCHEMA_VERSION, "date": now.isoformat(timespec="seconds"), "device": info,
             "git_commit": env.git_commit(), "quick": args.quick, "full": args.full, "compile": args.compile,
+            "cuda_graphs": args.cuda_graphs, "budget_s": args.budget_s,
             "sections_run": args.only, "argv": sys.argv[1:] if argv is None else list(argv),
             "settings": {k: getattr(args, k) for k in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps",
                                                        "fast_upsample_sampler", "fast_upsample_steps")}}
-    bench = Bench(device, quick=args.quick, full=args.full, compile=args.compile, args=meta["settings"])
+    bench = Bench(device, quick=args.quick, full=args.full, compile=args.compile, args=meta["settings"],
+                  budget_s=args.budget_s, cuda_graphs=args.cuda_graphs, started=clock_start)
     tables: List[Table] = [header_table(meta)]
     print(tables[0].text() + "\n", flush=True)
+    stem = f"{env.device_slug(info)}-{now.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
 
     results: Dict[str, Dict] = {}
     # The matmul rate is every MFU's denominator: measure it first whenever a section reports MFU.
     order = [s for s in SECTIONS if s in args.only or (s == "matmul" and {"forward", "batch"} & set(args.only))]
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (main() called from a test thread): no handler
+        previous = None
+    interrupted = None
+    try:
+        for name in order:
+            t0 = time.time()
+            if bench.out_of_budget():
+                data = {"status": "skipped", "budget": True, "note": bench.budget_note()}
+                section_tables = [Table(name, ["skipped"], rows=[[data["note"]]])]
+            else:
+                log(f"section {name}")
+                try:
+                    data, section_tables = RUNNERS[name](bench)
+                except Exception as e:  # a broken section is reported; the others still run
+                    import traceback
+                    log(traceback.format_exc())
+                    data = {"status": "error", "error": f"{type(e).__name__}: {e}"}
+                    section_tables = [Table(name, ["error"], rows=[[data["error"]]])]
+                except (KeyboardInterrupt, Interrupted) as e:
+                    interrupted = e
+                    data = {"status": "error", "error": f"interrupted ({type(e).__name__} {e})".strip()}
+                    section_tables = [Table(name, ["error"], rows=[[data["error"]]])]
+            data["elapsed_s"] = round(time.time() - t0, 2)
+            results[name] = data
+            for t in section_tables:
+                t.notes.append(f"section took {data['elapsed_s']} s")
+                tables.append(t)
+                print(t.text() + "\n", flush=True)
+            meta["elapsed_s"] = round(time.time() - started, 2)
+            # After every section, so a run killed later still leaves everything measured so far.
+            write_results(args.out, stem, meta, results, tables)
+            if interrupted is not None:
+                break
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for name in order:
-        t0 = time.time()
-        log(f"section {name}")
-        try:
-            data, section_tables = RUNNERS[name](bench)
-        except Exception as e:  # a broken section is reported; the others still run
-            import traceback
-            log(traceback.format_exc())
-            data = {"status": "error", "error": f"{type(e).__name__}: {e}"}
-            section_tables = [Table(name, ["error"], rows=[[data["error"]]])]
-        data["elapsed_s"] = round(time.time() - t0, 2)
-        results[name] = data
-        for t in section_tables:
-            t.notes.append(f"section took {data['elapsed_s']} s")
-            tables.append(t)
-            print(t.text() + "\n", flush=True)
+        if name not in results:
+            results[name] = {"status": "skipped", "note": "not run: the benchmark was interrupted", "elapsed_s": 0}
     meta["elapsed_s"] = round(time.time() - started, 2)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{env.device_slug(info)}-{now.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
-    json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
-    json_path.write_text(json.dumps(_clean({"meta": meta, "sections": results}), indent=2) + "\n")
-    md_path.write_text(f"# GLIDE benchmark: {info['name']}, {meta['date']}\n\n"
-                       + "\n".join(t.markdown() for t in tables)
-                       + f"\nTotal: {meta['elapsed_s']} s. Raw numbers: `{json_path.name}`.\n")
+    json_path, md_path = write_results(args.out, stem, meta, results, tables)
     print(f"total {meta['elapsed_s']} s; wrote {json_path} and {md_path}", flush=True)
+    if interrupted is not None:
+        log(f"interrupted: {interrupted!r}; results so far written")
+        return 130
     # Non-zero when anything failed, so CI notices; skipped parts (no shapes weights) are not failures.
     return 0 if all(r.get("status") in ("ok", "skipped") for r in results.values()) else 1

@@ -3,8 +3,11 @@
 matmul   the device's dense matmul rate per dtype: the denominator of every MFU figure
 forward  one forward of the full-size base model and upsampler per precision/layout variant
 sample   text -> 256x256 sample: the reference's settings against our fastest of equal quality
-shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
 batch    throughput vs batch size
+shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
+
+With a wall-clock budget (`--budget-s`), a section, variant, setting or batch that would start after
+the budget is spent is not run: it is recorded as `skipped` with a note saying so.
 """
 import json
 import os
@@ -24,7 +27,9 @@ from samplers import Cancelled
 from . import env, models
 from .report import Table, fmt, fmt_err, fmt_pct, fmt_rate
 
-SECTIONS = ("matmul", "forward", "sample", "shapes", "batch")
+# Run order: what a GPU run must show first (MFU's denominator, forward MFU, sampling time, batch
+# scaling), then the embedded model's CPU figures, so a budget cut loses the least important part.
+SECTIONS = ("matmul", "forward", "sample", "batch", "shapes")
 SHAPES_PROMPT = "a small red circle on the left on a blue background"
 
 
@@ -45,6 +50,7 @@ class Profile:
     matmul_max_n: int
     matmul_budget_s: float
     sample_steps: int          # steps measured per stage when extrapolating
+    sample_repeats: int = 1    # full sampling runs per setting (the median is reported)
 
 
 def profile_for(device: torch.device, quick: bool) -> Profile:
@@ -52,8 +58,10 @@ def profile_for(device: torch.device, quick: bool) -> Profile:
         return Profile(warmup=1, max_repeats=3, budget_s=0.3, skip_over_s=60, matmul_target_s=0.01,
                        matmul_max_n=512, matmul_budget_s=0.05, sample_steps=2)
     if device.type == "cuda":
-        return Profile(warmup=3, max_repeats=50, budget_s=2.0, skip_over_s=600, matmul_target_s=0.02,
-                       matmul_max_n=8192, matmul_budget_s=1.0, sample_steps=5)
+        # ~40 timed calls (forward, batch, matmul) at about a second each, and 3 full sampling runs
+        # per setting: the whole run is a minute or two on an H100/H200.
+        return Profile(warmup=3, max_repeats=30, budget_s=1.0, skip_over_s=600, matmul_target_s=0.02,
+                       matmul_max_n=8192, matmul_budget_s=0.5, sample_steps=5, sample_repeats=3)
     # CPU: a base forward at batch 2 is ~5-10 s on 2 cores and an upsampler forward ~15-30 s, so the
     # budget buys 2-3 timed calls of the base and one of the upsampler per variant.
     return Profile(warmup=1, max_repeats=3, budget_s=20.0, skip_over_s=45, matmul_target_s=0.2,
@@ -63,15 +71,35 @@ def profile_for(device: torch.device, quick: bool) -> Profile:
 class Bench:
     """Shared state of one run: options, device, the models (built once), the measured matmul rates."""
 
-    def __init__(self, device: torch.device, *, quick: bool, full: bool, compile: bool, args: Dict):
+    def __init__(self, device: torch.device, *, quick: bool, full: bool, compile: bool, args: Dict,
+                 budget_s: Optional[float] = None, cuda_graphs: bool = False,
+                 started: Optional[float] = None):
         self.device = device
         self.quick, self.full, self.compile = quick, full, compile
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
         self.args = args
         self.options = models.quick_options() if quick else models.full_options()
         self.profile = profile_for(device, quick)
         self._models: Dict[str, tuple] = {}
+        self._flops_per_item: Dict[str, Tuple[float, float]] = {}
         self.rates: Dict[str, Dict] = {}
         self.warmed = set()    # (model, batch, compute) shapes that have run once (see warm_up)
+        self.budget_s = budget_s
+        self.started = time.monotonic() if started is None else started   # time.monotonic() at the start
+
+    # -------------------------------------------------------------------------------- wall-clock budget
+    def budget_left(self) -> Optional[float]:
+        """Seconds of the --budget-s budget left (negative when overspent); None without a budget."""
+        if self.budget_s is None:
+            return None
+        return self.budget_s - (time.monotonic() - self.started)
+
+    def out_of_budget(self) -> bool:
+        left = self.budget_left()
+        return left is not None and left <= 0
+
+    def budget_note(self) -> str:
+        return f"not run: the wall-clock budget (--budget-s {self.budget_s:g}) was spent"
 
     @property
     def gpu(self) -> bool:
@@ -99,7 +127,15 @@ class Bench:
         return models.make_inputs(self.options[name], batch, self.device, models.low_res_size(self.options), seed)
 
     def flops(self, name: str, batch: int) -> Tuple[float, float]:
-        return models.count_flops(self.options[name], batch, models.low_res_size(self.options))
+        """(FLOPs of a forward, FLOPs of its text encoder) at this batch.
+
+        Counted once per model at batch 1 and scaled: every op is per batch element, so FLOPs are
+        exactly linear in the batch, and a full-size count costs about a second of CPU each time.
+        """
+        if name not in self._flops_per_item:
+            self._flops_per_item[name] = models.count_flops(self.options[name], 1, models.low_res_size(self.options))
+        total, text = self._flops_per_item[name]
+        return total * batch, text * batch
 
     def half_dtypes(self) -> List[str]:
         """Reduced precisions to try: bf16 everywhere (measured, however slow), fp16 on GPU only."""
@@ -135,12 +171,25 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0][:300]
 
 
+class _BudgetSpent(Exception):
+    pass
+
+
+def _budget_notes(b: "Bench", rows: List[Dict]) -> List[str]:
+    n = sum(bool(r.get("budget")) for r in rows)
+    return [f"{n} row(s) {b.budget_note()}"] if n else []
+
+
 # ---------------------------------------------------------------------------------------------- 0. matmul
 def section_matmul(b: Bench):
     p = b.profile
     dtypes = ["float32"] + (["tf32"] if b.gpu else []) + b.half_dtypes()
     results, table = [], Table("Dense matmul rate (N x N x N, median)", ["dtype", "N", "ms/call", "rate"])
     for name in dtypes:
+        if b.out_of_budget():
+            results.append({"dtype": name, "status": "skipped", "note": b.budget_note()})
+            table.add(name, "-", "-", "skipped (budget)")
+            continue
         log(f"matmul {name}")
         tf32 = name == "tf32"
         old = torch.backends.cuda.matmul.allow_tf32
@@ -175,6 +224,7 @@ class Variant:
     compute: str = "float32"          # autocast dtype, or float32
     channels_last: bool = False
     compiled: bool = False
+    cuda_graph: bool = False          # captured once, replayed (--cuda-graphs, GPU only)
 
 
 def forward_variants(b: Bench) -> List[Variant]:
@@ -188,6 +238,10 @@ def forward_variants(b: Bench) -> List[Variant]:
         if b.gpu and b.half_dtypes():
             half = b.half_dtypes()[0]
             out.append(Variant(f"compile+{SHORT[half]}-autocast", compute=half, compiled=True))
+    if b.cuda_graphs:   # last, so that a failed capture cannot disturb the variants before it
+        out.append(Variant("cuda-graph", cuda_graph=True))
+        if "bfloat16" in b.half_dtypes():
+            out.append(Variant("bf16-autocast+cuda-graph", compute="bfloat16", cuda_graph=True))
     return out
 
 
@@ -198,10 +252,32 @@ def forward_batches(b: Bench, name: str) -> List[int]:
     return [one_image, 16 if name == "base" else 8] if b.gpu else [one_image]
 
 
-def _autocast(b: Bench, compute: str):
+def _autocast(b: Bench, compute: str, cache: bool = True):
     if compute == "float32":
         return nullcontext()
-    return torch.autocast(b.device.type, dtype=env.DTYPES[compute])
+    # cache=False inside a CUDA-graph capture: autocast's cast cache must not outlive the capture.
+    return torch.autocast(b.device.type, dtype=env.DTYPES[compute], cache_enabled=cache)
+
+
+def _capture(b: Bench, model, inputs: Dict, compute: str):
+    """(graph, static output) of one forward on fixed inputs, for replay (PyTorch's documented recipe:
+    warm-up on a side stream, then capture; replays rewrite the same output tensor)."""
+    kwargs = {k: t for k, t in inputs.items() if k not in ("x", "timesteps")}
+
+    def forward():
+        with torch.no_grad(), _autocast(b, compute, cache=False):
+            return model(inputs["x"], inputs["timesteps"], **kwargs)
+
+    side = torch.cuda.Stream(b.device)
+    side.wait_stream(torch.cuda.current_stream(b.device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            forward()
+    torch.cuda.current_stream(b.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = forward()
+    return graph, out
 
 
 def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
@@ -209,7 +285,8 @@ def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
     """Time one (model, batch, variant); returns its result row and its output (for error comparison)."""
     p = b.profile
     row = {"model": name, "batch": batch, "variant": v.name, "compute": v.compute,
-           "channels_last": v.channels_last, "compiled": v.compiled, "gflop": flops / 1e9,
+           "channels_last": v.channels_last, "compiled": v.compiled, "cuda_graph": v.cuda_graph,
+           "gflop": flops / 1e9,
            "gflop_per_item": flops / batch / 1e9}
     peak = b.peak_rate(v.compute)
     row["peak_gflop_per_s"] = None if peak is None else peak / 1e9
@@ -235,15 +312,26 @@ def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
 
     try:
         log(f"forward {name} batch {batch} {v.name}")
+        if v.cuda_graph:
+            holder["graph"], static_out = _capture(b, model, inputs, v.compute)
+
+            def call():  # noqa: F811 - a replay instead of the eager forward
+                holder["graph"].replay()
+                holder["out"] = static_out
+
         stats = env.benchmark(call, b.device, warmup=p.warmup, max_repeats=p.max_repeats, budget_s=p.budget_s)
     finally:
         if v.channels_last:
             model.to(memory_format=torch.contiguous_format)
         if v.compiled:
             torch._dynamo.reset()  # drop compiled graphs (and their memory) before the next variant
-    if not v.channels_last and not v.compiled:
+        if v.cuda_graph:
+            holder.pop("graph", None)
+    if not v.channels_last and not v.compiled and not v.cuda_graph:
         b.warmed.add((name, batch, v.compute))
-    out = holder["out"].float()
+    out = holder.pop("out").float()
+    if v.cuda_graph:
+        out = out.clone()   # the graph's static output: keep a copy of our own, not the graph's memory
     sec = stats["median_s"]
     row.update(status="ok", ms=sec * 1e3, ms_samples=[s * 1e3 for s in stats["samples_s"]], repeats=stats["repeats"],
                first_call_ms=stats["first_call_s"] * 1e3, gflop_per_s=flops / sec / 1e9,
@@ -265,6 +353,12 @@ def section_forward(b: Bench):
             flops, text_flops = b.flops(name, batch)
             reference = None
             for v in forward_variants(b):
+                if b.out_of_budget():
+                    row = {"model": name, "batch": batch, "variant": v.name, "status": "skipped",
+                           "budget": True, "note": b.budget_note(), "text_encoder_gflop": text_flops / 1e9}
+                    results.append(row)
+                    table.add(name, batch, v.name, "skipped (budget)", "-", "-", "-", "-", 0)
+                    continue
                 try:
                     row, out = run_variant(b, name, batch, v, flops, reference)
                     if v.name == "float32":
@@ -295,7 +389,8 @@ def section_forward(b: Bench):
     if any((r.get("mfu") or 0) > 1 for r in results):
         table.notes.append("MFU above 100%: the model's kernels outran the matmul measured for that precision "
                            "(on a CPU, emulated bf16 matmuls and convolutions take different code paths)")
-    table.notes += sorted({f"{r['variant']}: {r['note']}" for r in results if r.get("note")})
+    table.notes += sorted({f"{r['variant']}: {r['note']}" for r in results if r.get("note") and not r.get("budget")})
+    table.notes += _budget_notes(b, results)
     table.notes += [f"{r['model']} {r['variant']}: {r['error']}" for r in results if r["status"] == "error"]
     return {"status": _status(results), "results": results}, [table]
 
@@ -326,26 +421,42 @@ def sample_settings(b: Bench) -> Dict[str, Tuple[List[Stage], str]]:
 
 def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[torch.Tensor],
               stop_after: Optional[int]) -> Dict:
-    """One sampling stage through `samplers.sample`; with stop_after, only that many steps (then extrapolate)."""
+    """One sampling stage through `samplers.sample`; with stop_after, only that many steps (then extrapolate).
+
+    On a GPU the per-step times come from CUDA events recorded by the step callback, so the loop runs
+    as it would in use, with no host-device synchronisation between steps; the stage's time is the
+    wall time of the whole loop, synchronised once at its end.
+    """
     model, diffusion = b.model(s.stage)
     options = b.options[s.stage]
     total_steps = samplers.respace(diffusion, s.steps).num_timesteps
     pairs = 2 if s.guidance == "classifier-free" else 1
     inputs = b.inputs(s.stage, images * pairs)
     extra = {"low_res": low_res} if low_res is not None else {}
-    stamps: List[float] = []
+    events = b.gpu
+    stamps: List = []   # per finished step: a recorded CUDA event (GPU) or a perf_counter time
 
     def callback(i, n, x0):
-        env.synchronize(b.device)  # a step is done when its kernels are, not when they are queued
-        stamps.append(time.perf_counter())
+        if events:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            stamps.append(ev)
+        else:
+            env.synchronize(b.device)
+            stamps.append(time.perf_counter())
 
     with torch.no_grad(), _autocast(b, compute):
+        env.synchronize(b.device)
         start = time.perf_counter()
         emb = model.encode_text(inputs["tokens"], inputs["mask"])
         env.synchronize(b.device)
         encode_s = time.perf_counter() - start
         cond = {"text_emb": {k: v[:images] for k, v in emb.items()}, **extra}
         uncond = {"text_emb": {k: v[images:] for k, v in emb.items()}, **extra} if pairs == 2 else None
+        start_event = None
+        if events:
+            start_event = torch.cuda.Event(enable_timing=True)
+            start_event.record()
         start = time.perf_counter()
         try:
             out = samplers.sample(
@@ -357,8 +468,12 @@ def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[t
             out = None
         env.synchronize(b.device)
         loop_s = time.perf_counter() - start
-    steps_s = [t1 - t0 for t0, t1 in zip([start] + stamps[:-1], stamps)]
-    step_s = env.median(steps_s)
+    if events:
+        marks = [start_event] + stamps
+        steps_s = [m0.elapsed_time(m1) / 1e3 for m0, m1 in zip(marks[:-1], marks[1:])]
+    else:
+        steps_s = [t1 - t0 for t0, t1 in zip([start] + stamps[:-1], stamps)]
+    step_s = env.median(steps_s) if steps_s else loop_s
     done = len(stamps)
     extrapolated = done < total_steps
     seconds = encode_s + (step_s * total_steps if extrapolated else loop_s)
@@ -368,44 +483,65 @@ def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[t
             "extrapolated": extrapolated, "output": out}
 
 
+def _sample_once(b: Bench, stages: List[Stage], compute: str, images: int, stop_after: Optional[int]) -> List[Dict]:
+    """Every stage of one setting once: the base's output feeds the upsampler."""
+    lr = models.low_res_size(b.options)
+    rows: List[Dict] = []
+    for s in stages:
+        low_res = None
+        if s.stage == "upsample":
+            # The base's output, or (when the base was cut short) a random image of its size:
+            # the upsampler's cost does not depend on the pixels.
+            prev = rows[-1].pop("output", None) if rows else None
+            low_res = prev if prev is not None else torch.rand(images, 3, lr, lr, device=b.device) * 2 - 1
+        rows.append(run_stage(b, s, compute, images, low_res, stop_after))
+    for r in rows:
+        r.pop("output", None)  # tensors stay out of the JSON
+    return rows
+
+
 def section_sample(b: Bench):
     images = 1
     full_run = b.full or b.gpu
     stop_after = None if full_run else b.profile.sample_steps
-    lr = models.low_res_size(b.options)
+    repeats = b.profile.sample_repeats if full_run else 1
     results = []
     table = Table(f"Text -> {b.options['upsample']['image_size']}px sample, {images} image (random weights)",
                   ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s", "total s", "peak MB",
                    "how"])
     for setting, (stages, compute) in sample_settings(b).items():
-        for s in stages:
-            b.warm_up(s.stage, images * (2 if s.guidance == "classifier-free" else 1), compute)
-        log(f"sample {setting}")
+        if b.out_of_budget():
+            results.append({"setting": setting, "status": "skipped", "budget": True, "compute": compute,
+                            "note": b.budget_note()})
+            table.add(setting, "skipped (budget)", *[""] * 8)
+            continue
         try:
-            rows = []
+            for s in stages:
+                b.warm_up(s.stage, images * (2 if s.guidance == "classifier-free" else 1), compute)
+            log(f"sample {setting}")
+            runs: List[List[Dict]] = []
             with env.PeakMemory(b.device) as mem:
-                low_res = None
-                for s in stages:
-                    if s.stage == "upsample":
-                        # The base's output, or (when the base was cut short) a random image of its size:
-                        # the upsampler's cost does not depend on the pixels.
-                        prev = rows[-1].pop("output", None) if rows else None
-                        low_res = prev if prev is not None else torch.rand(images, 3, lr, lr, device=b.device) * 2 - 1
-                    rows.append(run_stage(b, s, compute, images, low_res, stop_after))
-            for r in rows:
-                r.pop("output", None)  # tensors stay out of the JSON
-            total = sum(r["seconds"] for r in rows)
+                for i in range(repeats):
+                    if i and b.out_of_budget():
+                        break
+                    runs.append(_sample_once(b, stages, compute, images, stop_after))
+            totals = [sum(r["seconds"] for r in rows) for rows in runs]
+            # The run with the median total (the lower middle one of an even count) is reported whole.
+            order = sorted(range(len(runs)), key=lambda i: totals[i])
+            pick = order[(len(runs) - 1) // 2]
+            rows, total = runs[pick], totals[pick]
             extrapolated = any(r["extrapolated"] for r in rows)
-            how = (f"extrapolated from {stop_after} steps per stage" if extrapolated else "measured, full run")
+            how = (f"extrapolated from {stop_after} steps per stage" if extrapolated
+                   else "measured, full run" if len(runs) == 1 else f"measured, median of {len(runs)} full runs")
             res = {"setting": setting, "status": "ok", "compute": compute, "images": images, "seconds": total,
-                   "extrapolated": extrapolated, "how": how, "stages": rows, **mem.as_dict()}
+                   "runs_s": totals, "extrapolated": extrapolated, "how": how, "stages": rows, **mem.as_dict()}
             for i, r in enumerate(rows):
                 table.add(setting if i == 0 else "", r["stage"], r["sampler"], str(r["steps"]), r["model_batch"],
                           r["ms_per_step"], r["seconds"], total if i == 0 else "",
                           res["peak_mem_mb"] if i == 0 else "", how if i == 0 else "")
         except Exception as e:
             log(traceback.format_exc())
-            res = {"setting": setting, "status": "error", "error": _error(e)}
+            res = {"setting": setting, "status": "error", "compute": compute, "error": _error(e)}
             table.add(setting, "error: " + res["error"], *[""] * 8)
         results.append(res)
     ok = {r["setting"]: r for r in results if r["status"] == "ok"}
@@ -418,8 +554,12 @@ def section_sample(b: Bench):
     if not full_run:
         table.notes.append(f"CPU: each stage's total is text encoding + all steps x the median of {stop_after} "
                            "measured steps (extrapolated); --full runs every step")
-    table.notes.append("peak memory: " + (results[0].get("mem_method") or "-") +
-                       (", model weights included" if results else ""))
+    if b.gpu:
+        table.notes.append("GPU: ms/step is the median of CUDA-event intervals between steps (no host sync "
+                           "inside the loop); stage s is the loop's wall time plus text encoding")
+    table.notes.append("peak memory: " + (next((r["mem_method"] for r in results if r.get("mem_method")), "-")) +
+                       ", model weights included (both models stay loaded)")
+    table.notes += _budget_notes(b, results)
     return {"status": _status(results), "results": results}, [table]
 
 
@@ -456,15 +596,21 @@ def section_shapes(b: Bench):
     table = Table("Embedded default model (shapes), CPU end to end", ["measure", "value", "detail"])
     out = {"status": "ok", "device": "cpu", "settings": gen_kwargs or "pipeline defaults"}
 
+    if b.out_of_budget():
+        table.notes.append(b.budget_note())
+        return {"status": "skipped", "note": b.budget_note(), "budget": True}, [table]
     log("shapes: cold start in a fresh process")
     child_env = dict(os.environ)
     # The child imports glide from this checkout even when the project is not pip-installed.
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(env.REPO_ROOT), child_env.get("PYTHONPATH")]))
     child_env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # the same threads as this process
+    left = b.budget_left()
+    # Within a budget the child may overrun what is left by a little, not by minutes.
+    child_timeout = 600 if left is None else max(30.0, left + 15.0)
     try:
         proc = subprocess.run([sys.executable, "-c", _COLD_START, repr(time.time()), json.dumps(gen_kwargs),
                                SHAPES_PROMPT], capture_output=True, text=True, env=child_env, cwd=env.REPO_ROOT,
-                              timeout=600)
+                              timeout=child_timeout)
         line = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
         if proc.returncode != 0 or not line:
             raise RuntimeError(f"cold-start child failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -477,8 +623,10 @@ def section_shapes(b: Bench):
         out["cold_start"] = {"status": "error", "error": _error(e)}
         table.add("cold start to first image", "error", out["cold_start"]["error"])
 
-    log(f"shapes: warm generate, batch 1 then {throughput_batch}")
     try:
+        if b.out_of_budget():
+            raise _BudgetSpent()
+        log(f"shapes: warm generate, batch 1 then {throughput_batch}")
         from glide.pipeline import load_pipeline
 
         pipe = load_pipeline("shapes", device="cpu")
@@ -494,6 +642,9 @@ def section_shapes(b: Bench):
         table.add(f"throughput, batch {throughput_batch}", f"{fmt(throughput_batch / many.seconds)} images/s",
                   f"{fmt(many.seconds)} s; {s['sampler']} {s['steps']} steps {s['guidance']}, upsampler "
                   f"{s['upsample_sampler']} {s['upsample_steps']}")
+    except _BudgetSpent:
+        out["throughput"] = {"status": "skipped", "budget": True, "note": b.budget_note()}
+        table.add(f"throughput, batch {throughput_batch}", "skipped", b.budget_note())
     except Exception as e:
         log(traceback.format_exc())
         out["throughput"] = {"status": "error", "error": _error(e)}
@@ -518,17 +669,21 @@ def section_batch(b: Bench):
     table = Table("Throughput vs batch size (forward passes)", ["model", "compute", "batch", "ms/call", "items/s",
                                                                "achieved", "MFU"])
     for name, compute, batches in plan:
-        model, _ = b.model(name)
         for batch in batches:
-            flops, _ = b.flops(name, batch)
-            inputs = b.inputs(name, batch)
-            fn = models.forward_fn(model, inputs)
-
-            def call():
-                with torch.no_grad(), _autocast(b, compute):
-                    fn()
-
+            if b.out_of_budget():
+                results.append({"model": name, "compute": compute, "batch": batch, "status": "skipped",
+                                "budget": True, "note": b.budget_note()})
+                table.add(name, compute, batch, "skipped (budget)", "-", "-", "-")
+                continue
             try:
+                model, _ = b.model(name)
+                flops, _ = b.flops(name, batch)
+                fn = models.forward_fn(model, b.inputs(name, batch))
+
+                def call():
+                    with torch.no_grad(), _autocast(b, compute):
+                        fn()
+
                 log(f"batch {name} {compute} {batch}")
                 # CPU: one warm-up and one timed call: enough to see the scaling, affordable in minutes.
                 stats = env.benchmark(call, b.device, warmup=p.warmup,
@@ -540,12 +695,14 @@ def section_batch(b: Bench):
                        "mfu": flops / sec / peak if peak else None}
                 table.add(name, compute, batch, row["ms"], row["items_per_s"], fmt_rate(flops / sec), fmt_pct(row["mfu"]))
             except Exception as e:
+                log(traceback.format_exc())
                 row = {"model": name, "compute": compute, "batch": batch, "status": "error", "error": _error(e)}
                 table.add(name, compute, batch, "error", "-", "-", "-")
             results.append(row)
         if b.gpu:
             torch.cuda.empty_cache()
     table.notes.append("items = batch elements; a classifier-free base image costs 2 items per step")
+    table.notes += _budget_notes(b, results)
     if not b.gpu:
         table.notes.append("CPU: batch 1 and 4 only" + ("" if b.quick else " of the base model") +
                            ", one timed call each; the GPU run covers 1/4/16 for both models")

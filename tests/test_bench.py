@@ -119,3 +119,28 @@ def test_args():
     assert args.only == ["forward", "sample"] and args.fast_base_steps == 12 and args.ref_upsample_steps == "fast27"
     with pytest.raises(SystemExit):
         cli.parse_args(["--only", "nonsense"])
+
+
+def test_a_spent_budget_skips_the_rest_and_still_writes_results(tmp_path):
+    """--budget-s: nothing starts after the budget is spent; every section is listed; files are written."""
+    rc = cli.main(["--quick", "--device", "cpu", "--budget-s", "0", "--out", str(tmp_path)])
+    assert rc == 0
+    [json_path] = list(tmp_path.glob("*-quick.json"))
+    data = json.loads(json_path.read_text())
+    assert data["meta"]["budget_s"] == 0
+    assert set(data["sections"]) == set(sections.SECTIONS)
+    assert all(s["status"] == "skipped" and "--budget-s" in s["note"] for s in data["sections"].values())
+    assert json_path.with_suffix(".md").exists()
+
+
+def test_budget_and_section_order():
+    b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={}, budget_s=1e6)
+    assert not b.out_of_budget() and b.budget_left() > 0
+    b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={}, budget_s=5.0,
+                       started=0.0)      # monotonic time 0: long ago
+    assert b.out_of_budget() and "--budget-s 5" in b.budget_note()
+    assert sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={}).budget_left() is None
+    # What a GPU run must show comes first, so a budget cut loses the least.
+    assert sections.SECTIONS[:4] == ("matmul", "forward", "sample", "batch")
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--budget-s", "-1"])
