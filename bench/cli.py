@@ -119,6 +119,8 @@ def main(argv=None, clock_start: Optional[float] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = env.resolve_device(args.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)   # streams and CUDA events (sample section) follow the current device
     torch.manual_seed(0)
     started = time.time()
     now = datetime.datetime.now().astimezone()
