@@ -320,6 +320,8 @@ def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
                 holder["out"] = static_out
 
         stats = env.benchmark(call, b.device, warmup=p.warmup, max_repeats=p.max_repeats, budget_s=p.budget_s)
+        if v.cuda_graph:   # the graph's static output: a copy of our own before the graph goes
+            holder["out"] = holder["out"].float().clone()
     finally:
         if v.channels_last:
             model.to(memory_format=torch.contiguous_format)
@@ -330,8 +332,6 @@ def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
     if not v.channels_last and not v.compiled and not v.cuda_graph:
         b.warmed.add((name, batch, v.compute))
     out = holder.pop("out").float()
-    if v.cuda_graph:
-        out = out.clone()   # the graph's static output: keep a copy of our own, not the graph's memory
     sec = stats["median_s"]
     row.update(status="ok", ms=sec * 1e3, ms_samples=[s * 1e3 for s in stats["samples_s"]], repeats=stats["repeats"],
                first_call_ms=stats["first_call_s"] * 1e3, gflop_per_s=flops / sec / 1e9,
