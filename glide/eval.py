@@ -43,15 +43,17 @@ def score(images, scenes) -> Dict[str, float]:
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
-def generate_all(pipe, captions, chunk=64, **kw) -> List[Image.Image]:
+def generate_all(pipe, captions, **kw) -> List[Image.Image]:
+    """Item i is drawn with seed EVAL_SEED + i whatever the chunking (a GPU takes bigger chunks)."""
+    chunk = 256 if pipe.device.type == "cuda" else 64
     images = []
     for i in range(0, len(captions), chunk):
         images += pipe.generate(captions[i:i + chunk], seed=EVAL_SEED + i, upsample=False, **kw).base_images
     return images
 
 
-def eval_text_to_image(pipe, n: int, conditions) -> List[dict]:
-    rows = []
+def eval_text_to_image(pipe, n: int, conditions, rows: List[dict], save=lambda: None) -> List[dict]:
+    """Append a row per (scene kind, condition) to `rows`, calling `save` after each."""
     for num_shapes in (1, 2):
         scenes, captions = fresh_scenes(n, num_shapes)
         for label, kw in conditions:
@@ -60,6 +62,7 @@ def eval_text_to_image(pipe, n: int, conditions) -> List[dict]:
             rows.append({"shapes": num_shapes, "condition": label, **score(images, scenes),
                          "seconds": round(time.time() - start, 1)})
             print(json.dumps(rows[-1]), flush=True)
+            save()
     return rows
 
 
@@ -145,8 +148,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("glide/assets/shapes/EVAL.json"))
     parser.add_argument("--samplers", action="store_true",
                         help="only the step-rule comparison (steps vs accuracy vs wall time, one-shape, unguided)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     args = parser.parse_args(argv)
-    pipe = load_pipeline(args.family)
+    pipe = load_pipeline(args.family, device=args.device)
     if args.samplers:
         rules = [("ddpm", 150), ("ddpm", 50), ("ddim", 50), ("ddim", 25), ("dpm++2m", 20), ("dpm++2m", 10)]
         conditions = [(f"{rule} {steps}", dict(sampler=rule, steps=steps, guidance="none")) for rule, steps in rules]
@@ -166,21 +170,35 @@ def main(argv=None):
         ("ddim, classifier-free 3", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=3.0)),
         ("ddim, CLIP 10", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=10.0)),
     ]
+    extra = []
     if not args.quick:
-        conditions += [
+        extra = [
             ("ddim, classifier-free 1.5", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=1.5)),
             ("ddim, classifier-free 6", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=6.0)),
+            ("ddim, CLIP 3", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=3.0)),
             ("ddim, CLIP 30", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=30.0)),
             ("ddpm 100, classifier-free 3", dict(sampler="ddpm", steps=100, guidance="classifier-free", guidance_scale=3.0)),
             ("dpm++2m 15, classifier-free 3", dict(sampler="dpm++2m", steps=15, guidance="classifier-free", guidance_scale=3.0)),
         ]
-    report = {"n": args.n, "steps": steps, "text_to_image": eval_text_to_image(pipe, args.n, conditions)}
-    small = max(16, args.n // 8)
-    report["inpainting"] = eval_inpainting(pipe, small, steps=steps)
-    report["upsampler"] = eval_upsampler(pipe, min(small, 32), steps=steps)
-    report["clip_zero_shot"] = eval_clip(pipe, args.n)
+    # The report is rewritten after every row, so an interrupted run keeps what it measured.
+    report = {"n": args.n, "steps": steps, "device": str(pipe.device), "text_to_image": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+
+    def save():
+        args.out.write_text(json.dumps(report, indent=1))
+
+    # Headline conditions and the other components first, the extra conditions last.
+    small = max(16, args.n // 8)
+    eval_text_to_image(pipe, args.n, conditions, report["text_to_image"], save)
+    report["inpainting"] = eval_inpainting(pipe, small, steps=steps)
+    save()
+    report["upsampler"] = eval_upsampler(pipe, min(small, 32), steps=steps)
+    save()
+    report["clip_zero_shot"] = eval_clip(pipe, args.n)
+    save()
+    eval_text_to_image(pipe, args.n, extra, report["text_to_image"], save)
+    report["text_to_image"].sort(key=lambda row: row["shapes"])  # stable: conditions keep their order
+    save()
     print(markdown(report["text_to_image"]))
     for key in ("inpainting", "upsampler", "clip_zero_shot"):
         print(f"{key}: {report[key]}")

@@ -140,7 +140,17 @@ def batch_maker(stage: str, encoder: Encoder) -> Callable[[np.random.Generator, 
     return make
 
 
-def clip_batch(rng: np.random.Generator, n: int, encoder: Encoder):
-    """Images [n, 3, 32, 32] in [-1, 1] and their captions, for the contrastive loss."""
-    images, captions, _ = shapes.sample_batch(rng, n, BASE_SIZE)
-    return shapes.images_to_tensor(images), captions
+def clip_batch_maker(encoder: Encoder, text_ctx: int = TEXT_CTX):
+    """make(rng, n) -> a contrastive batch: images [n, 3, 32, 32] in [-1, 1], CLIP tokens [n, text_ctx],
+    their lengths [n], and same [n, n] (1 where two captions are identical: they count as matches)."""
+    clip_tokens = ClipTokens(encoder)
+
+    def make(rng: np.random.Generator, n: int):
+        images, captions, _ = shapes.sample_batch(rng, n, BASE_SIZE)
+        pairs = [clip_tokens.padded_tokens_and_len(clip_tokens.encode(c), text_ctx) for c in captions]
+        _, caption_ids = np.unique(np.array(captions), return_inverse=True)
+        same = torch.from_numpy((caption_ids[:, None] == caption_ids[None, :]).astype(np.float32))
+        return (shapes.images_to_tensor(images), torch.tensor([p[0] for p in pairs], dtype=torch.long),
+                torch.tensor([p[1] for p in pairs], dtype=torch.long), same)
+
+    return make

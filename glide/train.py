@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     init_from: str = ""           # safetensors weights to start from (inpainting fine-tunes)
+    workers: int = 0              # processes rendering batches (0 = in the training process; GPUs want several)
     # Share of batches' timesteps drawn from the noisiest 30% of the process instead of uniformly.
     # Text conditioning is learned where the image carries little signal; on a small compute budget,
     # sampling there more often teaches the model to follow the caption sooner.
@@ -79,20 +80,52 @@ def load_expanding_inputs(model: torch.nn.Module, state: dict) -> None:
     model.load_state_dict(state, strict=True)
 
 
-class Trainer:
-    """Owns model, EMA, optimiser and the loop; `loss_fn(model, batch_rng) -> scalar loss`."""
+class _Batches(torch.utils.data.IterableDataset):
+    """An endless stream of `make(rng, batch_size)`; each data worker draws from its own seeded stream."""
 
-    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, loss_fn: Callable, device: torch.device,
-                 rank: int = 0, world: int = 1):
+    def __init__(self, make: Callable, batch_size: int, seed_words: tuple):
+        super().__init__()
+        self.make, self.batch_size, self.seed_words = make, batch_size, seed_words
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([*self.seed_words, worker.id if worker else 0])
+        while True:
+            yield self.make(rng, self.batch_size)
+
+
+def batch_stream(make: Callable, batch_size: int, seed_words: tuple, workers: int, pin_memory: bool):
+    """Batches made in this process (workers=0) or rendered ahead by `workers` processes."""
+    batches = _Batches(make, batch_size, seed_words)
+    if workers == 0:
+        return iter(batches)
+    # Batch makers close over the tokenizer and cannot be pickled: workers must be forked.
+    return iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                                            prefetch_factor=4, multiprocessing_context="fork"))
+
+
+class Trainer:
+    """Owns model, EMA, optimiser and the loop.
+
+    `make_batch(rng, n)` draws training examples (in data workers when `cfg.workers` > 0) and
+    `loss_fn(model, batch, rng) -> scalar loss` scores one batch, `rng` drawing its timesteps.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, make_batch: Callable, loss_fn: Callable,
+                 device: torch.device, rank: int = 0, world: int = 1):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
         self.out = Path(cfg.out)
         self.model = model.to(device)
         self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The fused kernel updates every parameter in a few launches: the loop on a GPU is launch-bound.
+        self.fused = device.type == "cuda"
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=self.fused)
         self.step = 0
-        self.loss_fn = loss_fn
+        self.make_batch, self.loss_fn = make_batch, loss_fn
         self.log = []
         self._resume()
+        floating = [k for k, v in self.model.state_dict().items() if v.dtype.is_floating_point]
+        self._ema_pairs = ([self.ema[k] for k in floating], [self.model.state_dict()[k] for k in floating])
         self.ddp = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
                     if world > 1 else model)
 
@@ -108,7 +141,9 @@ class Trainer:
         optim = load_file(self.out / "optim.safetensors", device=str(self.device))
         for i, p in enumerate(self.model.parameters()):
             if f"{i}.exp_avg" in optim:
-                self.opt.state[p] = {"step": torch.tensor(float(self.step)), "exp_avg": optim[f"{i}.exp_avg"],
+                # AdamW keeps its step count on the parameter's device when fused, on the CPU otherwise.
+                step = torch.tensor(float(self.step), device=p.device if self.fused else "cpu")
+                self.opt.state[p] = {"step": step, "exp_avg": optim[f"{i}.exp_avg"],
                                      "exp_avg_sq": optim[f"{i}.exp_avg_sq"]}
         print(f"resumed {self.out} at step {self.step}", flush=True)
 
@@ -130,9 +165,14 @@ class Trainer:
 
     def run(self):
         cfg = self.cfg
-        rng = np.random.default_rng([cfg.seed, self.rank, self.step])  # resumes continue with fresh data
+        seed_words = (cfg.seed, self.rank, self.step)  # resumes continue with fresh data
+        rng = np.random.default_rng(seed_words)
+        batches = batch_stream(self.make_batch, cfg.batch_size, seed_words, cfg.workers,
+                               pin_memory=self.device.type == "cuda")
         torch.manual_seed(cfg.seed * 1000 + self.rank + self.step)
-        start, last_log, losses = time.time(), time.time(), []
+        # Losses are summed on the device and read at log time: a per-step .item() would stall a GPU.
+        start, last_log = time.time(), time.time()
+        loss_sum, loss_count = torch.zeros((), device=self.device), 0
         self.model.train()
         # SIGTERM (a scheduler or `kill`) ends the run cleanly at the next step, checkpoint saved.
         stop = {"now": False}
@@ -144,7 +184,7 @@ class Trainer:
             lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup_steps)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            loss = self.loss_fn(self.ddp, rng)
+            loss = self.loss_fn(self.ddp, next(batches), rng)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -153,18 +193,18 @@ class Trainer:
             # runs are not dominated by their first, poor weights.
             rate = min(cfg.ema_rate, (1 + self.step) / (10 + self.step))
             with torch.no_grad():
-                for k, v in self.model.state_dict().items():
-                    if v.dtype.is_floating_point:
-                        self.ema[k].mul_(rate).add_(v, alpha=1 - rate)
+                torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1 - rate)
             self.step += 1
-            losses.append(loss.item())
+            loss_sum += loss.detach()
+            loss_count += 1
             if self.step % cfg.log_every == 0 and self.rank == 0:
-                entry = {"step": self.step, "loss": float(np.mean(losses)), "lr": lr,
-                         "sec_per_step": (time.time() - last_log) / len(losses),
+                entry = {"step": self.step, "loss": loss_sum.item() / loss_count, "lr": lr,
+                         "sec_per_step": (time.time() - last_log) / loss_count,
                          "elapsed_min": (time.time() - start) / 60}
                 self.log.append(entry)
                 print(json.dumps(entry), flush=True)
-                losses, last_log = [], time.time()
+                loss_sum.zero_()
+                loss_count, last_log = 0, time.time()
             if self.step % cfg.save_every == 0:
                 self.save()
         if in_main_thread:
@@ -173,7 +213,7 @@ class Trainer:
         return self
 
 
-def sample_timesteps(rng, num_timesteps: int, n: int, high_noise_fraction: float = 0.0) -> torch.Tensor:
+def sample_timesteps(rng, n: int, num_timesteps: int, high_noise_fraction: float = 0.0) -> torch.Tensor:
     """Uniform timesteps, a `high_noise_fraction` of them from the noisiest 30% instead."""
     t = rng.integers(0, num_timesteps, size=n)
     high = rng.random(n) < high_noise_fraction
@@ -181,29 +221,31 @@ def sample_timesteps(rng, num_timesteps: int, n: int, high_noise_fraction: float
     return torch.from_numpy(t)
 
 
-def diffusion_loss(diffusion, make_batch, batch_size, device, vb_weight, high_noise_fraction=0.0):
-    def loss_fn(model, rng):
-        x_start, kwargs = make_batch(rng, batch_size)
-        x_start = x_start.to(device)
-        kwargs = {k: v.to(device) for k, v in kwargs.items()}
-        t = sample_timesteps(rng, diffusion.num_timesteps, batch_size, high_noise_fraction).to(device)
+def diffusion_loss(diffusion, device, vb_weight, high_noise_fraction=0.0):
+    """Hybrid loss of a batch (x_start, model_kwargs) at random timesteps."""
+    def loss_fn(model, batch, rng):
+        x_start, kwargs = batch
+        x_start = x_start.to(device, non_blocking=True)
+        kwargs = {k: v.to(device, non_blocking=True) for k, v in kwargs.items()}
+        t = sample_timesteps(rng, len(x_start), diffusion.num_timesteps, high_noise_fraction).to(device)
         return diffusion.training_losses(model, x_start, t, model_kwargs=kwargs, vb_weight=vb_weight)["loss"].mean()
 
     return loss_fn
 
 
-def clip_loss(clip, diffusion, encoder, batch_size, device):
-    """Symmetric contrastive loss between noised images (random t) and their captions."""
-    def loss_fn(_model, rng):
-        images, captions = shapes_family.clip_batch(rng, batch_size, encoder)
-        images = images.to(device)
-        t = torch.from_numpy(rng.integers(0, diffusion.num_timesteps, size=batch_size)).to(device)
+def clip_loss(clip, diffusion, device):
+    """Symmetric contrastive loss between noised images (random t) and their captions.
+
+    A batch is `shapes_family.clip_batch_maker`'s (images, tokens, lengths, same): captions come tokenized,
+    and `same[i, j]` marks identical captions, which count as matches.
+    """
+    def loss_fn(_model, batch, rng):
+        images, tokens, lengths, same = (v.to(device, non_blocking=True) for v in batch)
+        t = torch.from_numpy(rng.integers(0, diffusion.num_timesteps, size=len(images))).to(device)
         x_t = diffusion.q_sample(images, t)
         z_i = clip.image_embeddings(x_t, t)
-        z_t = clip.text_embeddings(captions)
+        z_t = clip.token_embeddings(tokens, lengths)
         logits = torch.exp(clip.logit_scale) * z_i @ z_t.T
-        # Captions of the same scene can repeat; identical captions count as matches.
-        same = torch.tensor([[a == b for b in captions] for a in captions], device=device, dtype=torch.float32)
         targets = same / same.sum(1, keepdim=True)
         return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
@@ -220,6 +262,8 @@ class _ClipModule(torch.nn.Module):
 
 def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank: int = 0, world: int = 1) -> Trainer:
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
     encoder = shapes_family.load_tokenizer()
     if cfg.stage == "clip":
@@ -228,16 +272,17 @@ def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank:
         module = _ClipModule(clip)
         _, diffusion = create_model_and_diffusion(**{**shapes_family.MODEL_OPTIONS["base"], "model_mean_type": "v"},
                                                   tokenizer=encoder)
-        return Trainer(cfg, module, clip_loss(clip, diffusion, encoder, cfg.batch_size, device), device, rank, world)
+        make_batch = shapes_family.clip_batch_maker(encoder, clip.text_encoder.max_text_len)
+        return Trainer(cfg, module, make_batch, clip_loss(clip, diffusion, device), device, rank, world)
 
     options = shapes_family.MODEL_OPTIONS[cfg.stage]
     model, diffusion = create_model_and_diffusion(**options, tokenizer=encoder)
-    model.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN) on CPU
+    model.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN on CPU, cuDNN on GPU)
     if cfg.init_from:
         load_expanding_inputs(model, load_file(cfg.init_from))
     make_batch = shapes_family.batch_maker(cfg.stage, encoder)
-    loss = diffusion_loss(diffusion, make_batch, cfg.batch_size, device, cfg.vb_weight, cfg.high_noise_fraction)
-    return Trainer(cfg, model, loss, device, rank, world)
+    loss = diffusion_loss(diffusion, device, cfg.vb_weight, cfg.high_noise_fraction)
+    return Trainer(cfg, model, make_batch, loss, device, rank, world)
 
 
 def main(argv=None):

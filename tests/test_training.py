@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from glide import shapes_family
 from glide.model_creation import create_model_and_diffusion
@@ -69,3 +70,22 @@ def test_inpainting_fine_tune_starts_at_the_parent(tiny_family):
         got = inpaint(x, t, tokens=tokens, mask=mask, inpaint_image=torch.rand(2, 3, 16, 16),
                       inpaint_mask=torch.ones(2, 1, 16, 16))
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_side_by_side_stages_start_fine_tunes_from_a_parent_snapshot(tmp_path, capsys):
+    """The GPU recipe's scheduler (run here on the CPU): parallel processes, a fine-tune that waits for its
+    parent's first checkpoint, and a stage that fails without stopping the others."""
+    from glide.train_default import Stage, run_side_by_side
+
+    stages = [Stage("base", 0.15, 2, 1e-3, workers=1),
+              Stage("base-inpaint", 0.05, 2, 1e-3, parent="base", start=0.01),
+              Stage("no-such-stage", 0.05, 2, 1e-3)]
+    done, failed = run_side_by_side(stages, tmp_path, minutes_scale=1.0, poll_s=0.1)
+    assert set(done) == {"base", "base-inpaint"} and failed == ["no-such-stage"]
+    parent_step = done["base-inpaint"][1]
+    assert parent_step >= 1
+    snapshot = load_file(tmp_path / "base-inpaint" / "init.safetensors")
+    assert snapshot.keys() == load_file(tmp_path / "base" / "ema.safetensors").keys()
+    child = json.loads((tmp_path / "base-inpaint" / "state.json").read_text())
+    assert child["step"] >= 1 and child["config"]["init_from"].endswith("init.safetensors")
+    assert "from base step" in capsys.readouterr().out

@@ -40,7 +40,11 @@ class CLIPModel:
 
     def text_embeddings(self, prompts: List[str]) -> torch.Tensor:
         """Unit-norm text embeddings [N, n_embd]."""
-        z_t = self.text_encoder(*self.encode_prompts(prompts))
+        return self.token_embeddings(*self.encode_prompts(prompts))
+
+    def token_embeddings(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Unit-norm text embeddings [N, n_embd] of prompts already tokenized by `encode_prompts`."""
+        z_t = self.text_encoder(tokens, lengths)
         return z_t / (torch.linalg.norm(z_t, dim=-1, keepdim=True) + 1e-12)
 
     def image_embeddings(self, images: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

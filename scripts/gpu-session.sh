@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One session on a lent GPU, unattended: the benchmark suite on an idle GPU, then the shapes family
+# trained side by side (`glide.train_default --recipe gpu`, exported into glide/assets/shapes/),
+# then its evaluation on the GPU. Each step is time-bounded, so the whole fits in ~9.5 minutes.
+#
+#   scripts/gpu-session.sh OUT_DIR        # writes OUT_DIR/*.safetensors and OUT_DIR/session.tar.gz
+#
+# GLIDE_DEVICE=cpu GLIDE_MINUTES_SCALE=0.02 GLIDE_QUICK=1 scripts/gpu-session.sh /tmp/x   # a dry run on a CPU
+set -u
+out=$(realpath -m "${1:?usage: scripts/gpu-session.sh OUT_DIR}")
+device=${GLIDE_DEVICE:-cuda}
+scale=${GLIDE_MINUTES_SCALE:-1}
+quick=${GLIDE_QUICK:+--quick}
+python=${PYTHON:-python3}
+work=$(mktemp -d)
+mkdir -p "$out" "$work/logs"
+export PYTHONUNBUFFERED=1
+step() { echo "[$(date +%T)] $*"; }
+
+step "machine"
+{ nvidia-smi; $python -c "import torch, sys; print(sys.version); print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"; nproc; } > "$work/logs/machine.txt" 2>&1
+cat "$work/logs/machine.txt" | tail -4
+
+step "benchmark"
+timeout -k 10 130 $python -m bench --device "$device" --budget-s 100 $quick --out "$work/bench" > "$work/logs/bench.log" 2>&1
+step "benchmark exit $?"; tail -5 "$work/logs/bench.log"
+
+step "train"
+$python -m glide.train_default --recipe gpu --minutes-scale "$scale" --runs "$work/runs" 2>&1 | tee "$work/logs/train.log"
+step "train exit ${PIPESTATUS[0]}"
+for f in "$work"/runs/*.log; do tail -2 "$f"; done
+
+step "eval"
+timeout "${GLIDE_EVAL_SECONDS:-75}" $python -m glide.eval shapes --device "$device" --n "${GLIDE_EVAL_N:-256}" \
+    --out glide/assets/shapes/EVAL.json > "$work/logs/eval.log" 2>&1
+step "eval exit $?"; tail -12 "$work/logs/eval.log"
+
+step "pack"
+cp glide/assets/shapes/*.safetensors "$out"/
+mkdir -p "$work/pack/runs"
+cp -r "$work/logs" "$work/bench" "$work/pack/" 2>/dev/null
+cp glide/assets/shapes/MODEL_CARD.json glide/assets/shapes/EVAL.json "$work/pack/" 2>/dev/null
+for run in "$work"/runs/*/; do
+    name=$(basename "$run"); mkdir -p "$work/pack/runs/$name"
+    cp "$run/state.json" "$work/pack/runs/$name/" 2>/dev/null
+done
+cp "$work"/runs/*.log "$work/pack/runs/" 2>/dev/null
+cp "$work/runs/base/model.safetensors" "$work/pack/runs/base/" 2>/dev/null   # raw weights, to compare with the EMA
+tar -czf "$out/session.tar.gz" -C "$work/pack" .
+ls -la "$out"
