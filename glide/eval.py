@@ -45,7 +45,7 @@ def score(images, scenes) -> Dict[str, float]:
 
 def generate_all(pipe, captions, **kw) -> List[Image.Image]:
     """Item i is drawn with seed EVAL_SEED + i whatever the chunking (a GPU takes bigger chunks)."""
-    chunk = 256 if pipe.device.type == "cuda" else 64
+    chunk = 64
     images = []
     for i in range(0, len(captions), chunk):
         images += pipe.generate(captions[i:i + chunk], seed=EVAL_SEED + i, upsample=False, **kw).base_images

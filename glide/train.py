@@ -141,10 +141,13 @@ class Trainer:
         optim = load_file(self.out / "optim.safetensors", device=str(self.device))
         for i, p in enumerate(self.model.parameters()):
             if f"{i}.exp_avg" in optim:
-                # AdamW keeps its step count on the parameter's device when fused, on the CPU otherwise.
+                # AdamW keeps its step count on the parameter's device when fused, on the CPU otherwise;
+                # the fused kernel also wants the moments in the parameter's memory layout (channels-last
+                # convolutions), which safetensors does not keep.
                 step = torch.tensor(float(self.step), device=p.device if self.fused else "cpu")
-                self.opt.state[p] = {"step": step, "exp_avg": optim[f"{i}.exp_avg"],
-                                     "exp_avg_sq": optim[f"{i}.exp_avg_sq"]}
+                self.opt.state[p] = {"step": step,
+                                     "exp_avg": torch.empty_like(p).copy_(optim[f"{i}.exp_avg"]),
+                                     "exp_avg_sq": torch.empty_like(p).copy_(optim[f"{i}.exp_avg_sq"])}
         print(f"resumed {self.out} at step {self.step}", flush=True)
 
     def save(self):
