@@ -105,6 +105,25 @@ class SamplingRun:
         return self.diffusion.p_mean_variance(self.guided.model_fn, x, t, clip_denoised=self.clip_denoised,
                                               denoised_fn=self.denoised_fn, model_kwargs=self.model_kwargs)
 
+    def guide_score(self, out, x, t):
+        """Score-based guidance for the ODE rules (DDIM, DPM-Solver): `condition_score`, then the guided
+        x0 clamped to [-1, 1] (and passed through `denoised_fn`) as the model's own x0 is.
+
+        Unclamped, the first steps from a near-zero-SNR start (the cosine schedule's abar_T ~ 1e-8)
+        multiply the gradient's shift of epsilon by about sqrt(abar_prev / abar), hundreds of times:
+        CLIP guidance at any useful scale then destroys the image. The reference only guides DDPM
+        (condition_mean), where this does not arise.
+        """
+        out = self.diffusion.condition_score(self.cond_fn, out, x, t, self.model_kwargs)
+        x0 = out["pred_xstart"]
+        if self.denoised_fn is not None:
+            x0 = self.denoised_fn(x0)
+        if self.clip_denoised:
+            x0 = x0.clamp(-1, 1)
+        out["pred_xstart"] = x0
+        out["mean"], _, _ = self.diffusion.q_posterior_mean_variance(x0, x, t)
+        return out
+
     def report(self, i: int, pred_xstart: torch.Tensor):
         """After step i (0-based) of len(timesteps): progress callback, then the cancellation check."""
         if self.callback is not None:

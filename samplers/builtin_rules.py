@@ -39,8 +39,9 @@ class DDIM:
             t = run.t_batch(index, x)
             out = run.denoise(x, t)
             noise = run.noise_like(x) if eta > 0 else torch.zeros_like(x)
-            out = d.ddim_sample_from(out, x, t, cond_fn=run.cond_fn, model_kwargs=run.model_kwargs, eta=eta,
-                                     noise=noise)
+            if run.cond_fn is not None:
+                out = run.guide_score(out, x, t)
+            out = d.ddim_sample_from(out, x, t, model_kwargs=run.model_kwargs, eta=eta, noise=noise)
             x = out["sample"]
             run.report(i, out["pred_xstart"])
         return x
@@ -50,7 +51,7 @@ class DPMSolverPP2M:
     """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the diffusion ODE.
 
     Works on the data prediction x0 (so it serves epsilon and v models alike, and CLIP guidance
-    enters through condition_score). In log-SNR time lambda = log(alpha / sigma), one step is
+    enters through condition_score, see SamplingRun.guide_score). In log-SNR time lambda = log(alpha / sigma), one step is
         x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D,   h = lambda_t - lambda_s,
     with D = x0 on the first step and D = (1 + 1/2r) x0_s - 1/2r x0_prev after it (r = h_prev / h).
     The last model evaluation returns its x0 prediction (the step to zero noise).
@@ -70,7 +71,7 @@ class DPMSolverPP2M:
             t = run.t_batch(index, x)
             out = run.denoise(x, t)
             if run.cond_fn is not None:
-                out = d.condition_score(run.cond_fn, out, x, t, run.model_kwargs)
+                out = run.guide_score(out, x, t)
             x0 = out["pred_xstart"]
             if i == len(timesteps) - 1:
                 x = x0

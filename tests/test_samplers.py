@@ -148,6 +148,27 @@ def test_solvers_reach_the_data_point(rule, mean_type):
     assert (out - target).abs().max() < 1e-3
 
 
+@pytest.mark.parametrize("rule", ["ddim", "dpm++2m"])
+def test_score_guidance_keeps_x0_in_range_from_a_zero_snr_start(rule):
+    """A constant guidance gradient on the ideal denoiser: the ODE rules' guided x0 stays in [-1, 1], instead of
+    the near-zero-SNR first step multiplying the gradient's shift by hundreds."""
+    base = create_gaussian_diffusion(steps=1000, noise_schedule="squaredcos_cap_v2", model_mean_type="v")
+    target = torch.zeros(1, 3, 4, 4)
+
+    def ideal(x, ts):
+        abar = torch.from_numpy(base.alphas_cumprod)[ts].float().view(-1, 1, 1, 1)
+        eps = (x - abar.sqrt() * target) / (1 - abar).sqrt()
+        return torch.cat([abar.sqrt() * eps - (1 - abar).sqrt() * target, torch.zeros_like(x)], dim=1)
+
+    x0s = []
+    run = SamplingRun(diffusion=base.respaced("25"), guided=Guided(ideal, cond_fn=lambda x, t, **kw: torch.ones_like(x)),
+                      noise_like=torch.zeros_like, callback=lambda i, n, x0: x0s.append(x0))
+    out = get_registry().step_rule(rule).sample(run, torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
+    assert all(x0.abs().max() <= 1 for x0 in x0s)
+    assert x0s[0].max() == 1  # the gradient did push (up to the clamp)
+    assert torch.isfinite(out).all() and out.abs().max() <= 1
+
+
 # --------------------------------------------------------------------------- third-party plugins
 PLUGIN_SOURCE = '''
 import torch
