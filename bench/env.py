@@ -226,8 +226,10 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, *, target_s: float, ma
                 max_repeats: int) -> Dict:
     """The device's dense matmul rate for `dtype`: FLOP/s of an N x N x N product, median of repeats.
 
-    N doubles from 256 until one product takes `target_s` or N reaches `max_n`, so a fast GPU gets a
-    large enough problem to saturate it and an emulated-bf16 CPU is not stuck for minutes on one call.
+    N doubles from 256 until one product (after an untimed one) takes `target_s` or N reaches `max_n`,
+    so a fast GPU gets a large enough problem to saturate it and an emulated-bf16 CPU is not stuck for
+    minutes on one call. (Timing the first product instead stopped the 2026-11-27 H200 run's bf16 and
+    fp16 rows at N = 256, a thousand times below the card's rate, which made their MFU meaningless.)
     This is the denominator of every MFU figure, measured in the same run as the model.
     """
     gen = torch.Generator(device=device).manual_seed(0)
@@ -235,6 +237,7 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, *, target_s: float, ma
     while True:
         a = torch.randn(n, n, device=device, dtype=torch.float32, generator=gen).to(dtype)
         b = torch.randn(n, n, device=device, dtype=torch.float32, generator=gen).to(dtype)
+        time_call(lambda: a @ b, device)  # untimed: a dtype's first product pays for library set-up
         t = time_call(lambda: a @ b, device)
         if t >= target_s or n >= max_n:
             break

@@ -149,6 +149,9 @@ def main(argv=None):
     parser.add_argument("--samplers", action="store_true",
                         help="only the step-rule comparison (steps vs accuracy vs wall time, one-shape, unguided)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    parser.add_argument("--rerun", nargs="+", metavar="CONDITION",
+                        help="re-measure only these text-to-image conditions (by label) at the n of the report in "
+                             "--out, and replace their rows there (marked with the device they ran on)")
     args = parser.parse_args(argv)
     pipe = load_pipeline(args.family, device=args.device)
     if args.samplers:
@@ -180,6 +183,19 @@ def main(argv=None):
             ("ddpm 100, classifier-free 3", dict(sampler="ddpm", steps=100, guidance="classifier-free", guidance_scale=3.0)),
             ("dpm++2m 15, classifier-free 3", dict(sampler="dpm++2m", steps=15, guidance="classifier-free", guidance_scale=3.0)),
         ]
+    if args.rerun:
+        chosen = [c for c in conditions + extra if c[0] in args.rerun]
+        unknown = sorted(set(args.rerun) - {label for label, _ in chosen})
+        if unknown:
+            parser.error(f"unknown condition(s) {unknown}; choose from {[label for label, _ in conditions + extra]}")
+        report = json.loads(args.out.read_text())
+        fresh = eval_text_to_image(pipe, report["n"], chosen, [])
+        by_key = {(row["shapes"], row["condition"]): {**row, "device": str(pipe.device)} for row in fresh}
+        rows = [by_key.pop((row["shapes"], row["condition"]), row) for row in report["text_to_image"]]
+        report["text_to_image"] = sorted(rows + list(by_key.values()), key=lambda row: row["shapes"])
+        args.out.write_text(json.dumps(report, indent=1))
+        print(markdown(report["text_to_image"]))
+        return
     # The report is rewritten after every row, so an interrupted run keeps what it measured.
     report = {"n": args.n, "steps": steps, "device": str(pipe.device), "text_to_image": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
