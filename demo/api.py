@@ -17,6 +17,8 @@ from typing import Dict
 
 import gradio as gr
 
+from glide.model_registry import FAMILIES
+
 from glide.images import InputError
 
 from .service import settings_summary
@@ -41,7 +43,7 @@ def parse_plugin_params(text) -> Dict:
 
 def check_plugin_params(service, sampler: str, guidance: str, params: Dict) -> Dict:
     """Plugin parameters must belong to the chosen step rule or guidance strategy (a typo is an error)."""
-    known = {p.name for p in service.registry.step_rule(sampler or "ddim").params}
+    known = {p.name for p in service.registry.step_rule(sampler or FAMILIES[service.default_model].default_sampler).params}
     known |= {p.name for p in service.registry.guidance_strategy(guidance or "classifier-free").params}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -60,11 +62,11 @@ def add_api(ctx: Context) -> None:
         seed = gr.Number(-1, precision=0, label="seed")                      # -1: random
         batch = gr.Number(1, precision=0, label="batch_size")
         steps = gr.Number(0, precision=0, label="steps")                     # 0: the model's default
-        sampler = gr.Dropdown([r["name"] for r in ctx.rules], value="ddim", label="sampler")
+        sampler = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler, label="sampler")
         guidance = gr.Dropdown([g["name"] for g in ctx.strategies], value="classifier-free", label="guidance")
         scale = gr.Number(3.0, label="guidance_scale")
         upsample = gr.Checkbox(True, label="upsample")
-        upsample_steps = gr.Textbox("fast27", label="upsample_steps")
+        upsample_steps = gr.Textbox("", label="upsample_steps")              # empty: the model's default
         upsample_temp = gr.Number(0.997, label="upsample_temp")
         plugin_params = gr.Textbox("", label="plugin_params")
         model = gr.Textbox(service.default_model, label="model")

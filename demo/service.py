@@ -37,7 +37,7 @@ from .models import APPROX_BYTES, Downloads, human_bytes, model_rows
 log = logging.getLogger("glide.demo")
 
 MAX_SEED = 2 ** 53 - 1          # seeds travel through JSON and JavaScript numbers: keep them exact
-UPSAMPLE_STEP_CHOICES = ["fast27", "ddim25", "50", "100"]
+UPSAMPLE_STEP_CHOICES = ["8", "fast27", "ddim25", "50", "100"]
 MIN_STEPS = 1
 
 
@@ -229,9 +229,9 @@ class DemoService:
             return self.default_steps(model)
         return _number(steps, "steps", int, MIN_STEPS, max(self.limits.max_steps, MIN_STEPS))
 
-    def sample_request(self, prompt, *, model=None, seed=None, batch_size=1, negative_prompt="", sampler="ddim",
+    def sample_request(self, prompt, *, model=None, seed=None, batch_size=1, negative_prompt="", sampler=None,
                        sampler_params=None, steps=None, guidance="classifier-free", guidance_params=None,
-                       guidance_scale=None, upsample=True, upsample_steps="fast27", upsample_temp=0.997) -> SampleRequest:
+                       guidance_scale=None, upsample=True, upsample_steps=None, upsample_temp=0.997) -> SampleRequest:
         """A checked SampleRequest from raw values (widgets or API); InputError / SamplerError if something is off.
 
         `guidance_scale`, when given, sets the strategy's `guidance_scale` parameter (if it has one).
@@ -239,12 +239,13 @@ class DemoService:
         model = model or self.default_model
         if model not in FAMILIES:
             raise InputError(f"unknown model {model!r}; choose one of: {', '.join(FAMILIES)}")
-        rule = self.registry.step_rule(sampler or "ddim")
+        family = FAMILIES[model]
+        rule = self.registry.step_rule(sampler or family.default_sampler)
         strategy = self.registry.guidance_strategy(guidance or "classifier-free")
         guidance_params = dict(guidance_params or {})
         if guidance_scale is not None and any(p.name == "guidance_scale" for p in strategy.params):
             guidance_params["guidance_scale"] = _number(guidance_scale, "guidance_scale")
-        upsample_steps = str(upsample_steps or "fast27").strip()
+        upsample_steps = str(upsample_steps or family.default_upsample_steps).strip()
         if not MIN_STEPS <= step_count(upsample_steps) <= max(self.limits.max_steps, MIN_STEPS):
             raise InputError(f"upsample_steps must be a schedule like 'fast27' or a number of steps from {MIN_STEPS} to "
                              f"{self.limits.max_steps}, got {upsample_steps!r}")
@@ -258,7 +259,7 @@ class DemoService:
             upsample_temp=_number(upsample_temp if upsample_temp is not None else 0.997, "upsample temperature",
                                   float, 0.01, 2.0))
 
-    def compare_request(self, prompt, *, model=None, seed=None, sampler="ddim", steps=None, clip_scale=3.0,
+    def compare_request(self, prompt, *, model=None, seed=None, sampler=None, steps=None, clip_scale=3.0,
                         cfg_scale=3.0, upsample=False, sweep="") -> CompareRequest:
         model = model or self.default_model
         if model not in FAMILIES:
@@ -273,7 +274,8 @@ class DemoService:
         clip, cfg = self.registry.guidance_strategy("clip"), self.registry.guidance_strategy("classifier-free")
         return CompareRequest(
             prompt=self._prompt(prompt), model=model, seed=self._seed(seed),
-            sampler=self.registry.step_rule(sampler or "ddim").name, steps=self._steps(steps, model),
+            sampler=self.registry.step_rule(sampler or FAMILIES[model].default_sampler).name,
+            steps=self._steps(steps, model),
             clip_scale=dict(self._plugin_params(clip, {"guidance_scale": clip_scale}))["guidance_scale"],
             cfg_scale=dict(self._plugin_params(cfg, {"guidance_scale": cfg_scale}))["guidance_scale"],
             upsample=bool(upsample), sweep=tuple(scales))

@@ -39,6 +39,11 @@ class Context:
     def limits(self):
         return self.service.limits
 
+    @property
+    def family(self):
+        """The default model's family: its sampling defaults are the controls' initial values."""
+        return FAMILIES[self.service.default_model]
+
     def steps_slider(self, elem_id=None) -> gr.Slider:
         # A slider needs max > min; the service enforces the real limit whatever the slider allows.
         return gr.Slider(MIN_STEPS, max(self.limits.max_steps, MIN_STEPS + 1),
@@ -115,7 +120,7 @@ class TextToImageTab:
                 gr.Examples(EXAMPLES, inputs=self.prompt, label="Examples")
                 with gr.Row():
                     with gr.Column():
-                        self.rules = PluginPanel("Step rule", ctx.rules, "ddim")
+                        self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
                     with gr.Column():
                         self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
                 self.steps = ctx.steps_slider("steps")
@@ -130,7 +135,8 @@ class TextToImageTab:
                     self.upsample = gr.Checkbox(True, label="Upsample", info="Run the upsampler after the base model")
                     self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
                                                    info="Scales the upsampler's initial noise")
-                    self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES, value="fast27", allow_custom_value=True,
+                    self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES, value=ctx.family.default_upsample_steps,
+                                                      allow_custom_value=True,
                                                       label="Upsample steps")
                 with gr.Accordion("Restore settings from an image", open=False):
                     # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks and all.
@@ -206,7 +212,7 @@ class TextToImageTab:
                        self.seed: settings.get("seed", -1), self.batch: 1,
                        self.upsample: settings.get("upsample", True),
                        self.upsample_temp: settings.get("upsample_temp", 0.997),
-                       self.upsample_steps: str(settings.get("upsample_steps", "fast27")),
+                       self.upsample_steps: str(settings.get("upsample_steps", self.ctx.family.default_upsample_steps)),
                        self.status: f"Restored the settings of seed {settings.get('seed')} "
                                     f"({settings.get('model', '?')}): press Generate to make it again."}
             if str(settings.get("steps", "")).isdigit():
@@ -261,7 +267,7 @@ class InpaintTab:
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
                         with gr.Column():
-                            self.rules = PluginPanel("Step rule", ctx.rules, "ddim")
+                            self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
                         with gr.Column():
                             self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
                     self.steps = ctx.steps_slider("inpaint-steps")
@@ -328,7 +334,7 @@ class CompareTab:
                 self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all three",
                                       minimum=-1)
                 with gr.Row():
-                    self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value="ddim", label="Step rule")
+                    self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler, label="Step rule")
                     self.steps = ctx.steps_slider("compare-steps")
                 self.clip_scale = gr.Slider(0, 100, value=3.0, step=0.5, label="CLIP guidance scale")
                 self.cfg_scale = gr.Slider(0, 20, value=3.0, step=0.1, label="Classifier-free guidance scale")

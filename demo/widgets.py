@@ -72,7 +72,9 @@ def stop_handler(service: DemoService):
     """A Stop button's handler: cancels this user's jobs only (others sharing a run carry on)."""
     def on_stop(request: gr.Request):
         n = service.cancel_session(session_of(request))
-        return "Stopping…" if n else "Nothing of yours is running."
+        # When something stops, its own handler writes "Stopped." within a step; writing here too would
+        # race with it (this reply can land last and leave "Stopping…" on the page for good).
+        return gr.update() if n else "Nothing of yours is running."
     return on_stop
 
 

@@ -188,10 +188,13 @@ def _run_kwargs(args, saved: Dict) -> Dict:
         # The pipeline lets guidance_params win over guidance_scale; the flag must win over the PNG.
         guidance_params.pop("guidance_scale", None)
 
-    # Route each --param to the plugin that declares it (the pipeline's defaults name the plugins).
+    # Route each --param to the plugin that declares it (unset: the model's default rule, the pipeline's strategy).
+    from .model_registry import get_family
+
     defaults = inspect.signature(Pipeline.generate).parameters
     registry = get_registry()
-    rule = registry.step_rule(kwargs.get("sampler", defaults["sampler"].default))
+    model = args.model or saved.get("model") or "shapes"
+    rule = registry.step_rule(kwargs.get("sampler") or get_family(model).default_sampler)
     strategy = registry.guidance_strategy(kwargs.get("guidance", defaults["guidance"].default))
     for name, text in args.param:
         targets = [(plugin, params) for plugin, params in ((rule, sampler_params), (strategy, guidance_params))
@@ -341,9 +344,10 @@ def cmd_compare(args) -> int:
     it = iter(entries)
     rows = [[next(it) for _ in row] for row in runs]
     steps = entries[0].settings["steps"]
-    title = f"{args.prompt}  |  {pipe.name}, seed {args.seed}, {args.sampler} {steps} steps"
+    sampler = entries[0].settings["sampler"]
+    title = f"{args.prompt}  |  {pipe.name}, seed {args.seed}, {sampler} {steps} steps"
     settings = {"mode": "compare", "model": pipe.name, "prompt": args.prompt, "seed": args.seed,
-                "sampler": args.sampler, "steps": steps,
+                "sampler": sampler, "steps": steps,
                 "results": [{"guidance": e.guidance, "guidance_params": e.guidance_params, "seconds": e.seconds,
                              "clip_score": e.clip_score, "checker": e.checker} for e in entries]}
     path = save_png(_grid(rows, title), _reserve_path(args.out, f"compare-seed{args.seed}"), settings)
@@ -410,7 +414,7 @@ def _model_options(parser) -> None:
 def _sampling_options(parser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default 0)")
     parser.add_argument("--batch-size", type=int, help="images per prompt when one prompt is given")
-    parser.add_argument("--sampler", help="step rule (see `glide samplers`; default ddim)")
+    parser.add_argument("--sampler", help="step rule (see `glide samplers`; default: the model's)")
     parser.add_argument("--steps", type=_steps, help="base sampling steps or a spec like fast27")
     parser.add_argument("--guidance", help="guidance strategy (see `glide samplers`; default classifier-free)")
     parser.add_argument("--guidance-scale", type=float, help="the strategy's guidance scale (default 3)")
@@ -419,7 +423,7 @@ def _sampling_options(parser) -> None:
     parser.add_argument("--negative-prompt", help="what classifier-free guidance steers away from")
     parser.add_argument("--upsample", action=argparse.BooleanOptionalAction,
                         help="run the upsampler (default); --no-upsample keeps the base model's images")
-    parser.add_argument("--upsample-steps", type=_steps, help="upsampler steps (default fast27)")
+    parser.add_argument("--upsample-steps", type=_steps, help="upsampler steps (default: the model's)")
     parser.add_argument("--upsample-temp", type=float, help="upsampler noise temperature (default 0.997)")
     parser.add_argument("--from-png", type=Path, metavar="FILE",
                         help="start from the settings embedded in a PNG glide wrote; flags override them")
@@ -447,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", metavar="PROMPT")
     _model_options(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", default="ddim", help="step rule (default ddim)")
+    p.add_argument("--sampler", help="step rule (default: the model's)")
     p.add_argument("--steps", type=_steps, help="base sampling steps (default: the model's)")
     p.add_argument("--strategies", type=_names, help="comma-separated (default clip,classifier-free,none)")
     p.add_argument("--scales", type=_scales, help="guidance scales to sweep, e.g. 1,3,6: one grid column each")

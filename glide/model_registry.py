@@ -35,7 +35,11 @@ class Family:
     text_ctx: int
     load: Callable[[str, torch.device, Optional[Path]], object]   # component -> (model, diffusion) or CLIPModel
     files: Callable[[Optional[Path]], Dict[str, Path]]           # component -> file(s) it needs
+    # Sampling defaults (the pipeline's, CLI's and demo's when a setting is not given).
+    default_sampler: str = "ddim"
     default_base_steps: int = 50
+    default_upsample_sampler: str = "ddpm"
+    default_upsample_steps: str = "fast27"
     has_checker: bool = False
 
 
@@ -62,6 +66,10 @@ def _load_shapes(component: str, device: torch.device, _checkpoint_dir=None):
         return clip
     model, diffusion = create_model_and_diffusion(**shapes_family.MODEL_OPTIONS[component], tokenizer=encoder)
     model.load_state_dict(load_file(path, device=str(device)))
+    if device.type == "cpu" and component.startswith("upsample"):
+        # oneDNN's channels-last convolutions: the 128 px upsampler's steps ~25% faster on CPU (measured;
+        # the 32 px base gains nothing).
+        model.to(memory_format=torch.channels_last)
     return model.to(device).eval(), diffusion
 
 
@@ -96,7 +104,9 @@ FAMILIES: Dict[str, Family] = {
         description="The embedded default: a small GLIDE-architecture family trained on procedural shapes "
                     "(32 px base, 128 px upsampler); no download",
         base_size=shapes_family.BASE_SIZE, upsample_size=shapes_family.UPSAMPLE_SIZE,
-        text_ctx=shapes_family.TEXT_CTX, load=_load_shapes, files=_shapes_files, default_base_steps=25,
+        text_ctx=shapes_family.TEXT_CTX, load=_load_shapes, files=_shapes_files,
+        # As accurate as DDIM 25 / DDPM 100 and as faithful as DDPM fast27 (glide.eval; README), in half the time.
+        default_sampler="dpm++2m", default_base_steps=15, default_upsample_sampler="ddim", default_upsample_steps="8",
         has_checker=True),
     "glide-filtered": Family(
         name="glide-filtered", license="MIT (OpenAI, glide-text2im)",

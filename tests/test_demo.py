@@ -19,6 +19,7 @@ from demo.imaging import editor_to_image_and_mask
 from demo.jobs import Job, JobCancelled, QueueFull, Scheduler
 from demo.models import Downloads
 from glide.images import InputError
+from glide.model_registry import FAMILIES
 from glide.pngmeta import read_settings
 from samplers import Cancelled
 
@@ -220,7 +221,8 @@ def test_generate(client):
         assert image.size == (128, 128)
         settings = read_settings(image)
         assert settings["prompt"] == PROMPT and settings["seed"] == 11 + i and settings["model"] == "shapes"
-        assert settings["sampler"] == "ddim" and settings["guidance"] == "classifier-free"
+        # Unset, the sampler and upsampler steps are the model's defaults.
+        assert settings["sampler"] == FAMILIES["shapes"].default_sampler and settings["guidance"] == "classifier-free"
         assert settings["guidance_params"] == {"guidance_scale": 3.0} and settings["steps"] == 2
     # Without upsampling the images are the base model's; only the prompt is required.
     base = client.predict(PROMPT, upsample=False, steps=2, api_name="/generate")

@@ -5,7 +5,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import yaml
 
 from .encoders import ImageEncoder, TextEncoder
 
@@ -77,6 +76,8 @@ class CLIPModel:
 
 
 def clip_config(config_path: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+    import yaml  # here, not at the top: only GLIDE's own CLIP reads a YAML config (saves ~0.1 s of start-up)
+
     with open(config_path or DEFAULT_CONFIG_PATH) as f:
         return yaml.safe_load(f)
 
