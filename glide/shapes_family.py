@@ -135,7 +135,7 @@ def batch_maker(stage: str, encoder: Encoder) -> Callable[[np.random.Generator, 
         if inpaint:
             kwargs["inpaint_image"] = x_start
             kwargs["inpaint_mask"] = random_keep_masks(rng, n, size_now)
-        return x_start.contiguous(memory_format=torch.channels_last), kwargs
+        return x_start, kwargs
 
     return make
 

@@ -280,7 +280,10 @@ def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank:
 
     options = shapes_family.MODEL_OPTIONS[cfg.stage]
     model, diffusion = create_model_and_diffusion(**options, tokenizer=encoder)
-    model.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN on CPU, cuDNN on GPU)
+    if device.type == "cuda":
+        # cuDNN's channels-last kernels (what the shipped weights were trained with); on the CPU a base
+        # training step measured ~10% slower channels-last, so it stays contiguous there.
+        model.to(memory_format=torch.channels_last)
     if cfg.init_from:
         load_expanding_inputs(model, load_file(cfg.init_from))
     make_batch = shapes_family.batch_maker(cfg.stage, encoder)
