@@ -1,7 +1,8 @@
 """Judge the embedded shapes family with its own checker.
 
-    python -m glide.eval shapes                 # the full table (README numbers)
+    python -m glide.eval shapes                 # the full table (README numbers; --device cuda on a GPU)
     python -m glide.eval shapes --n 64 --quick  # a smaller, faster pass
+    python -m glide.eval shapes --rerun "ddim, CLIP 10"   # re-measure some rows of an existing report
 
 For fresh random scenes (a seed no training batch used), the base model draws each caption and the
 checker reads the image back: per-attribute and all-attribute accuracy, on one- and two-shape
@@ -43,9 +44,8 @@ def score(images, scenes) -> Dict[str, float]:
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
-def generate_all(pipe, captions, **kw) -> List[Image.Image]:
-    """Item i is drawn with seed EVAL_SEED + i whatever the chunking (a GPU takes bigger chunks)."""
-    chunk = 64
+def generate_all(pipe, captions, chunk: int = 64, **kw) -> List[Image.Image]:
+    """Item i is drawn with seed EVAL_SEED + i, in calls of `chunk` prompts (the pipeline takes at most 64)."""
     images = []
     for i in range(0, len(captions), chunk):
         images += pipe.generate(captions[i:i + chunk], seed=EVAL_SEED + i, upsample=False, **kw).base_images
