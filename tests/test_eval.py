@@ -1,4 +1,6 @@
-"""glide.eval's scoring: perfect on renders of the prompts, and it notices wrong images."""
+"""glide.eval: scoring (perfect on renders of the prompts, low on wrong images) and --rerun."""
+import json
+
 import numpy as np
 
 from glide import eval as shapes_eval
@@ -20,3 +22,42 @@ def test_markdown_table_lists_every_row():
              "position": 1.0, "size": 1.0, "seconds": 1.0}]
     table = shapes_eval.markdown(rows)
     assert table.count("\n") == 2 and "| 1 | x | 0.5 |" in table
+
+
+class RenderingPipeline:
+    """Stands in for the model: draws each caption exactly, or (when `wrong`) always the same scene."""
+
+    device = "cpu"
+
+    def __init__(self, wrong=False):
+        self.wrong = wrong
+
+    def generate(self, captions, seed, upsample, **kw):
+        rng = np.random.default_rng(seed)
+        scenes = [shapes.parse_caption(c) for c in captions]
+        if self.wrong:
+            scenes = [shapes.Scene("orange", (shapes.Shape("circle", "red", "center", "large"),))] * len(scenes)
+
+        class Result:
+            base_images = [shapes.render(s, 32, rng) for s in scenes]
+
+        return Result()
+
+
+def test_rerun_replaces_only_the_named_rows(tmp_path, monkeypatch):
+    report = {"n": 6, "steps": 25, "device": "cuda", "text_to_image": [
+        {"shapes": k, "condition": c, "all": 0.5, "background": 1.0, "shape": 1.0, "color": 1.0, "position": 1.0,
+         "size": 1.0, "seconds": 1.0} for k in (1, 2) for c in ("ddim, unguided", "ddim, CLIP 10")]}
+    out = tmp_path / "EVAL.json"
+    out.write_text(json.dumps(report))
+    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingPipeline())
+    shapes_eval.main(["shapes", "--rerun", "ddim, CLIP 10", "--out", str(out)])
+    rows = json.loads(out.read_text())["text_to_image"]
+    assert [(r["shapes"], r["condition"], r["all"]) for r in rows] == [
+        (1, "ddim, unguided", 0.5), (1, "ddim, CLIP 10", 1.0), (2, "ddim, unguided", 0.5), (2, "ddim, CLIP 10", 1.0)]
+    assert {r.get("device") for r in rows if r["condition"] == "ddim, CLIP 10"} == {"cpu"}
+
+    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingPipeline(wrong=True))
+    shapes_eval.main(["shapes", "--rerun", "ddim, unguided", "--out", str(out)])
+    rows = json.loads(out.read_text())["text_to_image"]
+    assert [r["all"] for r in rows if r["condition"] == "ddim, unguided"] == [0.0, 0.0]
