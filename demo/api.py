@@ -17,9 +17,8 @@ from typing import Dict
 
 import gradio as gr
 
-from glide.model_registry import FAMILIES
-
 from glide.images import InputError
+from glide.model_registry import FAMILIES
 
 from .service import settings_summary
 from .tabs import Context

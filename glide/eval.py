@@ -173,16 +173,14 @@ def main(argv=None):
         ("ddim, classifier-free 3", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=3.0)),
         ("ddim, CLIP 10", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=10.0)),
     ]
-    extra = []
-    if not args.quick:
-        extra = [
-            ("ddim, classifier-free 1.5", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=1.5)),
-            ("ddim, classifier-free 6", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=6.0)),
-            ("ddim, CLIP 3", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=3.0)),
-            ("ddim, CLIP 30", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=30.0)),
-            ("ddpm 100, classifier-free 3", dict(sampler="ddpm", steps=100, guidance="classifier-free", guidance_scale=3.0)),
-            ("dpm++2m 15, classifier-free 3", dict(sampler="dpm++2m", steps=15, guidance="classifier-free", guidance_scale=3.0)),
-        ]
+    extra = [
+        ("ddim, classifier-free 1.5", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=1.5)),
+        ("ddim, classifier-free 6", dict(sampler="ddim", steps=steps, guidance="classifier-free", guidance_scale=6.0)),
+        ("ddim, CLIP 3", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=3.0)),
+        ("ddim, CLIP 30", dict(sampler="ddim", steps=steps, guidance="clip", guidance_scale=30.0)),
+        ("ddpm 100, classifier-free 3", dict(sampler="ddpm", steps=100, guidance="classifier-free", guidance_scale=3.0)),
+        ("dpm++2m 15, classifier-free 3", dict(sampler="dpm++2m", steps=15, guidance="classifier-free", guidance_scale=3.0)),
+    ]
     if args.rerun:
         chosen = [c for c in conditions + extra if c[0] in args.rerun]
         unknown = sorted(set(args.rerun) - {label for label, _ in chosen})
@@ -212,7 +210,7 @@ def main(argv=None):
     save()
     report["clip_zero_shot"] = eval_clip(pipe, args.n)
     save()
-    eval_text_to_image(pipe, args.n, extra, report["text_to_image"], save)
+    eval_text_to_image(pipe, args.n, [] if args.quick else extra, report["text_to_image"], save)
     report["text_to_image"].sort(key=lambda row: row["shapes"])  # stable: conditions keep their order
     save()
     print(markdown(report["text_to_image"]))

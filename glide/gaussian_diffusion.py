@@ -38,16 +38,6 @@ def betas_for_alpha_bar(num_diffusion_timesteps: int, alpha_bar: Callable[[float
     return np.array(betas)
 
 
-def _extract(arr: np.ndarray, t: torch.Tensor, shape) -> torch.Tensor:
-    """Gather arr[t] as float32 and broadcast it to `shape` ([N, 1, 1, 1] -> shape).
-
-    Copies the whole array to t's device on every call (on a GPU a blocking host-to-device copy);
-    the diffusion's own arrays go through `GaussianDiffusion._coef`, which keeps a copy per device.
-    """
-    res = torch.from_numpy(arr).to(device=t.device)[t].float()
-    return res.view(-1, *([1] * (len(shape) - 1))).expand(shape)
-
-
 def normal_kl(mean1, logvar1, mean2, logvar2):
     """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)), elementwise, in nats."""
     return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
@@ -116,18 +106,16 @@ class GaussianDiffusion:
         self.log_betas = np.log(betas)
 
     def _coef(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
-        """self.<name>[t] as float32, broadcast to `shape` ([N, 1, 1, 1] -> shape).
+        """self.<name>[t] (a float64 array) as float32, broadcast to `shape` ([N, 1, 1, 1] -> shape).
 
-        The same values as `_extract(self.<name>, t, shape)` (float64 rounded to float32), but each
-        array is copied to a device once and kept: a GPU sampling loop then does no host-to-device
+        Each array is copied to a device once and kept: a GPU sampling loop then does no host-to-device
         copy (each of which would block until the GPU is idle) per step.
         """
         key = (name, t.device)
-        cache = self.__dict__.setdefault("_coef_cache", {})
-        table = cache.get(key)
+        table = self._coef_cache.get(key)
         if table is None:
             table = torch.from_numpy(getattr(self, name)).to(device=t.device).float()
-            cache[key] = table
+            self._coef_cache[key] = table
         return table[t].view(-1, *([1] * (len(shape) - 1))).expand(shape)
 
     # ------------------------------------------------------------------ respacing

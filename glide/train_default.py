@@ -103,7 +103,7 @@ def update_model_card(stage: str, runs: Path, wall_minutes: float, weights: str 
 def _train_config(s: Stage, runs: Path, minutes_scale: float, init_from: str) -> TrainConfig:
     return TrainConfig(stage=s.stage, out=str(runs / s.stage), minutes=s.minutes * minutes_scale, batch_size=s.batch,
                        lr=s.lr, seed=SEED, high_noise_fraction=0.5 if s.stage == "base" else 0.0,
-                       init_from=init_from, workers=s.workers, save_every=1000 if s.workers else 500)
+                       init_from=init_from, workers=s.workers)
 
 
 def _snapshot_parent(s: Stage, runs: Path) -> tuple:
