@@ -234,6 +234,41 @@ class Pipeline:
                          upsample_steps=upsample_steps, upsample_sampler=upsample_sampler,
                          upsample_temp=upsample_temp, callback=callback, should_stop=should_stop)
 
+    def upsample(self, images: Union[ImageLike, Sequence[ImageLike]], prompts: Union[str, Sequence[str]], *,
+                 sampler: Optional[str] = None, steps: Union[int, str, None] = None, seed: int = 0,
+                 upsample_temp: float = 0.997, callback: Optional[ProgressCallback] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> Result:
+        """Super-resolve given images (any size; centre-cropped and resized to the base size) with the upsampler.
+
+        The second stage of `generate` on images you supply: one prompt per image (or one for all),
+        unguided, `sampler`/`steps` defaulting to the family's upsampler settings. `base_images` of
+        the result are the inputs as the upsampler saw them.
+        """
+        images = [images] if not isinstance(images, (list, tuple)) else list(images)
+        prompts = _prompts(prompts, None)
+        if len(prompts) == 1:
+            prompts = prompts * len(images)
+        if len(prompts) != len(images) or len(images) > MAX_BATCH:
+            raise InputError(f"give one prompt per image, or one for all (at most {MAX_BATCH} images); got "
+                             f"{len(images)} images and {len(prompts)} prompts")
+        if any(image is None for image in images):
+            raise InputError("give an image to upsample")
+        seed = _seed(seed)
+        start = time.time()
+        steps = steps if steps is not None else self.family.default_upsample_steps
+        sampler = sampler or self.family.default_upsample_sampler
+        low_res = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
+        seeds = [seed + i for i in range(len(prompts))]
+        final = self._sample_stage(
+            "upsample", "upsample", prompts, [s + UPSAMPLE_SEED_OFFSET for s in seeds], steps=steps, sampler=sampler,
+            sampler_params=None, guidance="none", guidance_params=None, extra_kwargs={"low_res": low_res},
+            temperature=upsample_temp, callback=callback, should_stop=should_stop)
+        settings = [dict(model=self.name, mode="upsample", prompt=p, seed=s, upsample_steps=steps,
+                         upsample_sampler=sampler, upsample_temp=upsample_temp) for p, s in zip(prompts, seeds)]
+        result = Result(images=tensor_to_pil(final), base_images=tensor_to_pil(low_res), settings=settings)
+        result.seconds = time.time() - start
+        return result
+
     def inpaint(self, image: ImageLike, mask: ImageLike, prompts: Union[str, Sequence[str]], **kwargs) -> Result:
         """Replace the masked region (white = edit; any size, centre-cropped like the image) to match the prompt.
 

@@ -1,7 +1,8 @@
-"""glide.eval: scoring (perfect on renders of the prompts, low on wrong images) and --rerun."""
+"""glide.eval: scoring (perfect on renders of the prompts, low on wrong images), --rerun, the upsampler study."""
 import json
 
 import numpy as np
+from PIL import Image
 
 from glide import eval as shapes_eval
 from glide.data import shapes
@@ -61,3 +62,34 @@ def test_rerun_replaces_only_the_named_rows(tmp_path, monkeypatch):
     shapes_eval.main(["shapes", "--rerun", "ddim, unguided", "--out", str(out)])
     rows = json.loads(out.read_text())["text_to_image"]
     assert [r["all"] for r in rows if r["condition"] == "ddim, unguided"] == [0.0, 0.0]
+
+
+class TruthUpsampler:
+    """Stands in for the upsampler: returns the true high-res render, or (when `blocky`) the input blown up."""
+
+    class family:
+        base_size, upsample_size = 32, 128
+
+    def __init__(self, blocky=False):
+        self.blocky = blocky
+
+    def upsample(self, images, captions, sampler, steps, seed):
+        scenes, all_captions = shapes_eval.fresh_scenes(4, 2)
+        out = []
+        for image, caption in zip(images, captions):
+            i = all_captions.index(caption)
+            out.append(image.resize((128, 128), Image.NEAREST) if self.blocky
+                       else shapes_eval.true_pair(scenes[i], i, 32, 128)[1])
+
+        class Result:
+            images = out
+
+        return Result()
+
+
+def test_upsampler_study_scores_the_truth_perfectly_and_a_blocky_copy_worse():
+    perfect = shapes_eval.eval_upsampler_rules(TruthUpsampler(), 4, rules=[("ddim", 8)])[0]
+    assert perfect["mean_abs_error"] == 0 and perfect["psnr_db"] >= 99 and perfect["edge_energy_vs_truth"] == 1
+    assert perfect["checker_all"] == 1.0
+    blocky = shapes_eval.eval_upsampler_rules(TruthUpsampler(blocky=True), 4, rules=[("ddim", 8)])[0]
+    assert blocky["mean_abs_error"] > 1 and blocky["psnr_db"] < 40

@@ -79,6 +79,22 @@ def test_compare(pipe):
         assert set(e.checker) >= {"all", "background", "shapes"}
 
 
+def test_upsample_given_images(pipe):
+    small = [pipe.generate([PROMPT], seed=s, steps=4, upsample=False).base_images[0] for s in (1, 2)]
+    res = pipe.upsample(small, PROMPT, steps="4", seed=9)
+    assert [im.size for im in res.images] == [(128, 128)] * 2
+    assert [s["seed"] for s in res.settings] == [9, 10] and res.settings[0]["mode"] == "upsample"
+    assert res.settings[0]["upsample_sampler"] == pipe.family.default_upsample_sampler
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(res.base_images, small))
+    # Any input size is centre-cropped and resized to the base size first.
+    big = small[0].resize((80, 64))
+    assert pipe.upsample(big, PROMPT, steps="2").base_images[0].size == (32, 32)
+    with pytest.raises(InputError, match="one prompt per image"):
+        pipe.upsample(small, [PROMPT] * 3)
+    with pytest.raises(InputError, match="image to upsample"):
+        pipe.upsample([None], PROMPT)
+
+
 @pytest.mark.parametrize("kw,error,message", [
     (dict(prompts=[""]), InputError, "prompt is empty"),
     (dict(prompts=["x" * 2000]), InputError, "too long"),

@@ -75,6 +75,23 @@ def test_upsampler_keeps_the_base_image(pipe):
         assert np.abs(reduced - np.asarray(base, np.float32)).mean() < 12
 
 
+def test_upsampler_reproduces_the_true_high_res_render(pipe):
+    """Given an exact 32 px render, the default upsampler lands close to the exact 128 px render.
+
+    The same outputs compared with another scene's render must be far off: the bound means something.
+    """
+    from glide.eval import true_pair
+
+    scenes, prompts = scenes_and_prompts(2, n=3)
+    pairs = [true_pair(scene, i, 32, 128) for i, scene in enumerate(scenes)]
+    res = pipe.upsample([low for low, _ in pairs], prompts, seed=400)
+    outputs = [np.asarray(im, np.float32) for im in res.images]
+    truths = [np.asarray(high, np.float32) for _, high in pairs]
+    errors = [np.abs(out - truth).mean() for out, truth in zip(outputs, truths)]
+    assert max(errors) < 8, errors  # measured ~5 (glide/assets/shapes/EVAL_SAMPLERS.json)
+    assert min(np.abs(out - truth).mean() for out, truth in zip(outputs, truths[1:] + truths[:1])) > 20
+
+
 def test_checker_rejects_the_wrong_prompt(pipe):
     """The same images judged against a different background must fail: the test above can fail."""
     res = pipe.generate(PROMPTS[:2], seed=100, steps=25, upsample=False)
