@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 import samplers
+from glide.model_registry import channels_last_on_cpu
 from samplers import Cancelled
 
 from . import env, models
@@ -66,6 +67,11 @@ def profile_for(device: torch.device, quick: bool) -> Profile:
     # budget buys 2-3 timed calls of the base and one of the upsampler per variant.
     return Profile(warmup=1, max_repeats=3, budget_s=20.0, skip_over_s=45, matmul_target_s=0.2,
                    matmul_max_n=4096, matmul_budget_s=1.5, sample_steps=2)
+
+
+def _is_channels_last(model: torch.nn.Module) -> bool:
+    conv_weight = next(p for p in model.parameters() if p.dim() == 4)
+    return conv_weight.is_contiguous(memory_format=torch.channels_last) and not conv_weight.is_contiguous()
 
 
 class Bench:
@@ -113,12 +119,12 @@ class Bench:
         return self._models[name]
 
     def warm_up(self, name: str, batch: int, compute: str = "float32"):
-        """One untimed forward at this shape and precision unless one already ran: a first call pays for
-        memory allocation (and cuDNN autotuning), which would skew a measurement of two steps."""
-        key = (name, batch, compute)
+        """One untimed forward at this shape, precision and weight layout unless one already ran: a first
+        call pays for memory allocation (and cuDNN/oneDNN set-up), which would skew a measurement of two steps."""
+        model, _ = self.model(name)
+        key = (name, batch, compute, _is_channels_last(model))
         if key not in self.warmed:
             log(f"warm-up {name} batch {batch} {compute}")
-            model, _ = self.model(name)
             with torch.no_grad(), _autocast(self, compute):
                 models.forward_fn(model, self.inputs(name, batch))()
             self.warmed.add(key)
@@ -330,7 +336,7 @@ def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
         if v.cuda_graph:
             holder.pop("graph", None)
     if not v.channels_last and not v.compiled and not v.cuda_graph:
-        b.warmed.add((name, batch, v.compute))
+        b.warmed.add((name, batch, v.compute, False))
     out = holder.pop("out").float()
     sec = stats["median_s"]
     row.update(status="ok", ms=sec * 1e3, ms_samples=[s * 1e3 for s in stats["samples_s"]], repeats=stats["repeats"],
@@ -500,15 +506,9 @@ def _sample_once(b: Bench, stages: List[Stage], compute: str, images: int, stop_
     return rows
 
 
-def section_sample(b: Bench):
-    images = 1
-    full_run = b.full or b.gpu
-    stop_after = None if full_run else b.profile.sample_steps
-    repeats = b.profile.sample_repeats if full_run else 1
+def _sample_settings(b: Bench, images: int, stop_after: Optional[int], repeats: int, table: Table) -> List[Dict]:
+    """Each sampling setting in turn: its rows in `table`, its results returned."""
     results = []
-    table = Table(f"Text -> {b.options['upsample']['image_size']}px sample, {images} image (random weights)",
-                  ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s", "total s", "peak MB",
-                   "how"])
     for setting, (stages, compute) in sample_settings(b).items():
         if b.out_of_budget():
             results.append({"setting": setting, "status": "skipped", "budget": True, "compute": compute,
@@ -544,6 +544,25 @@ def section_sample(b: Bench):
             res = {"setting": setting, "status": "error", "compute": compute, "error": _error(e)}
             table.add(setting, "error: " + res["error"], *[""] * 8)
         results.append(res)
+    return results
+
+
+def section_sample(b: Bench):
+    images = 1
+    full_run = b.full or b.gpu
+    stop_after = None if full_run else b.profile.sample_steps
+    repeats = b.profile.sample_repeats if full_run else 1
+    table = Table(f"Text -> {b.options['upsample']['image_size']}px sample, {images} image (random weights)",
+                  ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s", "total s", "peak MB",
+                   "how"])
+    # The weight layout the pipeline loads GLIDE in (channels-last on CPU), restored afterwards.
+    for name in ("base", "upsample"):
+        channels_last_on_cpu(b.model(name)[0], b.device)
+    try:
+        results = _sample_settings(b, images, stop_after, repeats, table)
+    finally:
+        for name in ("base", "upsample"):
+            b.model(name)[0].to(memory_format=torch.contiguous_format)
     ok = {r["setting"]: r for r in results if r["status"] == "ok"}
     if "reference" in ok and "fast" in ok:
         speedup = ok["reference"]["seconds"] / ok["fast"]["seconds"]
