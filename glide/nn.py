@@ -21,7 +21,8 @@ class GroupNorm32(nn.GroupNorm):
         y = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
         y = y.to(x.dtype)
         if self.swish == 1.0:
-            return F.silu(y)
+            # In place: y is a fresh tensor, and group_norm's backward needs its input, not its output.
+            return F.silu(y, inplace=True)
         if self.swish:
             return y * torch.sigmoid(y * float(self.swish))
         return y

@@ -110,7 +110,7 @@ class ResBlock(TimestepBlock):
         )
         self.out_layers = nn.Sequential(
             normalization(self.out_channels, swish=0.0 if use_scale_shift_norm else 1.0),
-            nn.SiLU() if use_scale_shift_norm else nn.Identity(),
+            nn.SiLU(inplace=True) if use_scale_shift_norm else nn.Identity(),
             nn.Dropout(p=dropout),
             zero_module(nn.Conv2d(self.out_channels, self.out_channels, 3, padding=1)),
         )
@@ -132,11 +132,12 @@ class ResBlock(TimestepBlock):
         emb_out = self.emb_layers(emb).to(h.dtype)[..., None, None]
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
-            h = self.out_layers[0](h) * (1 + scale) + shift
+            h = torch.addcmul(shift, self.out_layers[0](h), 1 + scale)
             h = self.out_layers[1:](h)
         else:
             h = self.out_layers(h + emb_out)
-        return self.skip_connection(x) + h
+        # In place on the fresh output of the last convolution (its backward needs only its input).
+        return h.add_(self.skip_connection(x))
 
 
 class AttentionBlock(nn.Module):
