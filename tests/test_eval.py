@@ -65,13 +65,24 @@ def test_rerun_replaces_only_the_named_rows(tmp_path, monkeypatch):
 
 
 class TruthUpsampler:
-    """Stands in for the upsampler: returns the true high-res render, or (when `blocky`) the input blown up."""
+    """Stands in for the family: the base model draws the true low-res render, the upsampler returns the
+    true high-res render or (when `blocky`) its input blown up."""
 
     class family:
         base_size, upsample_size = 32, 128
 
     def __init__(self, blocky=False):
         self.blocky = blocky
+
+    def generate(self, captions, seed, upsample, **kw):
+        scenes, all_captions = shapes_eval.fresh_scenes(4, 2)
+        lows = [shapes_eval.true_pair(scenes[all_captions.index(c)], all_captions.index(c), 32, 128)[0]
+                for c in captions]
+
+        class Result:
+            base_images = lows
+
+        return Result()
 
     def upsample(self, images, captions, sampler, steps, seed):
         scenes, all_captions = shapes_eval.fresh_scenes(4, 2)
@@ -90,6 +101,7 @@ class TruthUpsampler:
 def test_upsampler_study_scores_the_truth_perfectly_and_a_blocky_copy_worse():
     perfect = shapes_eval.eval_upsampler_rules(TruthUpsampler(), 4, rules=[("ddim", 8)])[0]
     assert perfect["mean_abs_error"] == 0 and perfect["psnr_db"] >= 99 and perfect["edge_energy_vs_truth"] == 1
-    assert perfect["checker_all"] == 1.0
+    assert perfect["checker_all"] == 1.0 and perfect["base_image_diff_at_base_size"] < 2
+    # Blowing the input up keeps it exactly (reduced back, it is the input) but is far from the truth.
     blocky = shapes_eval.eval_upsampler_rules(TruthUpsampler(blocky=True), 4, rules=[("ddim", 8)])[0]
-    assert blocky["mean_abs_error"] > 1 and blocky["psnr_db"] < 40
+    assert blocky["mean_abs_error"] > 1 and blocky["psnr_db"] < 40 and blocky["base_image_diff_at_base_size"] == 0
