@@ -14,7 +14,7 @@ import torch
 
 from . import env
 from .report import Table
-from .sections import RUNNERS, SECTIONS, Bench, log
+from .sections import RUNNERS, SAMPLE_SETTINGS, SECTIONS, Bench, log
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA_VERSION = 1
@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--fast-base-steps", default="10", help="fast: base DPM-Solver++(2M) steps")
     g.add_argument("--fast-upsample-sampler", default="ddim", help="fast: upsampler step rule")
     g.add_argument("--fast-upsample-steps", default="8", help="fast: upsampler steps (or a schedule like fast27)")
+    g.add_argument("--sample-settings", default=None,
+                   help=f"comma-separated settings to sample with, from: {', '.join(SAMPLE_SETTINGS)} "
+                        "(fast-bf16 on GPUs only); unset: all")
     args = p.parse_args(argv)
     if args.budget_s is not None and not (args.budget_s >= 0 and math.isfinite(args.budget_s)):
         p.error(f"--budget-s must be a non-negative number of seconds, got {args.budget_s}")
@@ -52,6 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = sorted(set(args.only) - set(SECTIONS))
     if unknown:
         p.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    if args.sample_settings is not None:
+        args.sample_settings = [s.strip() for s in args.sample_settings.split(",") if s.strip()]
+        unknown = sorted(set(args.sample_settings) - set(SAMPLE_SETTINGS))
+        if unknown or not args.sample_settings:
+            p.error(f"--sample-settings: unknown or none {unknown}; choose from {', '.join(SAMPLE_SETTINGS)}")
     for name in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps", "fast_upsample_steps"):
         value = getattr(args, name)
         setattr(args, name, int(value) if value.isdigit() else value)  # "fast27" stays a respacing spec
@@ -132,7 +140,8 @@ def main(argv=None, clock_start: Optional[float] = None) -> int:
             "cuda_graphs": args.cuda_graphs, "budget_s": args.budget_s,
             "sections_run": args.only, "argv": sys.argv[1:] if argv is None else list(argv),
             "settings": {k: getattr(args, k) for k in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps",
-                                                       "fast_upsample_sampler", "fast_upsample_steps")}}
+                                                       "fast_upsample_sampler", "fast_upsample_steps",
+                                                       "sample_settings")}}
     bench = Bench(device, quick=args.quick, full=args.full, compile=args.compile, args=meta["settings"],
                   budget_s=args.budget_s, cuda_graphs=args.cuda_graphs, started=clock_start)
     tables: List[Table] = [header_table(meta)]

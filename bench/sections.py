@@ -411,6 +411,9 @@ class Stage:
     temperature: float = 1.0
 
 
+SAMPLE_SETTINGS = ("reference", "fast", "fast-bf16")
+
+
 def sample_settings(b: Bench) -> Dict[str, Tuple[List[Stage], str]]:
     a = b.args
     settings = {
@@ -422,7 +425,8 @@ def sample_settings(b: Bench) -> Dict[str, Tuple[List[Stage], str]]:
     }
     if b.gpu and "bfloat16" in b.half_dtypes():
         settings["fast-bf16"] = (settings["fast"][0], "bfloat16")
-    return settings
+    chosen = a.get("sample_settings")
+    return {name: s for name, s in settings.items() if chosen is None or name in chosen}
 
 
 def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[torch.Tensor],
@@ -506,7 +510,7 @@ def _sample_once(b: Bench, stages: List[Stage], compute: str, images: int, stop_
     return rows
 
 
-def _sample_settings(b: Bench, images: int, stop_after: Optional[int], repeats: int, table: Table) -> List[Dict]:
+def _run_settings(b: Bench, images: int, stop_after: Optional[int], repeats: int, table: Table) -> List[Dict]:
     """Each sampling setting in turn: its rows in `table`, its results returned."""
     results = []
     for setting, (stages, compute) in sample_settings(b).items():
@@ -559,7 +563,7 @@ def section_sample(b: Bench):
     for name in ("base", "upsample"):
         channels_last_on_cpu(b.model(name)[0], b.device)
     try:
-        results = _sample_settings(b, images, stop_after, repeats, table)
+        results = _run_settings(b, images, stop_after, repeats, table)
     finally:
         for name in ("base", "upsample"):
             b.model(name)[0].to(memory_format=torch.contiguous_format)

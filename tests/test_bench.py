@@ -87,7 +87,22 @@ def test_sample(quick_run):
     assert (ref[0]["sampler"], ref[0]["total_steps"], ref[0]["model_batch"]) == ("ddpm", 100, 2)
     assert (ref[1]["steps"], ref[1]["total_steps"], ref[1]["model_batch"]) == ("fast27", 27, 1)
     fast = results["fast"]["stages"]
-    assert (fast[0]["sampler"], fast[0]["total_steps"]) == ("dpm++2m", 20)
+    assert (fast[0]["sampler"], fast[0]["total_steps"]) == ("dpm++2m", 10)
+    assert (fast[1]["sampler"], fast[1]["total_steps"]) == ("ddim", 8)
+
+
+def test_sample_settings_can_be_chosen_and_the_layout_is_restored():
+    args = cli.parse_args(["--quick", "--sample-settings", "fast", "--fast-base-steps", "2", "--fast-upsample-steps", "2"])
+    settings = {k: getattr(args, k) for k in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps",
+                                              "fast_upsample_sampler", "fast_upsample_steps", "sample_settings")}
+    b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args=settings)
+    data, _ = sections.section_sample(b)
+    assert [r["setting"] for r in data["results"]] == ["fast"] and data["results"][0]["status"] == "ok"
+    # Sampled channels-last on the CPU (as the pipeline loads GLIDE), then put back for the later sections.
+    assert not any(sections._is_channels_last(b.model(name)[0]) for name in ("base", "upsample"))
+    assert ("upsample", 1, "float32", True) in b.warmed
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--sample-settings", "fastest"])
 
 
 def test_shapes_and_batch(quick_run):
