@@ -264,6 +264,17 @@ def cmd_inpaint(args) -> int:
     return 0
 
 
+def cmd_upsample(args) -> int:
+    images = [_open_image(path, "image") for path in args.images]
+    pipe = _load_pipeline(args)
+    with _Progress() as progress:
+        result = pipe.upsample(images, args.prompt, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                               upsample_temp=args.upsample_temp, callback=progress)
+    for path in _write_images(result, args.out):
+        print(path)
+    return 0
+
+
 def _strategy_runs(args) -> List[List[Tuple[str, Dict]]]:
     """Grid rows: per strategy, one (name, params) per scale; strategies without a scale get one tile."""
     from samplers import get_registry
@@ -446,6 +457,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     _sampling_options(p)
     p.set_defaults(run=cmd_inpaint)
+
+    p = sub.add_parser("upsample", help="super-resolve images with the model's upsampler (4x for GLIDE)")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="any size: centre-cropped, resized to "
+                                                                        "the base size first")
+    p.add_argument("--prompt", required=True, help="what the images show (one for all)")
+    _model_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i (default 0)")
+    p.add_argument("--sampler", help="step rule (default: the model's upsampler rule)")
+    p.add_argument("--steps", type=_steps, help="steps or a spec like fast27 (default: the model's)")
+    p.add_argument("--upsample-temp", type=float, default=0.997, help="noise temperature (default 0.997)")
+    p.set_defaults(run=cmd_upsample)
 
     p = sub.add_parser("compare", help="one prompt and seed under several guidance strategies, as one grid PNG")
     p.add_argument("prompt", metavar="PROMPT")

@@ -89,6 +89,16 @@ def test_inpaint_keeps_the_unmasked_half(work, upsampled):
     assert np.array_equal(pixels(result)[:, 64:], pixels(upsampled)[:, 64:])
 
 
+def test_upsample_given_images(work):
+    Image.new("RGB", (48, 40), "blue").save(work / "small.png")
+    lines = ok(glide("upsample", "small.png", "small.png", "--prompt", "a blue background", "--steps", 2,
+                     "--seed", 3, "--out", "sr", cwd=work))
+    assert [os.path.basename(line) for line in lines] == ["000-seed3.png", "001-seed4.png"]
+    settings = read_settings(work / lines[0])
+    assert Image.open(work / lines[0]).size == (128, 128)
+    assert settings["mode"] == "upsample" and settings["upsample_steps"] == 2
+
+
 def test_compare_grid(work):
     lines = ok(glide("compare", PROMPT, "--steps", 2, "--scales", "1,3", "--out", "cmp", cwd=work))
     grid = work / lines[-1]
