@@ -66,6 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def result_stem(info: Dict, now: datetime.datetime, args: argparse.Namespace) -> str:
+    """The results' file name: device and date, then what sets the run apart, so that a partial or
+    special run never overwrites the day's full one (e.g. cpu-...-2026-11-27-sample-full)."""
+    stem = f"{env.device_slug(info)}-{now.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
+    if set(args.only) != set(SECTIONS):
+        stem += "-" + "-".join(s for s in SECTIONS if s in args.only)
+    return stem + ("-full" if args.full else "")
+
+
 def _clean(obj):
     """JSON-safe: NaN/inf become null (strict JSON has no NaN), tuples lists, tensors dropped."""
     if isinstance(obj, dict):
@@ -146,7 +155,7 @@ def main(argv=None, clock_start: Optional[float] = None) -> int:
                   budget_s=args.budget_s, cuda_graphs=args.cuda_graphs, started=clock_start)
     tables: List[Table] = [header_table(meta)]
     print(tables[0].text() + "\n", flush=True)
-    stem = f"{env.device_slug(info)}-{now.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
+    stem = result_stem(info, now, args)
 
     results: Dict[str, Dict] = {}
     # The matmul rate is every MFU's denominator: measure it first whenever a section reports MFU.

@@ -1,4 +1,5 @@
 """The benchmark suite (`python -m bench`) in its quick form: tables print, JSON has every section's structure."""
+import datetime
 import json
 import os
 import subprocess
@@ -134,6 +135,13 @@ def test_args():
     assert args.only == ["forward", "sample"] and args.fast_base_steps == 12 and args.ref_upsample_steps == "fast27"
     with pytest.raises(SystemExit):
         cli.parse_args(["--only", "nonsense"])
+
+
+def test_a_partial_run_does_not_overwrite_the_full_one():
+    info, now = {"type": "cpu", "cpu_model": "AMD EPYC", "torch_threads": 2}, datetime.datetime(2026, 11, 27)
+    slug = "cpu-amd-epyc-2t"
+    assert cli.result_stem(info, now, cli.parse_args([])) == f"{slug}-2026-11-27"
+    assert cli.result_stem(info, now, cli.parse_args(["--only", "sample,matmul", "--full"])) == f"{slug}-2026-11-27-matmul-sample-full"
 
 
 def test_a_spent_budget_skips_the_rest_and_still_writes_results(tmp_path):
