@@ -203,7 +203,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("glide/assets/shapes/EVAL.json"))
     parser.add_argument("--samplers", action="store_true",
                         help="only the step-rule comparison: the base model (steps vs accuracy vs wall time, "
-                             "one-shape, unguided) and the upsampler on true low-res renders (error vs the truth)")
+                             "one-shape, unguided) and the upsampler (on true low-res renders against the truth, "
+                             "and on the base model's images against them)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--rerun", nargs="+", metavar="CONDITION",
                         help="re-measure only these text-to-image conditions (by label) at the n of the report in "

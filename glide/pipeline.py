@@ -242,17 +242,18 @@ class Pipeline:
 
         The second stage of `generate` on images you supply: one prompt per image (or one for all),
         unguided, `sampler`/`steps` defaulting to the family's upsampler settings. `base_images` of
-        the result are the inputs as the upsampler saw them.
+        the result are the inputs as the upsampler saw them. Given `generate`'s base images, prompts
+        and seed, it reproduces `generate`'s upsampled images.
         """
         images = [images] if not isinstance(images, (list, tuple)) else list(images)
+        if not images or any(image is None for image in images):
+            raise InputError("give an image to upsample")
         prompts = _prompts(prompts, None)
         if len(prompts) == 1:
             prompts = prompts * len(images)
         if len(prompts) != len(images) or len(images) > MAX_BATCH:
             raise InputError(f"give one prompt per image, or one for all (at most {MAX_BATCH} images); got "
                              f"{len(images)} images and {len(prompts)} prompts")
-        if any(image is None for image in images):
-            raise InputError("give an image to upsample")
         seed = _seed(seed)
         start = time.time()
         steps = steps if steps is not None else self.family.default_upsample_steps

@@ -79,6 +79,13 @@ def test_compare(pipe):
         assert set(e.checker) >= {"all", "background", "shapes"}
 
 
+def test_upsample_reproduces_generate_from_its_base_images(pipe):
+    prompts = [PROMPT, "a big green square at the top on a white background"]
+    full = pipe.generate(prompts, seed=11, steps=4, upsample_steps="3")
+    again = pipe.upsample(full.base_images, prompts, steps="3", seed=11)
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(again.images, full.images))
+
+
 def test_upsample_given_images(pipe):
     small = [pipe.generate([PROMPT], seed=s, steps=4, upsample=False).base_images[0] for s in (1, 2)]
     res = pipe.upsample(small, PROMPT, steps="4", seed=9)
@@ -91,8 +98,9 @@ def test_upsample_given_images(pipe):
     assert pipe.upsample(big, PROMPT, steps="2").base_images[0].size == (32, 32)
     with pytest.raises(InputError, match="one prompt per image"):
         pipe.upsample(small, [PROMPT] * 3)
-    with pytest.raises(InputError, match="image to upsample"):
-        pipe.upsample([None], PROMPT)
+    for nothing in ([None], []):
+        with pytest.raises(InputError, match="image to upsample"):
+            pipe.upsample(nothing, PROMPT)
 
 
 @pytest.mark.parametrize("kw,error,message", [
