@@ -40,9 +40,13 @@ def parse_plugin_params(text) -> Dict:
     return params
 
 
-def check_plugin_params(service, sampler: str, guidance: str, params: Dict) -> Dict:
-    """Plugin parameters must belong to the chosen step rule or guidance strategy (a typo is an error)."""
-    known = {p.name for p in service.registry.step_rule(sampler or FAMILIES[service.default_model].default_sampler).params}
+def check_plugin_params(service, model: str, sampler: str, guidance: str, params: Dict) -> Dict:
+    """Plugin parameters must belong to the chosen step rule or guidance strategy (a typo is an error).
+
+    Without a sampler, the requested model's default rule (an unknown model is reported later, by the service).
+    """
+    family = FAMILIES.get(model or service.default_model, FAMILIES[service.default_model])
+    known = {p.name for p in service.registry.step_rule(sampler or family.default_sampler).params}
     known |= {p.name for p in service.registry.guidance_strategy(guidance or "classifier-free").params}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -83,7 +87,7 @@ def add_api(ctx: Context) -> None:
 
     def request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale, upsample,
                    upsample_steps, upsample_temp, plugin_params, model):
-        extra = check_plugin_params(service, sampler, guidance, parse_plugin_params(plugin_params))
+        extra = check_plugin_params(service, model, sampler, guidance, parse_plugin_params(plugin_params))
         return service.sample_request(prompt, model=model, seed=seed, batch_size=batch_size,
                                       negative_prompt=negative_prompt, sampler=sampler, sampler_params=extra,
                                       steps=steps or None, guidance=guidance, guidance_params=extra,

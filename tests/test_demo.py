@@ -185,6 +185,19 @@ def test_handler_errors_become_clear_gradio_errors():
         list(gen())
 
 
+def test_plugin_params_without_a_sampler_follow_the_requested_models_default_rule():
+    from types import SimpleNamespace
+
+    import samplers
+    from demo.api import check_plugin_params
+
+    service = SimpleNamespace(registry=samplers.get_registry(), default_model="shapes")
+    assert FAMILIES["shapes"].default_sampler != "ddim" and FAMILIES["glide-filtered"].default_sampler == "ddim"
+    assert check_plugin_params(service, "glide-filtered", None, None, {"eta": 0.5}) == {"eta": 0.5}
+    with pytest.raises(InputError, match="eta"):
+        check_plugin_params(service, "shapes", None, None, {"eta": 0.5})
+
+
 # ---------------------------------------------------------------------------------------------- the server
 @pytest.fixture(scope="module")
 def server():
