@@ -158,6 +158,22 @@ class Pipeline:
             out = out * (1 - keep) + known * keep  # the kept region is the input, exactly
         return out
 
+    def _upsample_stage(self, prompts, seeds, low_res, *, steps, sampler, temperature, callback, should_stop,
+                        inpaint=None):
+        """The upsampler, unguided, on `low_res` [N, 3, base, base] at 8-bit levels; item i on its own noise
+        stream from seeds[i]. With `inpaint` (image, mask) the kept region is the input image's, exactly."""
+        extra, keep, known = {"low_res": low_res}, None, None
+        if inpaint:
+            size, n = self.family.upsample_size, len(prompts)
+            known = image_to_tensor(inpaint[0], size).to(self.device).expand(n, -1, -1, -1)
+            keep = mask_to_keep(inpaint[1], size).to(self.device).expand(n, -1, -1, -1)
+            extra.update(inpaint_image=known, inpaint_mask=keep)
+        return self._sample_stage(
+            "upsample", "upsample-inpaint" if inpaint else "upsample", prompts,
+            [s + UPSAMPLE_SEED_OFFSET for s in seeds], steps=steps, sampler=sampler, sampler_params=None,
+            guidance="none", guidance_params=None, extra_kwargs=extra, keep=keep, known=known,
+            temperature=temperature, callback=callback, should_stop=should_stop)
+
     def _run(self, prompts, *, seed, sampler, steps, guidance, guidance_scale, sampler_params, guidance_params,
              negative_prompt, upsample, upsample_steps, upsample_sampler, upsample_temp, callback, should_stop,
              inpaint=None):
@@ -188,17 +204,9 @@ class Pipeline:
                                   callback=callback, should_stop=should_stop)
         final = base
         if upsample:
-            up_extra = {"low_res": quantize(base)}
-            up_keep = up_known = None
-            if inpaint:
-                up_known = image_to_tensor(inpaint[0], self.family.upsample_size).to(self.device).expand(len(prompts), -1, -1, -1)
-                up_keep = mask_to_keep(inpaint[1], self.family.upsample_size).to(self.device).expand(len(prompts), -1, -1, -1)
-                up_extra.update(inpaint_image=up_known, inpaint_mask=up_keep)
-            final = self._sample_stage(
-                "upsample", "upsample-inpaint" if inpaint else "upsample", prompts,
-                [s + UPSAMPLE_SEED_OFFSET for s in seeds], steps=upsample_steps, sampler=upsample_sampler,
-                sampler_params=None, guidance="none", guidance_params=None, extra_kwargs=up_extra, keep=up_keep,
-                known=up_known, temperature=upsample_temp, callback=callback, should_stop=should_stop)
+            final = self._upsample_stage(prompts, seeds, quantize(base), steps=upsample_steps, sampler=upsample_sampler,
+                                         temperature=upsample_temp, callback=callback, should_stop=should_stop,
+                                         inpaint=inpaint)
         common = dict(model=self.name, sampler=sampler, sampler_params=dict(sampler_params or {}), steps=steps,
                       guidance=guidance, guidance_params=guidance_params, negative_prompt=negative_prompt,
                       upsample=bool(upsample), upsample_steps=upsample_steps, upsample_sampler=upsample_sampler,
@@ -260,10 +268,8 @@ class Pipeline:
         sampler = sampler or self.family.default_upsample_sampler
         low_res = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
         seeds = [seed + i for i in range(len(prompts))]
-        final = self._sample_stage(
-            "upsample", "upsample", prompts, [s + UPSAMPLE_SEED_OFFSET for s in seeds], steps=steps, sampler=sampler,
-            sampler_params=None, guidance="none", guidance_params=None, extra_kwargs={"low_res": low_res},
-            temperature=upsample_temp, callback=callback, should_stop=should_stop)
+        final = self._upsample_stage(prompts, seeds, low_res, steps=steps, sampler=sampler, temperature=upsample_temp,
+                                     callback=callback, should_stop=should_stop)
         settings = [dict(model=self.name, mode="upsample", prompt=p, seed=s, upsample_steps=steps,
                          upsample_sampler=sampler, upsample_temp=upsample_temp) for p, s in zip(prompts, seeds)]
         result = Result(images=tensor_to_pil(final), base_images=tensor_to_pil(low_res), settings=settings)

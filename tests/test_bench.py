@@ -141,7 +141,8 @@ def test_a_partial_run_does_not_overwrite_the_full_one():
     info, now = {"type": "cpu", "cpu_model": "AMD EPYC", "torch_threads": 2}, datetime.datetime(2026, 11, 27)
     slug = "cpu-amd-epyc-2t"
     assert cli.result_stem(info, now, cli.parse_args([])) == f"{slug}-2026-11-27"
-    assert cli.result_stem(info, now, cli.parse_args(["--only", "sample,matmul", "--full"])) == f"{slug}-2026-11-27-matmul-sample-full"
+    partial = cli.parse_args(["--only", "sample,matmul", "--full"])
+    assert cli.result_stem(info, now, partial) == f"{slug}-2026-11-27-matmul-sample-full"
 
 
 def test_a_spent_budget_skips_the_rest_and_still_writes_results(tmp_path):
