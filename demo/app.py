@@ -69,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default="shapes", choices=sorted(FAMILIES), help="the model selected at start")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="replay each sampling step from a CUDA graph, captured once per batch shape (CUDA only)")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="where glide-filtered's checkpoints are (default $GLIDE_CACHE_DIR or ~/.cache/glide)")
     parser.add_argument("--max-batch", type=int, default=8, help="images per request and per batched run")
@@ -81,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        parser.error(f"--cuda-graphs needs a CUDA device, not --device {args.device}")
     if any(":" not in a for a in args.auth):
         parser.error("--auth takes USER:PASS")
     return args
@@ -92,7 +96,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
     service = DemoService(default_model=args.model, device=args.device, dtype=args.dtype,
-                          checkpoint_dir=args.checkpoint_dir,
+                          checkpoint_dir=args.checkpoint_dir, cuda_graphs=args.cuda_graphs,
                           limits=Limits(max_batch=args.max_batch, max_steps=args.max_steps),
                           concurrency=args.concurrency, queue_size=args.queue_size)
     service.warm_up()

@@ -144,11 +144,12 @@ class DemoService:
 
     def __init__(self, default_model: str = "shapes", device: str = "cpu", dtype: str = "float32",
                  checkpoint_dir: Optional[Path] = None, limits: Limits = Limits(), concurrency: int = 1,
-                 queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0):
+                 queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
+                 cuda_graphs: bool = False):
         if default_model not in FAMILIES:
             raise ValueError(f"unknown model {default_model!r}; available: {', '.join(FAMILIES)}")
         self.default_model = default_model
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.cuda_graphs = device, dtype, cuda_graphs
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.limits = limits
         self.registry = samplers.get_registry()
@@ -187,7 +188,8 @@ class DemoService:
                     f"click Download (≈{human_bytes(APPROX_BYTES[model])}), or use another model meanwhile.")
             raise ModelNotAvailable(f"the {model} model has no trained weights for {', '.join(missing)}; "
                                     "run `make train-default` to train them")
-        return load_pipeline(model, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir)
+        return load_pipeline(model, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,
+                             cuda_graphs=self.cuda_graphs)
 
     def warm_up(self, model: Optional[str] = None) -> None:
         """Load a family's models in the background, so the first request does not wait for them."""

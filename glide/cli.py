@@ -132,7 +132,7 @@ def _load_pipeline(args, saved: Optional[Dict] = None):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is available to torch")
     model = args.model or (saved or {}).get("model") or "shapes"
-    return load_pipeline(model, device, args.dtype, args.checkpoint_dir)
+    return load_pipeline(model, device, args.dtype, args.checkpoint_dir, cuda_graphs=args.cuda_graphs)
 
 
 def _reserve_path(out_dir: Path, suffix: str) -> Path:
@@ -419,6 +419,8 @@ def _model_options(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu (default) or cuda")
     parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16 (autocast)")
     parser.add_argument("--checkpoint-dir", type=Path, help="where downloaded checkpoints are cached")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA only: replay each sampling step from a CUDA graph (captured once per shape)")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the PNGs (default outputs/)")
 
 

@@ -5,8 +5,6 @@ upsampler uses `model_and_diffusion_defaults_upsampler()`; `inpaint=True` gives 
 variants. Options beyond the reference's (`model_mean_type`, `tokenizer`) have backward-compatible
 defaults.
 """
-from typing import Optional
-
 from .gaussian_diffusion import GaussianDiffusion, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
 from .text2im_model import InpaintText2ImUNet, SuperResInpaintText2ImUnet, SuperResText2ImUNet, Text2ImUNet

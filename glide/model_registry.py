@@ -3,16 +3,15 @@
 A family is a set of components — base, upsample, base-inpaint, upsample-inpaint, clip — that the
 pipeline loads lazily, each once. `list_models()` tells what is ready locally.
 """
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import torch
 from safetensors.torch import load_file
 
 from . import download, shapes_family
-from .clip.model_creation import clip_config, create_clip_model
+from .clip.model_creation import create_clip_model
 from .download import CHECKPOINT_FILENAMES, default_cache_dir, load_checkpoint
 from .model_creation import create_model_and_diffusion, model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler
 

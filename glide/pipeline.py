@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 
 import samplers
-from samplers import SamplerError
 
+from .cuda_graphs import GraphedModel
 from .images import ImageLike, InputError, image_to_tensor, mask_to_keep, masked_preview, quantize, tensor_to_pil
 from .model_registry import Family, get_family
 
@@ -92,15 +92,20 @@ def _seed(seed) -> int:
 class Pipeline:
     """A loaded model family on one device and dtype (see the module docstring)."""
 
-    def __init__(self, family: Family, device="cpu", dtype: str = "float32", checkpoint_dir: Optional[Path] = None):
+    def __init__(self, family: Family, device="cpu", dtype: str = "float32", checkpoint_dir: Optional[Path] = None,
+                 cuda_graphs: bool = False):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.family = family
         self.name = family.name
         self.device = torch.device(device)
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, got {self.device}")
         self.dtype = dtype
         self.checkpoint_dir = checkpoint_dir
+        self.cuda_graphs = cuda_graphs
         self._components: Dict[str, object] = {}
+        self._graphed: Dict[str, GraphedModel] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ models
@@ -110,6 +115,16 @@ class Pipeline:
             if name not in self._components:
                 self._components[name] = self.family.load(name, self.device, self.checkpoint_dir)
             return self._components[name]
+
+    def _sampling_model(self, name: str, model):
+        """The model as the sampling loop calls it: with `cuda_graphs`, its forward passes replayed from
+        CUDA graphs kept per component, so a shape captured once serves every later run."""
+        if not self.cuda_graphs:
+            return model
+        with self._lock:
+            if name not in self._graphed:
+                self._graphed[name] = GraphedModel(model)
+            return self._graphed[name]
 
     def _autocast(self):
         if self.dtype == "float32":
@@ -147,8 +162,8 @@ class Pipeline:
                 def denoised_fn(x0):
                     return x0 * (1 - keep) + known * keep
             out = samplers.sample(
-                model, diffusion, (len(prompts), 3, size, size), steps=steps, prompts=prompts,
-                cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
+                self._sampling_model(component, model), diffusion, (len(prompts), 3, size, size), steps=steps,
+                prompts=prompts, cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
                 guidance=guidance, guidance_params=guidance_params, clip=clip, seeds=seeds,
                 denoised_fn=denoised_fn, temperature=temperature,
                 callback=(lambda i, n, x0: callback(stage, i, n, x0)) if callback else None,
@@ -349,11 +364,13 @@ _PIPELINES_LOCK = threading.Lock()
 
 
 def load_pipeline(name: str = "shapes", device: Union[str, torch.device] = "cpu", dtype: str = "float32",
-                  checkpoint_dir: Optional[Union[str, Path]] = None) -> Pipeline:
-    """The pipeline of a model family ("shapes" or "glide-filtered"), shared per (name, device, dtype, dir)."""
+                  checkpoint_dir: Optional[Union[str, Path]] = None, cuda_graphs: bool = False) -> Pipeline:
+    """The pipeline of a model family ("shapes" or "glide-filtered"), shared per (name, device, dtype, dir,
+    cuda_graphs). `cuda_graphs` (CUDA only) replays each sampling forward from a CUDA graph."""
     family = get_family(name)
-    key = (name, str(torch.device(device)), dtype, str(checkpoint_dir))
+    key = (name, str(torch.device(device)), dtype, str(checkpoint_dir), cuda_graphs)
     with _PIPELINES_LOCK:
         if key not in _PIPELINES:
-            _PIPELINES[key] = Pipeline(family, device, dtype, Path(checkpoint_dir) if checkpoint_dir else None)
+            _PIPELINES[key] = Pipeline(family, device, dtype, Path(checkpoint_dir) if checkpoint_dir else None,
+                                       cuda_graphs=cuda_graphs)
         return _PIPELINES[key]

@@ -10,7 +10,6 @@ torchrun (DistributedDataParallel; rank 0 writes).
 """
 import argparse
 import json
-import math
 import os
 import signal
 import threading

@@ -1,5 +1,4 @@
 """The text transformer of GLIDE (a CLIP-style pre-norm transformer, no causal mask)."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One session on a lent GPU, unattended: the benchmark suite on an idle GPU, then the shapes family
-# trained side by side (`glide.train_default --recipe gpu`, exported into glide/assets/shapes/),
-# then its evaluation on the GPU. Each step is time-bounded, so the whole fits in ~9.5 minutes.
+# One session on a lent GPU, unattended: the benchmark suite on an idle GPU (CUDA-graph variants
+# included), then the shapes family trained side by side (`glide.train_default --recipe gpu`, exported
+# into glide/assets/shapes/), then its evaluation on the GPU. Each step is time-bounded, so the whole
+# fits in ~9.5 minutes; GLIDE_STEPS picks steps, e.g. GLIDE_STEPS=bench for the speed figures alone.
 #
 #   scripts/gpu-session.sh OUT_DIR        # writes OUT_DIR/*.safetensors and OUT_DIR/session.tar.gz
+#   GLIDE_STEPS=bench GLIDE_BENCH_BUDGET=240 scripts/gpu-session.sh OUT_DIR
 #
 # GLIDE_DEVICE=cpu GLIDE_MINUTES_SCALE=0.02 GLIDE_QUICK=1 scripts/gpu-session.sh /tmp/x   # a dry run on a CPU
 set -u
@@ -12,6 +14,8 @@ device=${GLIDE_DEVICE:-cuda}
 scale=${GLIDE_MINUTES_SCALE:-1}
 quick=${GLIDE_QUICK:+--quick}
 python=${PYTHON:-python3}
+steps=",${GLIDE_STEPS:-bench,train,eval},"
+budget=${GLIDE_BENCH_BUDGET:-100}
 work=$(mktemp -d)
 mkdir -p "$out" "$work/logs"
 export PYTHONUNBUFFERED=1
@@ -21,30 +25,40 @@ step "machine"
 { nvidia-smi; $python -c "import torch, sys; print(sys.version); print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"; nproc; } > "$work/logs/machine.txt" 2>&1
 cat "$work/logs/machine.txt" | tail -4
 
-step "benchmark"
-timeout -k 10 130 $python -m bench --device "$device" --budget-s 100 $quick --out "$work/bench" > "$work/logs/bench.log" 2>&1
-step "benchmark exit $?"; tail -5 "$work/logs/bench.log"
+if [[ $steps == *,bench,* ]]; then
+    step "benchmark"
+    cuda_graphs=$([[ $device == cuda* ]] && echo --cuda-graphs)
+    timeout -k 10 $((budget + 30)) $python -m bench --device "$device" --budget-s "$budget" $cuda_graphs $quick \
+        --out "$work/bench" > "$work/logs/bench.log" 2>&1
+    step "benchmark exit $?"; tail -5 "$work/logs/bench.log"
+fi
 
-step "train"
-$python -m glide.train_default --recipe gpu --minutes-scale "$scale" --runs "$work/runs" 2>&1 | tee "$work/logs/train.log"
-step "train exit ${PIPESTATUS[0]}"
-for f in "$work"/runs/*.log; do tail -2 "$f"; done
+if [[ $steps == *,train,* ]]; then
+    step "train"
+    $python -m glide.train_default --recipe gpu --minutes-scale "$scale" --runs "$work/runs" 2>&1 | tee "$work/logs/train.log"
+    step "train exit ${PIPESTATUS[0]}"
+    for f in "$work"/runs/*.log; do tail -2 "$f"; done
+fi
 
-step "eval"
-timeout "${GLIDE_EVAL_SECONDS:-75}" $python -m glide.eval shapes --device "$device" --n "${GLIDE_EVAL_N:-256}" \
-    --out glide/assets/shapes/EVAL.json > "$work/logs/eval.log" 2>&1
-step "eval exit $?"; tail -12 "$work/logs/eval.log"
+if [[ $steps == *,eval,* ]]; then
+    step "eval"
+    timeout "${GLIDE_EVAL_SECONDS:-75}" $python -m glide.eval shapes --device "$device" --n "${GLIDE_EVAL_N:-256}" \
+        --out glide/assets/shapes/EVAL.json > "$work/logs/eval.log" 2>&1
+    step "eval exit $?"; tail -12 "$work/logs/eval.log"
+fi
 
 step "pack"
-cp glide/assets/shapes/*.safetensors "$out"/
-mkdir -p "$work/pack/runs"
+mkdir -p "$work/pack"
 cp -r "$work/logs" "$work/bench" "$work/pack/" 2>/dev/null
-cp glide/assets/shapes/MODEL_CARD.json glide/assets/shapes/EVAL.json "$work/pack/" 2>/dev/null
-for run in "$work"/runs/*/; do
-    name=$(basename "$run"); mkdir -p "$work/pack/runs/$name"
-    cp "$run/state.json" "$work/pack/runs/$name/" 2>/dev/null
-done
-cp "$work"/runs/*.log "$work/pack/runs/" 2>/dev/null
-cp "$work/runs/base/model.safetensors" "$work/pack/runs/base/" 2>/dev/null   # raw weights, to compare with the EMA
+if [[ $steps == *,train,* ]]; then
+    cp glide/assets/shapes/*.safetensors "$out"/
+    cp glide/assets/shapes/MODEL_CARD.json glide/assets/shapes/EVAL.json "$work/pack/" 2>/dev/null
+    for run in "$work"/runs/*/; do
+        name=$(basename "$run"); mkdir -p "$work/pack/runs/$name"
+        cp "$run/state.json" "$work/pack/runs/$name/" 2>/dev/null
+    done
+    cp "$work"/runs/*.log "$work/pack/runs/" 2>/dev/null
+    cp "$work/runs/base/model.safetensors" "$work/pack/runs/base/" 2>/dev/null   # raw weights, to compare with the EMA
+fi
 tar -czf "$out/session.tar.gz" -C "$work/pack" .
 ls -la "$out"

@@ -169,3 +169,7 @@ def test_unreadable_image(work):
     (work / "x.png").write_text("not a picture")
     Image.new("L", (64, 64), 255).save(work / "white.png")
     assert_clean_error(glide("inpaint", "x.png", "white.png", PROMPT, cwd=work), "x.png")
+
+
+def test_cuda_graphs_need_a_cuda_device(work):
+    assert_clean_error(glide("generate", PROMPT, "--cuda-graphs", cwd=work), "cuda_graphs needs a CUDA device")

@@ -1,7 +1,6 @@
 """Diffusion schedules, respacing and single steps/loops equal the reference's goldens."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file

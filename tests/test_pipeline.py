@@ -1,7 +1,6 @@
 """The end-to-end pipeline on the embedded shapes family (CPU): sizes, seeds, inpainting, comparison, PNGs."""
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from glide.images import InputError
