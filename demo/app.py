@@ -50,7 +50,7 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
             with gr.Tab("Guidance comparison", id="compare"):
                 compare = CompareTab(ctx)
         text_to_image.send_to(inpaint, tabs)
-        picker.wire(demo, [text_to_image.steps, inpaint.steps, compare.steps])
+        picker.wire(demo, text_to_image.follow_defaults() + inpaint.follow_defaults() + compare.follow_defaults())
         add_api(ctx)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return demo

@@ -66,6 +66,7 @@ class SampleRequest:
     guidance: str = "classifier-free"
     guidance_params: Tuple = ()
     upsample: bool = True
+    upsample_sampler: str = "ddpm"
     upsample_steps: str = "fast27"
     upsample_temp: float = 0.997
 
@@ -80,7 +81,8 @@ class SampleRequest:
         return dict(sampler=self.sampler, sampler_params=dict(self.sampler_params), steps=self.steps,
                     guidance=self.guidance, guidance_scale=None, guidance_params=dict(self.guidance_params),
                     negative_prompt=self.negative_prompt, upsample=self.upsample,
-                    upsample_steps=self.upsample_steps, upsample_temp=self.upsample_temp)
+                    upsample_sampler=self.upsample_sampler, upsample_steps=self.upsample_steps,
+                    upsample_temp=self.upsample_temp)
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,8 @@ class DemoService:
 
     def sample_request(self, prompt, *, model=None, seed=None, batch_size=1, negative_prompt="", sampler=None,
                        sampler_params=None, steps=None, guidance="classifier-free", guidance_params=None,
-                       guidance_scale=None, upsample=True, upsample_steps=None, upsample_temp=0.997) -> SampleRequest:
+                       guidance_scale=None, upsample=True, upsample_sampler=None, upsample_steps=None,
+                       upsample_temp=0.997) -> SampleRequest:
         """A checked SampleRequest from raw values (widgets or API); InputError / SamplerError if something is off.
 
         `guidance_scale`, when given, sets the strategy's `guidance_scale` parameter (if it has one).
@@ -247,6 +250,10 @@ class DemoService:
         guidance_params = dict(guidance_params or {})
         if guidance_scale is not None and any(p.name == "guidance_scale" for p in strategy.params):
             guidance_params["guidance_scale"] = _number(guidance_scale, "guidance_scale")
+        try:
+            upsample_rule = self.registry.step_rule(upsample_sampler or family.default_upsample_sampler)
+        except samplers.SamplerError as exc:
+            raise samplers.SamplerError(f"upsample_sampler: {exc}") from None
         upsample_steps = str(upsample_steps or family.default_upsample_steps).strip()
         if not MIN_STEPS <= step_count(upsample_steps) <= max(self.limits.max_steps, MIN_STEPS):
             raise InputError(f"upsample_steps must be a schedule like 'fast27' or a number of steps from {MIN_STEPS} to "
@@ -257,7 +264,7 @@ class DemoService:
             negative_prompt=self._prompt(negative_prompt, "negative prompt"), sampler=rule.name,
             sampler_params=self._plugin_params(rule, sampler_params), steps=self._steps(steps, model),
             guidance=strategy.name, guidance_params=self._plugin_params(strategy, guidance_params),
-            upsample=bool(upsample), upsample_steps=upsample_steps,
+            upsample=bool(upsample), upsample_sampler=upsample_rule.name, upsample_steps=upsample_steps,
             upsample_temp=_number(upsample_temp if upsample_temp is not None else 0.997, "upsample temperature",
                                   float, 0.01, 2.0))
 

@@ -5,7 +5,7 @@ Sampling events are generators: they stream the queue position, a progress bar p
 live x0 previews, and end with the images (see widgets.run_job).
 """
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 import gradio as gr
 
@@ -67,22 +67,36 @@ class ModelPicker:
     def choices(self):
         return [(model_label(row), name) for name, row in self.service.models().items()]
 
-    def wire(self, demo: gr.Blocks, step_sliders: List[gr.Slider]):
-        """Events; `step_sliders` are reset to the chosen model's default number of steps."""
+    def sampling_defaults(self, name: str) -> dict:
+        """A model's sampling defaults, by the keys tabs name their controls with (see `wire`)."""
+        family = FAMILIES[name]
+        return {"steps": self.service.default_steps(name), "sampler": family.default_sampler,
+                "upsample_sampler": family.default_upsample_sampler,
+                "upsample_steps": str(family.default_upsample_steps)}
+
+    def wire(self, demo: gr.Blocks, follow_defaults: List[Tuple[gr.components.Component, str]]):
+        """Events. Choosing a model sets each (control, key) of `follow_defaults` to that model's default
+        (`sampling_defaults`): its fastest settings measured as good as slow ones. Only a user's choice
+        does, not a model restored from a PNG's settings along with the settings themselves."""
         service = self.service
 
         def on_model(name):
             row = service.models().get(name)
             ready = bool(row) and all(c["ready"] for c in row["components"].values())
             size = f" ≈{human_bytes(APPROX_BYTES[name])}" if name in APPROX_BYTES else ""
-            steps = service.default_steps(name)
             return (model_description(name),
                     gr.update(visible=not ready and name in APPROX_BYTES, value=f"Download{size}"),
-                    service.downloads.describe(name), *[steps] * len(step_sliders))
+                    service.downloads.describe(name))
 
-        self.model.change(on_model, inputs=self.model,
-                          outputs=[self.info, self.download_btn, self.download_status, *step_sliders],
+        self.model.change(on_model, inputs=self.model, outputs=[self.info, self.download_btn, self.download_status],
                           queue=False, **PRIVATE)
+
+        def on_model_chosen(name):
+            defaults = self.sampling_defaults(name)
+            return [defaults[key] for _, key in follow_defaults]
+
+        self.model.input(on_model_chosen, inputs=self.model, outputs=[c for c, _ in follow_defaults],
+                         queue=False, **PRIVATE)
 
         @user_errors
         def on_download(name):
@@ -135,9 +149,13 @@ class TextToImageTab:
                     self.upsample = gr.Checkbox(True, label="Upsample", info="Run the upsampler after the base model")
                     self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
                                                    info="Scales the upsampler's initial noise")
+                with gr.Row():
+                    self.upsample_rule = gr.Dropdown([r["name"] for r in ctx.rules],
+                                                     value=ctx.family.default_upsample_sampler,
+                                                     label="Upsample step rule", elem_id="upsample-rule")
                     self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES, value=ctx.family.default_upsample_steps,
                                                       allow_custom_value=True,
-                                                      label="Upsample steps")
+                                                      label="Upsample steps", elem_id="upsample-steps")
                 with gr.Accordion("Restore settings from an image", open=False):
                     # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks and all.
                     self.settings_drop = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
@@ -167,8 +185,8 @@ class TextToImageTab:
                 negative_prompt=data[self.negative], sampler=data[self.rules.dropdown],
                 sampler_params=self.rules.params(data), steps=data[self.steps],
                 guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
-                upsample=data[self.upsample], upsample_steps=data[self.upsample_steps],
-                upsample_temp=data[self.upsample_temp])
+                upsample=data[self.upsample], upsample_sampler=data[self.upsample_rule],
+                upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp])
             job = service.submit_generate(req, session=session_of(request), previews=True)
             yield {self.status: "Queued…"}
             out = yield from run_job(job, progress, self.status, self.preview)
@@ -183,7 +201,8 @@ class TextToImageTab:
 
         # Inputs as a set: the handler gets {component: value}, which keeps the plugin controls generic.
         inputs = {self.prompt, self.negative, ctx.model, self.seed, self.batch, self.steps, self.upsample,
-                  self.upsample_steps, self.upsample_temp, *self.rules.inputs, *self.guidance.inputs}
+                  self.upsample_rule, self.upsample_steps, self.upsample_temp, *self.rules.inputs,
+                  *self.guidance.inputs}
         # The progress bar covers the gallery, not the live preview it would hide.
         gr.on([self.generate_btn.click, self.prompt.submit], on_generate, inputs=inputs,
               outputs=[self.status, self.preview, self.gallery, self.result_paths, self.selected, self.last_seed,
@@ -208,11 +227,13 @@ class TextToImageTab:
             if settings is None:
                 gr.Warning("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
                 return {}
+            family = FAMILIES.get(settings.get("model"), ctx.family)
             updates = {self.prompt: settings.get("prompt", ""), self.negative: settings.get("negative_prompt", ""),
                        self.seed: settings.get("seed", -1), self.batch: 1,
                        self.upsample: settings.get("upsample", True),
                        self.upsample_temp: settings.get("upsample_temp", 0.997),
-                       self.upsample_steps: str(settings.get("upsample_steps", self.ctx.family.default_upsample_steps)),
+                       self.upsample_steps: str(settings.get("upsample_steps", family.default_upsample_steps)),
+                       self.upsample_rule: settings.get("upsample_sampler", family.default_upsample_sampler),
                        self.status: f"Restored the settings of seed {settings.get('seed')} "
                                     f"({settings.get('model', '?')}): press Generate to make it again."}
             if str(settings.get("steps", "")).isdigit():
@@ -226,13 +247,17 @@ class TextToImageTab:
         self.settings_drop.upload(
             on_settings_drop, inputs=self.settings_drop,
             outputs=[self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample, self.upsample_temp,
-                     self.upsample_steps, ctx.model, self.status, self.rules.dropdown, self.guidance.dropdown,
+                     self.upsample_rule, self.upsample_steps, ctx.model, self.status, self.rules.dropdown, self.guidance.dropdown,
                      *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
 
         def on_select(evt: gr.SelectData):
             return evt.index
 
         self.gallery.select(on_select, outputs=self.selected, queue=False, **PRIVATE)
+
+    def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
+        return [(self.rules.dropdown, "sampler"), (self.steps, "steps"), (self.upsample_rule, "upsample_sampler"),
+                (self.upsample_steps, "upsample_steps")]
 
     def send_to(self, inpaint: "InpaintTab", tabs: gr.Tabs):
         """One click puts the selected image, and the prompt, into the inpainting tab and opens it."""
@@ -319,6 +344,9 @@ class InpaintTab:
 
         self.again_btn.click(on_again, inputs=self.result_path, outputs=self.editor, queue=False, **PRIVATE)
 
+    def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
+        return [(self.rules.dropdown, "sampler"), (self.steps, "steps")]
+
 
 class CompareTab:
     """One prompt and seed under CLIP guidance, classifier-free guidance and none; scores; a scale sweep."""
@@ -379,3 +407,6 @@ class CompareTab:
               outputs=[self.status, self.preview, self.gallery, self.table, self.sweep_view],
               show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
         self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
+
+    def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
+        return [(self.rule, "sampler"), (self.steps, "steps")]

@@ -34,7 +34,7 @@ _RUN_SETTINGS = ("seed", "sampler", "sampler_params", "steps", "guidance", "guid
                  "upsample", "upsample_steps", "upsample_sampler", "upsample_temp")
 # Command-line flags that map one-to-one onto those keyword arguments.
 _RUN_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "negative_prompt", "upsample",
-              "upsample_steps", "upsample_temp")
+              "upsample_sampler", "upsample_steps", "upsample_temp")
 
 COMPARE_TILE = 256  # px: comparison images are scaled up (nearest) to this, so 32 px samples stay legible
 _CAPTION_FONT_SIZE = 13
@@ -436,6 +436,7 @@ def _sampling_options(parser) -> None:
     parser.add_argument("--negative-prompt", help="what classifier-free guidance steers away from")
     parser.add_argument("--upsample", action=argparse.BooleanOptionalAction,
                         help="run the upsampler (default); --no-upsample keeps the base model's images")
+    parser.add_argument("--upsample-sampler", help="the upsampler's step rule (default: the model's)")
     parser.add_argument("--upsample-steps", type=_steps, help="upsampler steps (default: the model's)")
     parser.add_argument("--upsample-temp", type=float, help="upsampler noise temperature (default 0.997)")
     parser.add_argument("--from-png", type=Path, metavar="FILE",

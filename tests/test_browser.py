@@ -148,16 +148,26 @@ def test_inpaint_a_brush_stroke(page):
     shot(page, "5-inpaint-done", docs="inpainting.png")
 
 
-def test_choosing_a_model_that_is_not_downloaded_offers_the_download(page):
+def upsampler_settings(page):
+    return page.locator("#upsample-rule input").input_value(), page.locator("#upsample-steps input").input_value()
+
+
+def test_choosing_a_model_offers_the_download_and_applies_its_sampling_defaults(page):
     """Only the offer is checked: the tests never start a real multi-gigabyte download."""
+    page.get_by_role("tab", name="Text to image").click()
     page.locator("#model input").click()
     page.get_by_role("option", name=re.compile("glide-filtered")).click()
     page.locator("#download-btn").wait_for()
     assert "≈5.4 GB" in page.locator("#model input").input_value()
+    # GLIDE's upsampler defaults to the notebook's DDPM fast27, not the shapes family's DDIM 8.
+    page.wait_for_function("document.querySelector('#upsample-steps input').value === 'fast27'")
+    assert upsampler_settings(page) == ("ddpm", "fast27")
     shot(page, "5b-model-download-offered")
     page.locator("#model input").click()
     page.get_by_role("option", name=re.compile("shapes")).click()
     page.locator("#download-btn").wait_for(state="hidden")
+    page.wait_for_function("document.querySelector('#upsample-steps input').value === '8'")
+    assert upsampler_settings(page) == ("ddim", "8")
 
 
 def test_compare_shows_three_guidance_kinds(page):

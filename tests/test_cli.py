@@ -44,9 +44,10 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def upsampled(work):
-    """One upsampled image, made with a step-rule and a guidance parameter given on the command line."""
+    """One upsampled image, made with a step-rule and a guidance parameter given on the command line, and the
+    upsampler's rule (the family's default is DDIM)."""
     proc = glide("generate", PROMPT, *FAST, "--seed", 7, "--sampler", "ddim", "--param", "eta=0.5", "--guidance-scale", 4,
-                 "--out", "up", cwd=work)
+                 "--upsample-sampler", "ddpm", "--out", "up", cwd=work)
     (line,) = ok(proc)
     return work / line
 
@@ -59,6 +60,7 @@ def test_generate_upsampled(upsampled):
     # --param is routed to the plugin that declares it; --guidance-scale fills the strategy's scale.
     assert settings["sampler_params"] == {"eta": 0.5}
     assert settings["guidance_params"] == {"guidance_scale": 4.0}
+    assert (settings["upsample_sampler"], settings["upsample_steps"]) == ("ddpm", 3)
 
 
 def test_generate_base_batch_then_from_png(work):

@@ -237,6 +237,10 @@ def test_generate(client):
         # Unset, the sampler and upsampler steps are the model's defaults.
         assert settings["sampler"] == FAMILIES["shapes"].default_sampler and settings["guidance"] == "classifier-free"
         assert settings["guidance_params"] == {"guidance_scale": 3.0} and settings["steps"] == 2
+        assert settings["upsample_sampler"] == FAMILIES["shapes"].default_upsample_sampler
+    # The upsampler's step rule can be chosen too.
+    ddpm = client.predict(PROMPT, seed=11, **FAST, upsample_sampler="ddpm", api_name="/generate")
+    assert read_settings(image_of(ddpm[0]))["upsample_sampler"] == "ddpm"
     # Without upsampling the images are the base model's; only the prompt is required.
     base = client.predict(PROMPT, upsample=False, steps=2, api_name="/generate")
     assert image_of(base[0]).size == (32, 32) and read_settings(image_of(base[0]))["seed"] >= 0
@@ -282,6 +286,7 @@ def test_compare(client):
     ("/generate", [PROMPT], dict(plugin_params='{"foo": 1}', **FAST), "belong to neither"),
     ("/generate", [PROMPT], dict(plugin_params="{oops", **FAST), "must be a JSON object"),
     ("/generate", [PROMPT], dict(upsample_steps="banana", steps=2), "upsample_steps must be a schedule"),
+    ("/generate", [PROMPT], dict(upsample_sampler="euler", **FAST), "upsample_sampler: unknown step rule 'euler'"),
     ("/generate", [PROMPT], dict(model="glide-filtered", **FAST), "not downloaded yet"),
     ("/generate", [PROMPT], dict(model="nope", **FAST), "unknown model 'nope'"),
     ("/compare", [""], dict(steps=2), "prompt is empty"),
