@@ -65,7 +65,9 @@ def add_api(ctx: Context) -> None:
         seed = gr.Number(-1, precision=0, label="seed")                      # -1: random
         batch = gr.Number(1, precision=0, label="batch_size")
         steps = gr.Number(0, precision=0, label="steps")                     # 0: the model's default
-        sampler = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler, label="sampler")
+        # "" (the default) is the requested model's own rule, which differs between families.
+        rule_names = ["", *(r["name"] for r in ctx.rules)]
+        sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="sampler")
         guidance = gr.Dropdown([g["name"] for g in ctx.strategies], value="classifier-free", label="guidance")
         scale = gr.Number(3.0, label="guidance_scale")
         upsample = gr.Checkbox(True, label="upsample")
@@ -73,7 +75,7 @@ def add_api(ctx: Context) -> None:
         upsample_temp = gr.Number(0.997, label="upsample_temp")
         plugin_params = gr.Textbox("", label="plugin_params")
         model = gr.Textbox(service.default_model, label="model")
-        upsample_sampler = gr.Textbox("", label="upsample_sampler")          # empty: the model's default
+        upsample_sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="upsample_sampler")
         # Files rather than gr.Image: a broken upload then reaches our handler, which says what is wrong.
         image = gr.File(label="image", type="filepath")
         mask = gr.File(label="mask", type="filepath")
@@ -93,7 +95,7 @@ def add_api(ctx: Context) -> None:
                                       negative_prompt=negative_prompt, sampler=sampler, sampler_params=extra,
                                       steps=steps or None, guidance=guidance, guidance_params=extra,
                                       guidance_scale=guidance_scale, upsample=upsample,
-                                      upsample_sampler=(upsample_sampler or "").strip() or None,
+                                      upsample_sampler=upsample_sampler or None,
                                       upsample_steps=upsample_steps, upsample_temp=upsample_temp)
 
     # New inputs go last, so that clients passing the earlier ones by position keep working.

@@ -18,6 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 import gradio as gr  # noqa: E402
 
 from glide.model_registry import FAMILIES  # noqa: E402
+from glide.pipeline import MAX_BATCH, check_device  # noqa: E402
 
 from .api import add_api  # noqa: E402
 from .service import MIN_STEPS, DemoService, Limits  # noqa: E402
@@ -64,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The GLIDE Gradio demo")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
                         help="port (default $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--model", default="shapes", choices=sorted(FAMILIES), help="the model selected at start")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -83,7 +84,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
-    if args.cuda_graphs and not args.device.startswith("cuda"):
+    if args.max_batch > MAX_BATCH:   # batched runs are capped there too: a larger batch could never run
+        parser.error(f"--max-batch must be at most {MAX_BATCH}")
+    try:
+        device = check_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    if args.cuda_graphs and device.type != "cuda":
         parser.error(f"--cuda-graphs needs a CUDA device, not --device {args.device}")
     if any(":" not in a for a in args.auth):
         parser.error("--auth takes USER:PASS")

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from glide.images import InputError, tensor_to_pil
+from glide.images import InputError, check_mask_fits, tensor_to_pil
 
 DISPLAY_SIZE = 256  # previews of 32 px samples are scaled up to this, pixel-exact (nearest)
 
@@ -72,9 +72,7 @@ def fit_mask(mask: Image.Image, image: Image.Image) -> Image.Image:
     """The mask resized to the image when their shapes agree; an InputError when they cannot be aligned."""
     if mask.size == image.size:
         return mask
-    (mw, mh), (iw, ih) = mask.size, image.size
-    if abs(mw / mh - iw / ih) > 0.01 * (iw / ih):
-        raise InputError(f"the mask is {mw}x{mh} but the image is {iw}x{ih}: give a mask of the image's shape")
+    check_mask_fits(mask, image)
     if mask.mode in ("RGBA", "LA", "P"):
         mask = mask.convert("RGBA")
     return mask.resize(image.size, Image.NEAREST)

@@ -28,6 +28,7 @@ from glide.images import InputError
 from glide.model_registry import FAMILIES, ModelNotAvailable
 from glide.pipeline import MAX_PROMPT_CHARS, load_pipeline
 from glide.pngmeta import save_png
+from glide.respace import space_timesteps
 from samplers import validate_params
 
 from . import imaging
@@ -135,10 +136,13 @@ def _number(value, name: str, kind=float, lo=None, hi=None):
     return number
 
 
-def step_count(spec) -> int:
-    """How many steps a respacing spec runs: 27 for "fast27", 25 for "ddim25", 30 for "10,20"."""
-    numbers = [int(n) for n in re.findall(r"\d+", str(spec))]
-    return sum(numbers) if numbers else 0
+def step_count(spec, diffusion_steps: int = 1000) -> int:
+    """How many steps a respacing spec runs (27 for "fast27", 25 for "ddim25", 30 for "10,20"); 0 when it is
+    not a spec the diffusion can run."""
+    try:
+        return len(space_timesteps(diffusion_steps, str(spec)))
+    except ValueError:
+        return 0
 
 
 class DemoService:

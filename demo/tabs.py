@@ -228,6 +228,12 @@ class TextToImageTab:
                 gr.Warning("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
                 return {}
             family = FAMILIES.get(settings.get("model"), ctx.family)
+            # What this tab cannot set is said, rather than a "make it again" that would not.
+            caveats = []
+            if settings.get("mode", "generate") != "generate":
+                caveats.append(f"it was made by {settings['mode']}, so Generate makes a new image from its prompt")
+            if not str(settings.get("steps", "")).isdigit():
+                caveats.append(f"its base steps {settings.get('steps')!r} are a schedule the slider cannot show")
             updates = {self.prompt: settings.get("prompt", ""), self.negative: settings.get("negative_prompt", ""),
                        self.seed: settings.get("seed", -1), self.batch: 1,
                        self.upsample: settings.get("upsample", True),
@@ -235,7 +241,8 @@ class TextToImageTab:
                        self.upsample_steps: str(settings.get("upsample_steps", family.default_upsample_steps)),
                        self.upsample_rule: settings.get("upsample_sampler", family.default_upsample_sampler),
                        self.status: f"Restored the settings of seed {settings.get('seed')} "
-                                    f"({settings.get('model', '?')}): press Generate to make it again."}
+                                    f"({settings.get('model', '?')}): "
+                                    + ("; ".join(caveats) + "." if caveats else "press Generate to make it again.")}
             if str(settings.get("steps", "")).isdigit():
                 updates[self.steps] = int(settings["steps"])
             if settings.get("model") in FAMILIES:

@@ -72,7 +72,10 @@ def _scales(text: str) -> List[float]:
 
 
 def _names(text: str) -> List[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names like clip,none, got {text!r}")
+    return names
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -113,6 +116,8 @@ def _open_image(path: Path, what: str) -> Image.Image:
         raise UsageError(f"the {what} file {path} does not exist") from None
     except UnidentifiedImageError:
         raise UsageError(f"cannot read the {what} file {path}: it is not an image (PNG, JPEG, ...)") from None
+    except Image.DecompressionBombError as exc:  # PIL's guard against a small file that decodes to gigabytes
+        raise UsageError(f"cannot read the {what} file {path}: {exc}") from None
     except OSError as exc:  # a folder, no permission, a truncated image
         raise UsageError(f"cannot read the {what} file {path}: {exc}") from None
     return image
@@ -120,17 +125,9 @@ def _open_image(path: Path, what: str) -> Image.Image:
 
 def _load_pipeline(args, saved: Optional[Dict] = None):
     """The pipeline of --model, else of the --from-png settings' model, else of the embedded shapes."""
-    import torch
+    from .pipeline import check_device, load_pipeline
 
-    from .pipeline import load_pipeline
-
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise ValueError(f"bad --device {args.device!r}: {exc}") from None
-    # Checked here because torch's own failure comes late, from deep inside model loading.
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available to torch")
+    device = check_device(args.device)
     model = args.model or (saved or {}).get("model") or "shapes"
     return load_pipeline(model, device, args.dtype, args.checkpoint_dir, cuda_graphs=args.cuda_graphs)
 
@@ -163,7 +160,8 @@ def _saved_settings(args, mode: str) -> Dict:
     if settings is None:
         raise UsageError(f"{args.from_png} carries no glide settings (it was not written by glide)")
     if settings.get("mode") != mode:
-        raise UsageError(f"{args.from_png} was made by `glide {settings.get('mode')}`, not `glide {mode}`")
+        made_by = f"was made by `glide {settings['mode']}`" if settings.get("mode") else "is not an image glide made"
+        raise UsageError(f"{args.from_png} {made_by}, so it holds no `glide {mode}` settings")
     return settings
 
 
@@ -196,6 +194,8 @@ def _run_kwargs(args, saved: Dict) -> Dict:
     model = args.model or saved.get("model") or "shapes"
     rule = registry.step_rule(kwargs.get("sampler") or get_family(model).default_sampler)
     strategy = registry.guidance_strategy(kwargs.get("guidance", defaults["guidance"].default))
+    if args.guidance_scale is not None and not any(p.name == "guidance_scale" for p in strategy.params):
+        raise UsageError(f"--guidance-scale: the guidance strategy {strategy.name!r} has no scale")
     for name, text in args.param:
         targets = [(plugin, params) for plugin, params in ((rule, sampler_params), (strategy, guidance_params))
                    if any(p.name == name for p in plugin.params)]
@@ -217,10 +217,20 @@ def _prompts(given: List[str], saved: Dict) -> List[str]:
 
 
 def _write_images(result, out_dir: Path) -> List[Path]:
+    return [_save_new(image, out_dir, f"seed{settings['seed']}", settings)
+            for image, settings in zip(result.images, result.settings)]
+
+
+def _save_new(image, out_dir: Path, suffix: str, settings: Dict) -> Path:
+    """`image` with its settings as a new `NNN-<suffix>.png` in `out_dir` (see _reserve_path)."""
     from .pngmeta import save_png
 
-    return [save_png(image, _reserve_path(out_dir, f"seed{settings['seed']}"), settings)
-            for image, settings in zip(result.images, result.settings)]
+    path = _reserve_path(out_dir, suffix)
+    try:
+        return save_png(image, path, settings)
+    except BaseException:  # Ctrl-C or a full disk: no empty placeholder is left behind
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -344,8 +354,8 @@ def _grid(rows, title: str) -> Image.Image:
 
 
 def cmd_compare(args) -> int:
-    from .pngmeta import save_png
-
+    if args.scales and args.guidance_scale is not None:
+        raise UsageError("give --scales (a sweep) or --guidance-scale (one scale), not both")
     runs = _strategy_runs(args)
     pipe = _load_pipeline(args)
     with _Progress() as progress:
@@ -361,7 +371,7 @@ def cmd_compare(args) -> int:
                 "sampler": sampler, "steps": steps,
                 "results": [{"guidance": e.guidance, "guidance_params": e.guidance_params, "seconds": e.seconds,
                              "clip_score": e.clip_score, "checker": e.checker} for e in entries]}
-    path = save_png(_grid(rows, title), _reserve_path(args.out, f"compare-seed{args.seed}"), settings)
+    path = _save_new(_grid(rows, title), args.out, f"compare-seed{args.seed}", settings)
     table = [(e.guidance, f"{e.guidance_params['guidance_scale']:g}" if "guidance_scale" in e.guidance_params
               else "-", f"{e.seconds:.2f}", "-" if e.clip_score is None else f"{e.clip_score:.3f}",
               _checker_verdict(e.checker) or "-") for e in entries]

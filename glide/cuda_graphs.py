@@ -10,6 +10,7 @@ the output is cloned out of its static output, so callers see an ordinary functi
 can replay: inference (grad disabled) on CUDA tensors. A call with grad enabled, on another device,
 or whose capture failed runs the model eagerly, so wrapping never changes what a call computes.
 """
+import contextlib
 import threading
 import warnings
 from collections import OrderedDict
@@ -53,18 +54,26 @@ def _replayable(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def _on(device: torch.device):
+    """The device made current: a capture records, and a replay launches, on the current device's stream."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 class GraphedModel(torch.nn.Module):
     """`model`, with its inference forward passes replayed from CUDA graphs (see the module docstring).
 
     Attributes other than `forward` (tokenizer, encode_text, parameters, ...) are the model's own.
-    Thread-safe: a replay and the copy of its output are one critical section.
+    Thread-safe for callers on the default stream (the pipeline's and the demo's workers): the copies
+    in, the replay and the copy out are one critical section, in the order the GPU runs them. Threads
+    on streams of their own would need to synchronise around calls themselves.
     """
 
     def __init__(self, model: torch.nn.Module, max_graphs: int = MAX_GRAPHS):
         super().__init__()
         self.model = model
         self.max_graphs = max_graphs
-        self._graphs: "OrderedDict[tuple, Optional[_Graph]]" = OrderedDict()   # None: capture failed
+        self._graphs: "OrderedDict[tuple, _Graph]" = OrderedDict()
+        self._failed = set()      # signatures whose capture failed: they run eagerly
         self._lock = threading.Lock()
 
     def __getattr__(self, name):
@@ -76,37 +85,43 @@ class GraphedModel(torch.nn.Module):
     @property
     def captured(self) -> int:
         """How many input signatures have a graph."""
-        return sum(g is not None for g in self._graphs.values())
+        return len(self._graphs)
 
     def forward(self, *args, **kwargs):
         leaves, spec = pytree.tree_flatten((args, kwargs))
         tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
         if torch.is_grad_enabled() or not tensors or not _replayable(tensors[0].device):
             return self.model(*args, **kwargs)
-        key = self._signature(leaves, spec, tensors[0].device)
-        if key is None:
+        device = tensors[0].device
+        key = self._signature(leaves, spec, device)
+        if key is None or key in self._failed:
             return self.model(*args, **kwargs)
-        with self._lock:
+        with self._lock, _on(device):
             if key not in self._graphs:
-                self._graphs[key] = self._capture(leaves, spec, tensors)
+                graph = self._capture(leaves, spec, tensors)
+                if graph is None:
+                    self._failed.add(key)
+                    return self.model(*args, **kwargs)
+                self._graphs[key] = graph
                 while len(self._graphs) > self.max_graphs:
                     self._graphs.popitem(last=False)
             self._graphs.move_to_end(key)
             graph = self._graphs[key]
-            if graph is None:
-                return self.model(*args, **kwargs)
             for static, given in zip(graph.inputs, tensors):
                 static.copy_(given)
             graph.replay()
             return graph.output.clone()
 
-    @staticmethod
-    def _signature(leaves, spec, device) -> Optional[tuple]:
+    def _signature(self, leaves, spec, device) -> Optional[tuple]:
         """What a graph is specific to: the call's structure, each tensor's shape, dtype, device and
-        layout, the other arguments' values, and the autocast state; None when not hashable."""
+        layout, the other arguments' values, the autocast and inference-mode state, and the weights'
+        storage (a graph reads the tensors it was captured with: `model.half()` or `.to(...)` makes
+        new ones); None when not hashable."""
         parts = tuple((tuple(x.shape), x.dtype, x.device, x.stride()) if isinstance(x, torch.Tensor) else ("value", x)
                       for x in leaves)
-        key = (spec, parts, torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+        weights = tuple(p.data_ptr() for p in self.model.parameters())
+        key = (spec, parts, torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type),
+               torch.is_inference_mode_enabled(), self.model.training, weights)
         try:
             hash(key)
         except TypeError:

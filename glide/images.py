@@ -50,6 +50,14 @@ def image_to_tensor(image: ImageLike, size: int) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1.0
 
 
+def check_mask_fits(mask: ImageLike, image: ImageLike) -> None:
+    """An InputError unless the mask has the image's aspect ratio (within 1%): each is centre-cropped and
+    resized on its own, which keeps them aligned only then."""
+    (mw, mh), (iw, ih) = to_pil(mask, "mask").size, to_pil(image).size
+    if min(mw, mh, iw, ih) < 1 or abs(mw / mh - iw / ih) > 0.01 * (iw / ih):
+        raise InputError(f"the mask is {mw}x{mh} but the image is {iw}x{ih}: give a mask of the image's shape")
+
+
 def mask_to_keep(mask: ImageLike, size: int) -> torch.Tensor:
     """A user mask (white or painted = edit) -> keep-mask [1, 1, size, size] (1 = keep), nearest resize.
 

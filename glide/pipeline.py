@@ -9,7 +9,8 @@
 The pipeline owns the family's models (loaded lazily, once, on one device and dtype), encodes the
 text once per run, composes a step rule and a guidance strategy from the sampler plugins, and
 returns PIL images with the exact settings that made them. Batch item i uses seed + i, so any image
-regenerates alone from its settings.
+regenerates alone from its settings: exactly when it was made alone, and to within one 8-bit level
+when it came from a larger batch (the math libraries sum in a batch-size-dependent order).
 """
 import contextlib
 import threading
@@ -23,7 +24,7 @@ import torch
 import samplers
 
 from .cuda_graphs import GraphedModel
-from .images import ImageLike, InputError, image_to_tensor, mask_to_keep, masked_preview, quantize, tensor_to_pil
+from .images import ImageLike, InputError, check_mask_fits, image_to_tensor, mask_to_keep, masked_preview, quantize, tensor_to_pil
 from .model_registry import Family, get_family
 
 MAX_PROMPT_CHARS = 1000
@@ -89,6 +90,22 @@ def _seed(seed) -> int:
     return seed
 
 
+def check_device(device: Union[str, torch.device]) -> torch.device:
+    """`device` as a torch.device this machine has; a ValueError naming the problem otherwise.
+
+    Checked up front because torch's own failure comes late, from deep inside model loading.
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"bad device {device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} was asked for but no CUDA GPU is available to torch")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device} was asked for but torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
 class Pipeline:
     """A loaded model family on one device and dtype (see the module docstring)."""
 
@@ -98,7 +115,7 @@ class Pipeline:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.family = family
         self.name = family.name
-        self.device = torch.device(device)
+        self.device = check_device(device)
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs needs a CUDA device, got {self.device}")
         self.dtype = dtype
@@ -303,6 +320,7 @@ class Pipeline:
             raise InputError("give an image to edit")
         if mask is None:
             raise InputError("give a mask: paint the region to replace")
+        check_mask_fits(mask, image)
         defaults = dict(sampler=None, steps=None, guidance="classifier-free", guidance_scale=3.0,
                         sampler_params=None, guidance_params=None, negative_prompt="", seed=0, upsample=True,
                         upsample_steps=None, upsample_sampler=None, upsample_temp=0.997, callback=None,

@@ -29,6 +29,8 @@ def space_timesteps(num_timesteps: int, section_counts: Union[str, Iterable[int]
             return steps
         section_counts = [int(x) for x in section_counts.split(",")]
     section_counts = list(section_counts)
+    if not section_counts or min(section_counts) < 1:
+        raise ValueError(f"step counts must be positive, got {section_counts}")
     size_per, extra = divmod(num_timesteps, len(section_counts))
     start_idx = 0
     all_steps = []

@@ -54,7 +54,11 @@ class DPMSolverPP2M:
     enters through condition_score, see SamplingRun.guide_score). In log-SNR time lambda = log(alpha / sigma), one step is
         x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) D,   h = lambda_t - lambda_s,
     with D = x0 on the first step and D = (1 + 1/2r) x0_s - 1/2r x0_prev after it (r = h_prev / h).
-    The last model evaluation returns its x0 prediction (the step to zero noise).
+    The step into the last timestep is first order too (the official solver's `lower_order_final`):
+    GLIDE's schedules end at abar ~ 0.99996, so that step's h is several times the previous one's
+    (cosine, 10 steps: 3.4 vs 0.7) and the second-order extrapolation overshoots; on Gaussian data,
+    where the exact ODE solution is known, it made 10 steps 4.7x less accurate. The last model
+    evaluation returns its x0 prediction (the step to zero noise).
     """
 
     name = "dpm++2m"
@@ -80,7 +84,7 @@ class DPMSolverPP2M:
                 lambda_s = 0.5 * math.log(a_s / (1 - a_s))
                 lambda_t = 0.5 * math.log(a_t / (1 - a_t))
                 h = lambda_t - lambda_s
-                if x0_prev is None:
+                if x0_prev is None or i == len(timesteps) - 2:
                     denoised = x0
                 else:
                     r = h_prev / h

@@ -81,6 +81,21 @@ def test_each_signature_has_its_own_graph_and_old_ones_are_dropped(fake_cuda):
         with torch.autocast("cpu", dtype=torch.bfloat16):       # another autocast state
             graphed(**call_args(4, 1))
     assert len(fake_cuda) == 4
+    with torch.inference_mode():                                # inference tensors cannot be refilled outside it
+        graphed(**call_args(4, 1))
+    assert len(fake_cuda) == 5
+
+
+def test_new_weights_are_captured_anew(fake_cuda):
+    """A graph reads the weight tensors it was captured with: after `.to(...)`, `.half()` or a replaced
+    parameter, replaying it would use the old ones."""
+    model = Affine()
+    graphed = GraphedModel(model)
+    with torch.no_grad():
+        graphed(**call_args(2, 0))
+        model.scale.data = torch.tensor(5.0)
+        assert torch.equal(graphed(**call_args(2, 0)), model(**call_args(2, 0)))
+    assert len(fake_cuda) == 2
 
 
 def test_grad_other_devices_and_failed_captures_run_eagerly(fake_cuda, monkeypatch):
@@ -144,10 +159,3 @@ def test_the_bench_samples_through_graphs_when_asked(fake_cuda):
     assert b.graphed("base").captured == 1 and b.graphed("upsample").captured == 1
     assert samplers.get_registry().step_rule(setting.stages[0].sampler).name == "dpm++2m"
 
-
-def test_the_demo_refuses_cuda_graphs_without_cuda(capsys):
-    from demo.app import parse_args
-
-    with pytest.raises(SystemExit):
-        parse_args(["--device", "cpu", "--cuda-graphs"])
-    assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err

@@ -286,6 +286,7 @@ def test_compare(client):
     ("/generate", [PROMPT], dict(plugin_params='{"foo": 1}', **FAST), "belong to neither"),
     ("/generate", [PROMPT], dict(plugin_params="{oops", **FAST), "must be a JSON object"),
     ("/generate", [PROMPT], dict(upsample_steps="banana", steps=2), "upsample_steps must be a schedule"),
+    ("/generate", [PROMPT], dict(upsample_steps="10,-3", steps=2), "upsample_steps must be a schedule"),
     ("/generate", [PROMPT], dict(upsample_sampler="euler", **FAST), "upsample_sampler: unknown step rule 'euler'"),
     ("/generate", [PROMPT], dict(model="glide-filtered", **FAST), "not downloaded yet"),
     ("/generate", [PROMPT], dict(model="nope", **FAST), "unknown model 'nope'"),
@@ -366,3 +367,16 @@ def test_server_survived_everything_without_tracebacks(server, client):
     log = server.log()
     assert "unexpected error in" not in log
     assert not re.search(r'File "[^"]*/(demo|glide|samplers)/', log), log[-3000:]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--device", "bogus"], "--device: bad device 'bogus'"),
+    (["--max-batch", "100"], "--max-batch must be at most 64"),
+    (["--device", "cpu", "--cuda-graphs"], "--cuda-graphs needs a CUDA device"),
+])
+def test_the_server_refuses_at_start_what_it_could_never_serve(argv, message, capsys):
+    from demo.app import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err

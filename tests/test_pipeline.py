@@ -63,6 +63,8 @@ def test_inpaint_keeps_the_unmasked_region(pipe):
     (Image.new("L", (64, 64), 0), "mask is empty"),
     (Image.new("RGBA", (64, 64), (0, 0, 0, 0)), "mask is empty"),
     ("not an image", "must be a PIL image"),
+    # Image and mask are centre-cropped on their own: only a mask of the image's shape stays aligned.
+    (Image.new("L", (64, 32), 255), "the mask is 64x32 but the image is 64x64"),
 ])
 def test_inpaint_bad_masks(pipe, mask, message):
     with pytest.raises(InputError, match=message):
