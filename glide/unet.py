@@ -296,7 +296,10 @@ class UNetModel(nn.Module):
         h = self.middle_block(h, emb, encoder_out)
         for module in self.output_blocks:
             h = module(torch.cat([h, hs.pop()], dim=1), emb, encoder_out)
-        return self.out(h.to(x.dtype))
+        # The output layer in x's precision even under autocast, as the reference's fp16 layout keeps it:
+        # the samplers' arithmetic on epsilon (guidance, x0) would otherwise run in half precision.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.out(h.to(x.dtype))
 
     def forward(self, x, timesteps):
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))

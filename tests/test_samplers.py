@@ -101,6 +101,19 @@ def test_one_step(tiny, rule):
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
 
 
+def test_half_precision_autocast_leaves_the_output_layer_in_float32(tiny):
+    """Under autocast the torso runs in bfloat16, but epsilon comes out in float32 (the reference's fp16
+    layout keeps the output layer there), so guidance and the step rules compute in float32."""
+    model = tiny["model"]
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([500, 500])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, t, **tiny["cond_kwargs"])
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        reference = model(x, t, **tiny["cond_kwargs"])
+    assert ((out - reference).norm() / reference.norm()).item() < 0.05
+
+
 def test_callback_and_cancel(tiny):
     seen = []
     run_tiny(tiny, sampler="ddim", callback=lambda i, n, x0: seen.append((i, n, tuple(x0.shape))))
