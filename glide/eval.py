@@ -103,8 +103,8 @@ def eval_upsampler(pipe, n: int, **kw) -> dict:
 
 # fast27 is the reference's; "3,1,1,2" and "5,1,1,1" are its recipe (steps dense near t = 0) at 8 steps,
 # the first starting from t = 999 like fast27, the second from t = 750.
-UPSAMPLER_RULES = (("ddpm", "fast27"), ("ddim", 8), ("ddim", 6), ("ddim", 4), ("dpm++2m", 8), ("ddim", "3,1,1,2"),
-                   ("ddim", "5,1,1,1"))
+UPSAMPLER_RULES = (("ddpm", "fast27"), ("ddim", 8), ("ddim", 6), ("ddim", 4), ("dpm++2m", 8), ("dpm++2m", 6),
+                   ("dpm++2m", 5), ("dpm++2m", 4), ("ddim", "3,1,1,2"), ("ddim", "5,1,1,1"))
 
 
 def true_pair(scene, index: int, low: int, high: int):
@@ -200,7 +200,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=256, help="prompts per condition and scene kind")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="only the headline conditions")
-    parser.add_argument("--out", type=Path, default=Path("glide/assets/shapes/EVAL.json"))
+    parser.add_argument("--out", type=Path, help="the report (default glide/assets/shapes/EVAL.json, with "
+                                                  "--samplers EVAL_SAMPLERS.json beside it)")
     parser.add_argument("--samplers", action="store_true",
                         help="only the step-rule comparison: the base model (steps vs accuracy vs wall time, "
                              "one-shape, unguided) and the upsampler (on true low-res renders against the truth, "
@@ -210,6 +211,8 @@ def main(argv=None):
                         help="re-measure only these text-to-image conditions (by label) at the n of the report in "
                              "--out, and replace their rows there (marked with the device they ran on)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path("glide/assets/shapes") / ("EVAL_SAMPLERS.json" if args.samplers else "EVAL.json")
     pipe = load_pipeline(args.family, device=args.device)
     if args.samplers:
         rules = [("ddpm", 150), ("ddpm", 50), ("ddim", 50), ("ddim", 25), ("dpm++2m", 20), ("dpm++2m", 10)]
