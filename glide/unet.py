@@ -298,8 +298,11 @@ class UNetModel(nn.Module):
             h = module(torch.cat([h, hs.pop()], dim=1), emb, encoder_out)
         # The output layer in x's precision even under autocast, as the reference's fp16 layout keeps it:
         # the samplers' arithmetic on epsilon (guidance, x0) would otherwise run in half precision.
-        with torch.autocast(x.device.type, enabled=False):
-            return self.out(h.to(x.dtype))
+        device_type = x.device.type
+        if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+            with torch.autocast(device_type, enabled=False):
+                return self.out(h.to(x.dtype))
+        return self.out(h.to(x.dtype))
 
     def forward(self, x, timesteps):
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
