@@ -266,7 +266,7 @@ class Pipeline:
         with initial-noise temperature `upsample_temp`. `sampler`, `steps`, `upsample_steps` and
         `upsample_sampler` default to the family's: for glide-filtered DDIM 100 and the notebook's
         upsampler DDPM "fast27"; for shapes the fastest settings measured as good as the slow ones
-        (DPM-Solver++(2M) 15 steps; upsampler DDIM 8: see README).
+        (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README).
         """
         return self._run(_prompts(prompts, batch_size), seed=seed, sampler=sampler, steps=steps, guidance=guidance,
                          guidance_scale=guidance_scale, sampler_params=sampler_params,
