@@ -154,8 +154,14 @@ def test_the_bench_samples_through_graphs_when_asked(fake_cuda):
     b.cuda_graphs = True
     setting = sections.sample_settings(b)["fast-graphs"]
     assert setting.cuda_graphs and setting.compute == "float32"
-    rows = sections._sample_once(b, setting, images=1, stop_after=None)
-    assert [r["total_steps"] for r in rows] == [2, 2]
-    assert b.graphed("base").captured == 1 and b.graphed("upsample").captured == 1
     assert samplers.get_registry().step_rule(setting.stages[0].sampler).name == "dpm++2m"
+    # The setting's run: an untimed one-step pass captures both stages' graphs, then the timed run replays.
+    b.args["sample_settings"] = ["fast-graphs"]
+    table = sections.Table("sample", ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s",
+                                      "total s", "peak MB", "how"])
+    [result] = sections._run_settings(b, images=1, stop_after=None, repeats=1, table=table)
+    assert result["status"] == "ok" and result["capture_s"] > 0, result
+    assert [r["total_steps"] for r in result["stages"]] == [2, 2]
+    assert len(fake_cuda) == 2 and b.graphed("base").captured == 1 and b.graphed("upsample").captured == 1
+    assert any("captured first" in note for note in table.notes)
 
