@@ -460,8 +460,9 @@ def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[t
             start_event.record()
         start = time.perf_counter()
         try:
+            size = options["image_size"]
             out = samplers.sample(
-                b.graphed(s.stage) if cuda_graphs else model, diffusion, (images, 3, options["image_size"], options["image_size"]), steps=s.steps,
+                b.graphed(s.stage) if cuda_graphs else model, diffusion, (images, 3, size, size), steps=s.steps,
                 prompts=["benchmark"] * images, cond_kwargs=cond, uncond_kwargs=uncond, sampler=s.sampler,
                 guidance=s.guidance, temperature=s.temperature, seeds=list(range(images)), callback=callback,
                 should_stop=(lambda: len(stamps) >= stop_after) if stop_after else None)

@@ -230,9 +230,10 @@ class TextToImageTab:
             family = FAMILIES.get(settings.get("model"), ctx.family)
             # What this tab cannot set is said, rather than a "make it again" that would not.
             caveats = []
+            steps_fit = str(settings.get("steps", "")).isdigit()
             if settings.get("mode", "generate") != "generate":
                 caveats.append(f"it was made by {settings['mode']}, so Generate makes a new image from its prompt")
-            if not str(settings.get("steps", "")).isdigit():
+            if not steps_fit:
                 caveats.append(f"its base steps {settings.get('steps')!r} are a schedule the slider cannot show")
             updates = {self.prompt: settings.get("prompt", ""), self.negative: settings.get("negative_prompt", ""),
                        self.seed: settings.get("seed", -1), self.batch: 1,
@@ -243,7 +244,7 @@ class TextToImageTab:
                        self.status: f"Restored the settings of seed {settings.get('seed')} "
                                     f"({settings.get('model', '?')}): "
                                     + ("; ".join(caveats) + "." if caveats else "press Generate to make it again.")}
-            if str(settings.get("steps", "")).isdigit():
+            if steps_fit:
                 updates[self.steps] = int(settings["steps"])
             if settings.get("model") in FAMILIES:
                 updates[ctx.model] = settings["model"]
@@ -254,8 +255,8 @@ class TextToImageTab:
         self.settings_drop.upload(
             on_settings_drop, inputs=self.settings_drop,
             outputs=[self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample, self.upsample_temp,
-                     self.upsample_rule, self.upsample_steps, ctx.model, self.status, self.rules.dropdown, self.guidance.dropdown,
-                     *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
+                     self.upsample_rule, self.upsample_steps, ctx.model, self.status, self.rules.dropdown,
+                     self.guidance.dropdown, *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
 
         def on_select(evt: gr.SelectData):
             return evt.index

@@ -24,7 +24,8 @@ import torch
 import samplers
 
 from .cuda_graphs import GraphedModel
-from .images import ImageLike, InputError, check_mask_fits, image_to_tensor, mask_to_keep, masked_preview, quantize, tensor_to_pil
+from .images import (ImageLike, InputError, check_mask_fits, image_to_tensor, mask_to_keep, masked_preview, quantize,
+                     tensor_to_pil)
 from .model_registry import Family, get_family
 
 MAX_PROMPT_CHARS = 1000

@@ -51,8 +51,10 @@ class Affine(torch.nn.Module):
 
 def call_args(batch, seed):
     gen = torch.Generator().manual_seed(seed)
-    return dict(x=torch.randn(batch, 3, 4, 4, generator=gen), timesteps=torch.randint(0, 1000, (batch,), generator=gen),
-                text_emb={"xf_proj": torch.randn(batch, generator=gen)}, low_res=torch.randn(batch, 3, 4, 4, generator=gen))
+    return dict(x=torch.randn(batch, 3, 4, 4, generator=gen),
+                timesteps=torch.randint(0, 1000, (batch,), generator=gen),
+                text_emb={"xf_proj": torch.randn(batch, generator=gen)},
+                low_res=torch.randn(batch, 3, 4, 4, generator=gen))
 
 
 def test_replays_compute_what_the_model_computes_for_new_inputs(fake_cuda):
