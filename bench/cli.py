@@ -3,7 +3,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+
+from glide.fileio import write_text_atomic
 
 from . import env
 from .report import Table
@@ -126,9 +127,7 @@ def write_results(out_dir: Path, stem: str, meta: Dict, results: Dict, tables: L
                       + "\n".join(t.markdown() for t in tables)
                       + f"\nTotal: {meta['elapsed_s']} s. Raw numbers: `{json_path.name}`.\n"}
     for path, text in texts.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return json_path, md_path
 
 

@@ -9,6 +9,7 @@ progress, plugin controls) can change without breaking clients:
     images = client.predict("a small red circle on the left on a blue background", api_name="/generate")
     images = client.predict(prompt, handle_file("in.png"), handle_file("mask.png"), api_name="/inpaint")
     images, scores, grid = client.predict(prompt, sweep="1, 3, 5", api_name="/compare")
+    images, scores, grid = client.predict(prompt, strategies="classifier-free, my-plugin", api_name="/compare")
 
 Images come back as PNG files whose text chunks hold the settings that regenerate them.
 """
@@ -18,7 +19,6 @@ from typing import Dict
 import gradio as gr
 
 from glide.images import InputError
-from glide.model_registry import FAMILIES
 
 from .service import settings_summary
 from .tabs import Context
@@ -40,21 +40,6 @@ def parse_plugin_params(text) -> Dict:
     return params
 
 
-def check_plugin_params(service, model: str, sampler: str, guidance: str, params: Dict) -> Dict:
-    """Plugin parameters must belong to the chosen step rule or guidance strategy (a typo is an error).
-
-    Without a sampler, the requested model's default rule (an unknown model is reported later, by the service).
-    """
-    family = FAMILIES.get(model or service.default_model, FAMILIES[service.default_model])
-    known = {p.name for p in service.registry.step_rule(sampler or family.default_sampler).params}
-    known |= {p.name for p in service.registry.guidance_strategy(guidance or "classifier-free").params}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise InputError(f"plugin_params {unknown} belong to neither {sampler!r} nor {guidance!r}; "
-                         f"their parameters: {sorted(known) or 'none'}")
-    return params
-
-
 def add_api(ctx: Context) -> None:
     """Hidden components and the three named endpoints (call inside the Blocks)."""
     service = ctx.service
@@ -69,20 +54,24 @@ def add_api(ctx: Context) -> None:
         rule_names = ["", *(r["name"] for r in ctx.rules)]
         sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="sampler")
         guidance = gr.Dropdown([g["name"] for g in ctx.strategies], value="classifier-free", label="guidance")
-        scale = gr.Number(3.0, label="guidance_scale")
+        # Optional numbers are text fields: empty means the default (the strategy's own scale, GLIDE's
+        # upsampler temperature), which a number field cannot say; numbers sent by clients are read as such.
+        scale = gr.Textbox("", label="guidance_scale")
         upsample = gr.Checkbox(True, label="upsample")
         upsample_steps = gr.Textbox("", label="upsample_steps")              # empty: the model's default
-        upsample_temp = gr.Number(0.997, label="upsample_temp")
+        upsample_temp = gr.Textbox("", label="upsample_temp")
         plugin_params = gr.Textbox("", label="plugin_params")
         model = gr.Textbox(service.default_model, label="model")
         upsample_sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="upsample_sampler")
         # Files rather than gr.Image: a broken upload then reaches our handler, which says what is wrong.
         image = gr.File(label="image", type="filepath")
         mask = gr.File(label="mask", type="filepath")
-        clip_scale = gr.Number(3.0, label="clip_scale")
-        cfg_scale = gr.Number(3.0, label="cfg_scale")
+        clip_scale = gr.Textbox("", label="clip_scale")
+        cfg_scale = gr.Textbox("", label="cfg_scale")
         compare_upsample = gr.Checkbox(False, label="upsample")
         sweep = gr.Textbox("", label="sweep")
+        # Any installed strategies, comma-separated; empty: CLIP guidance, classifier-free and unguided.
+        strategies = gr.Textbox("", label="strategies")
         images = gr.Gallery(format="png", label="images")
         scores = gr.JSON(label="scores")
         grid = gr.Image(format="png", label="sweep_grid", type="filepath")
@@ -90,13 +79,12 @@ def add_api(ctx: Context) -> None:
 
     def request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale, upsample,
                    upsample_steps, upsample_temp, plugin_params, model, upsample_sampler):
-        extra = check_plugin_params(service, model, sampler, guidance, parse_plugin_params(plugin_params))
         return service.sample_request(prompt, model=model, seed=seed, batch_size=batch_size,
-                                      negative_prompt=negative_prompt, sampler=sampler, sampler_params=extra,
-                                      steps=steps or None, guidance=guidance, guidance_params=extra,
-                                      guidance_scale=guidance_scale, upsample=upsample,
-                                      upsample_sampler=upsample_sampler or None,
-                                      upsample_steps=upsample_steps, upsample_temp=upsample_temp)
+                                      negative_prompt=negative_prompt, sampler=sampler, steps=steps,
+                                      guidance=guidance, guidance_scale=guidance_scale,
+                                      plugin_params=parse_plugin_params(plugin_params), upsample=upsample,
+                                      upsample_sampler=upsample_sampler, upsample_steps=upsample_steps,
+                                      upsample_temp=upsample_temp)
 
     # New inputs go last, so that clients passing the earlier ones by position keep working.
     @user_errors
@@ -127,16 +115,17 @@ def add_api(ctx: Context) -> None:
                       outputs=images, api_name="inpaint", **ctx.device_events)
 
     @user_errors
-    def compare(prompt, seed, steps, sampler, clip_scale, cfg_scale, upsample, sweep, model, request: gr.Request):
-        """CLIP-guided, classifier-free and unguided samples of one prompt and seed, their scores, a sweep grid."""
-        req = ctx.service.compare_request(prompt, model=model, seed=seed, sampler=sampler, steps=steps or None,
+    def compare(prompt, seed, steps, sampler, clip_scale, cfg_scale, upsample, sweep, model, strategies,
+                request: gr.Request):
+        """One prompt and seed under several guidance strategies (default CLIP, classifier-free, unguided):
+        images, scores (the best marked), and a grid of the scale sweep."""
+        req = ctx.service.compare_request(prompt, model=model, seed=seed, sampler=sampler, steps=steps,
                                           clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
-                                          sweep=sweep)
+                                          sweep=sweep, strategies=strategies)
         out = service.submit_compare(req, session=session_of(request)).wait()
-        entries = [{k: e[k] for k in ("guidance", "scale", "seconds", "clip_score", "checker", "verdict")}
-                   for e in out.entries]
+        entries = [{k: v for k, v in e.items() if k not in ("image", "caption", "title")} for e in out.entries]
         return [(e["image"], e["caption"]) for e in out.entries], {"seed": out.seed, "entries": entries}, out.grid
 
     compare_btn.click(compare, inputs=[prompt, seed, steps, sampler, clip_scale, cfg_scale, compare_upsample, sweep,
-                                       model],
+                                       model, strategies],
                       outputs=[images, scores, grid], api_name="compare", **ctx.device_events)

@@ -11,6 +11,7 @@ gradio_client users; every other event is private to the page.
 import argparse
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a GPU box
@@ -18,10 +19,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 import gradio as gr  # noqa: E402
 
 from glide.model_registry import FAMILIES  # noqa: E402
-from glide.pipeline import MAX_BATCH, check_device  # noqa: E402
+from glide.pipeline import check_device  # noqa: E402
+from glide.settings import LIBRARY_LIMITS, MIN_STEPS  # noqa: E402
 
 from .api import add_api  # noqa: E402
-from .service import MIN_STEPS, DemoService, Limits  # noqa: E402
+from .service import DEMO_LIMITS, DemoService  # noqa: E402
 from .tabs import CompareTab, Context, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
 
 # Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling.
@@ -74,8 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="replay each sampling step from a CUDA graph, captured once per batch shape (CUDA only)")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="where glide-filtered's checkpoints are (default $GLIDE_CACHE_DIR or ~/.cache/glide)")
-    parser.add_argument("--max-batch", type=int, default=8, help="images per request and per batched run")
-    parser.add_argument("--max-steps", type=int, default=250, help="sampling steps per stage")
+    parser.add_argument("--max-batch", type=int, default=DEMO_LIMITS.max_batch,
+                        help=f"images per request and per batched run (default {DEMO_LIMITS.max_batch})")
+    parser.add_argument("--max-steps", type=int, default=DEMO_LIMITS.max_steps,
+                        help=f"sampling steps per stage (default {DEMO_LIMITS.max_steps})")
     parser.add_argument("--concurrency", type=int, default=1, help="sampling runs on the device at once")
     parser.add_argument("--queue-size", type=int, default=64, help="requests that may wait; more get 'queue full'")
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
@@ -84,8 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
-    if args.max_batch > MAX_BATCH:   # batched runs are capped there too: a larger batch could never run
-        parser.error(f"--max-batch must be at most {MAX_BATCH}")
+    if args.max_batch > LIBRARY_LIMITS.max_batch:
+        parser.error(f"--max-batch must be at most {LIBRARY_LIMITS.max_batch}")
+    if args.max_steps > LIBRARY_LIMITS.max_steps:
+        parser.error(f"--max-steps must be at most {LIBRARY_LIMITS.max_steps}")
     try:
         device = check_device(args.device)
     except ValueError as exc:
@@ -104,7 +110,7 @@ def main(argv=None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
     service = DemoService(default_model=args.model, device=args.device, dtype=args.dtype,
                           checkpoint_dir=args.checkpoint_dir, cuda_graphs=args.cuda_graphs,
-                          limits=Limits(max_batch=args.max_batch, max_steps=args.max_steps),
+                          limits=replace(DEMO_LIMITS, max_batch=args.max_batch, max_steps=args.max_steps),
                           concurrency=args.concurrency, queue_size=args.queue_size)
     service.warm_up()
     demo = build_demo(service, concurrency=args.concurrency, queue_size=args.queue_size)

@@ -5,10 +5,8 @@ Why a scheduler of our own rather than gradio's `batch=True`:
 * gradio batches only calls of one event that arrive together, and cannot batch generator
   functions, which the UI needs to stream live previews; here UI and API requests of any kind
   meet in one queue, so batching and the device's concurrency are decided in one place;
-* the pipeline samples item i of a batch with seed + i, so requests can share one sampling run
-  only when their seeds fit together into one contiguous range. Requests with a random seed
-  get theirs when the run is formed (appended to the range), so under load they always batch;
-  requests asking for explicit seeds join when their range touches the run's;
+* every image carries its own seed (the settings' per-image seeds), so any requests with equal
+  settings apart from prompts and seeds share one sampling run, whatever their seeds;
 * cancelling one user's request must not cancel the others sharing its run: a run stops only
   when every request in it has been cancelled; a single cancelled request just stops waiting.
 
@@ -18,13 +16,9 @@ accumulate, and the next free worker takes the oldest one plus every compatible 
 """
 import itertools
 import queue
-import random
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
-
-MAX_RANDOM_SEED = 2 ** 31 - 1
-
 
 class QueueFull(RuntimeError):
     """Too many requests are waiting; the message says so in words a user understands."""
@@ -46,31 +40,33 @@ class Progress:
 
 @dataclass
 class Batch:
-    """Jobs served by one run: items (prompts) for seeds seed .. seed + len(prompts) - 1."""
+    """Jobs served by one run: image i is prompts[i] with seeds[i]; each job's images are contiguous."""
 
     kind: str
     jobs: List["Job"]
-    seed: Optional[int]
     prompts: List[str]
+    seeds: List[int]
 
 
 class Job:
     """One user's request: what to run, and the stream of progress and the result that come back.
 
-    `prompts` are the request's items (a prompt per image); `seed` None means "any seed", filled
-    in when the job is scheduled. Jobs with equal, non-None `batch_key` may share a run.
+    `prompts` and `seeds` are the request's images (a prompt and a seed each). Jobs with equal,
+    non-None `batch_key` may share a run.
     """
 
     _ids = itertools.count()
 
-    def __init__(self, kind: str, payload: Any, *, prompts: List[str], seed: Optional[int] = None,
+    def __init__(self, kind: str, payload: Any, *, prompts: List[str], seeds: List[int],
                  batch_key: Optional[Hashable] = None, session: Optional[str] = None,
                  previews: bool = False):
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         self.id = next(self._ids)
         self.kind = kind
         self.payload = payload
         self.prompts = list(prompts)
-        self.seed = seed
+        self.seeds = list(seeds)
         self.batch_key = batch_key
         self.session = session
         self.previews = previews
@@ -143,7 +139,6 @@ class Scheduler:
         self._pending: List[Job] = []
         self._running: List[Job] = []
         self._cond = threading.Condition()
-        self._random = random.SystemRandom()
         self.runs = 0  # how many sampling runs were made (tests check batching through it)
         self._threads = [threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
                          for i in range(workers)]
@@ -151,10 +146,6 @@ class Scheduler:
             t.start()
 
     # ------------------------------------------------------------------ public
-    def random_seed(self) -> int:
-        """A seed for a request that asked for any seed (system randomness: users cannot predict it)."""
-        return self._random.randrange(0, MAX_RANDOM_SEED - self.max_batch)
-
     def submit(self, job: Job) -> Job:
         if len(job.prompts) > self.max_batch:
             raise ValueError(f"at most {self.max_batch} images per request")
@@ -218,47 +209,20 @@ class Scheduler:
         if not self._pending:
             return None
         first = self._pending[0]
-        if first.batch_key is None:
-            self._pending.remove(first)
-            first.started.set()
-            return Batch(first.kind, [first], first.seed, list(first.prompts))
-
-        # seed -> prompt of the run being formed; it must stay a contiguous range of at most max_batch.
-        items: Dict[int, str] = {}
-        start = first.seed if first.seed is not None else self.random_seed()
-
-        def fits(seed: int, prompts: List[str]) -> bool:
-            if items:
-                lo, hi = min(items), max(items) + 1
-                if seed > hi or seed + len(prompts) < lo:
-                    return False  # would leave a gap in the seed range
-                if max(hi, seed + len(prompts)) - min(lo, seed) > self.max_batch:
-                    return False
-            # Overlapping seeds are shared only when they ask for the same prompt (same image).
-            return all(items.get(seed + i, p) == p for i, p in enumerate(prompts))
-
-        def place(job: Job, seed: int):
-            job.seed = seed
-            items.update({seed + i: p for i, p in enumerate(job.prompts)})
-            chosen.append(job)
-
-        chosen: List[Job] = []
-        place(first, start)
-        same = [j for j in self._pending[1:] if j.batch_key == first.batch_key]
-        for job in same:              # explicit seeds first: they can only go where they ask
-            if job.seed is not None and fits(job.seed, job.prompts):
-                place(job, job.seed)
-        for job in same:              # then random seeds, appended after the range
-            if job.seed is None:
-                end = max(items) + 1
-                if fits(end, job.prompts):
-                    place(job, end)
-        lo = min(items)
+        chosen, size = [first], len(first.prompts)
+        if first.batch_key is not None:
+            for job in self._pending[1:]:  # in arrival order, as many compatible jobs as fit
+                if job.batch_key == first.batch_key and size + len(job.prompts) <= self.max_batch:
+                    chosen.append(job)
+                    size += len(job.prompts)
+        prompts, seeds = [], []
         for job in chosen:
-            job.offset = job.seed - lo
+            job.offset = len(prompts)
+            prompts += job.prompts
+            seeds += job.seeds
             self._pending.remove(job)
             job.started.set()
-        return Batch(first.kind, chosen, lo, [items[s] for s in range(lo, lo + len(items))])
+        return Batch(first.kind, chosen, prompts, seeds)
 
     def _run(self, batch: Batch):
         jobs = batch.jobs

@@ -11,18 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from glide.fileio import human_bytes
+from glide.images import InputError
 from glide.model_registry import FAMILIES, download_family, list_models
 
 # The official checkpoints' total size; they publish no sizes, so this is for the progress bar only.
 APPROX_BYTES = {"glide-filtered": 5_400_000_000}
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def model_rows(checkpoint_dir: Optional[Path] = None) -> Dict[str, dict]:
@@ -60,7 +54,7 @@ class Downloads:
     def start(self, name: str) -> DownloadState:
         """Start downloading `name` unless it is running already or complete; returns its state."""
         if name not in FAMILIES:
-            raise ValueError(f"unknown model {name!r}; available: {', '.join(FAMILIES)}")
+            raise InputError(f"unknown model {name!r}; available: {', '.join(FAMILIES)}")
         with self._lock:
             state = self._states.setdefault(name, DownloadState())
             if state.state == "running":

@@ -8,9 +8,9 @@ from typing import Dict, List, Optional
 import gradio as gr
 from PIL import Image
 
-from glide.images import InputError
-from glide.model_registry import FAMILIES, ModelNotAvailable
-from samplers import Cancelled, SamplerError
+from glide.errors import UserError
+from glide.model_registry import FAMILIES
+from samplers import Cancelled
 
 from . import imaging
 from .jobs import JobCancelled, QueueFull
@@ -18,8 +18,8 @@ from .service import DemoService, settings_summary
 
 log = logging.getLogger("glide.demo")
 
-# Errors whose message is meant for the user as it is.
-USER_ERRORS = (InputError, SamplerError, ModelNotAvailable, QueueFull, ValueError)
+# Errors whose message is meant for the user as it is; anything else is a bug, logged with its traceback.
+USER_ERRORS = (UserError, QueueFull)
 # UI events are for the page only; the API has its own plain endpoints (demo.api).
 PRIVATE = dict(api_visibility="private")
 STAGE_TITLES = {"base": "Base model", "upsample": "Upsampler"}
@@ -41,9 +41,9 @@ def user_errors(fn):
         if isinstance(exc, USER_ERRORS):
             # gradio renders the message as HTML: keep echoed user input from becoming markup.
             return gr.Error(html.escape(str(exc), quote=False), title="Please check the input", print_exception=False)
-        log.exception("unexpected error in %s", fn.__name__)
-        return gr.Error(f"Something went wrong on the server ({type(exc).__name__}); it has been logged. "
-                        "Try again, or with other settings.", title="Server error", print_exception=False)
+        log.exception("internal error in %s", fn.__name__)
+        return gr.Error(f"Internal error (logged): {type(exc).__name__}. This is a bug in the server, not a "
+                        "problem with your input; try again.", title="Internal error", print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

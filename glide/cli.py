@@ -15,33 +15,30 @@ sampler parameter, a missing or undownloadable model — print `error: <message>
 The torch-based modules are imported inside the commands so that `glide --help` answers at once.
 """
 import argparse
-import inspect
 import json
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from .errors import UserError
+from .fileio import human_bytes
+
 EXIT_ERROR = 2
+EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
-# Settings recorded in a PNG that are also keyword arguments of Pipeline.generate / inpaint.
-_RUN_SETTINGS = ("seed", "sampler", "sampler_params", "steps", "guidance", "guidance_params", "negative_prompt",
-                 "upsample", "upsample_steps", "upsample_sampler", "upsample_temp")
-# Command-line flags that map one-to-one onto those keyword arguments.
-_RUN_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "negative_prompt", "upsample",
-              "upsample_sampler", "upsample_steps", "upsample_temp")
-
-COMPARE_TILE = 256  # px: comparison images are scaled up (nearest) to this, so 32 px samples stay legible
-_CAPTION_FONT_SIZE = 13
-_CAPTION_LINES = 3  # see _caption
+# Command-line flags that are keywords of GenerationSettings.create, under the same names.
+_SETTINGS_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "guidance_scale", "negative_prompt",
+                   "upsample", "upsample_sampler", "upsample_steps", "upsample_temp")
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """A problem with what the command line names (a file, a prompt); the message says what to fix.
 
     Raised before any model is imported or loaded, so such mistakes are reported at once.
@@ -123,13 +120,11 @@ def _open_image(path: Path, what: str) -> Image.Image:
     return image
 
 
-def _load_pipeline(args, saved: Optional[Dict] = None):
-    """The pipeline of --model, else of the --from-png settings' model, else of the embedded shapes."""
+def _load_pipeline(args, model: str):
     from .pipeline import check_device, load_pipeline
 
-    device = check_device(args.device)
-    model = args.model or (saved or {}).get("model") or "shapes"
-    return load_pipeline(model, device, args.dtype, args.checkpoint_dir, cuda_graphs=args.cuda_graphs)
+    return load_pipeline(model, check_device(args.device), args.dtype, args.checkpoint_dir,
+                         cuda_graphs=args.cuda_graphs)
 
 
 def _reserve_path(out_dir: Path, suffix: str) -> Path:
@@ -165,55 +160,27 @@ def _saved_settings(args, mode: str) -> Dict:
     return settings
 
 
-def _run_kwargs(args, saved: Dict) -> Dict:
-    """Pipeline keyword arguments: the PNG's settings, with the flags given on the command line on top."""
-    from samplers import SamplerError, get_registry
+def _settings(args, mode: str, prompts: List[str]):
+    """GenerationSettings from the flags, on top of the --from-png settings when given; a flag left out
+    keeps the PNG's value, or else takes the model's default (all defaults and checks are the settings')."""
+    from samplers import get_registry
 
-    from .pipeline import Pipeline
+    from .settings import GenerationSettings
 
-    kwargs = {k: saved[k] for k in _RUN_SETTINGS if k in saved}
-    flags = {k: getattr(args, k) for k in _RUN_FLAGS if getattr(args, k) is not None}
-    # Parameters stored for one step rule / strategy mean nothing to another one chosen by a flag.
-    if flags.get("sampler", saved.get("sampler")) != saved.get("sampler"):
-        kwargs.pop("sampler_params", None)
-    if flags.get("guidance", saved.get("guidance")) != saved.get("guidance"):
-        kwargs.pop("guidance_params", None)
-    kwargs.update(flags)
-    sampler_params = dict(kwargs.get("sampler_params") or {})
-    guidance_params = dict(kwargs.get("guidance_params") or {})
-    if args.guidance_scale is not None:
-        kwargs["guidance_scale"] = args.guidance_scale
-        # The pipeline lets guidance_params win over guidance_scale; the flag must win over the PNG.
-        guidance_params.pop("guidance_scale", None)
-
-    # Route each --param to the plugin that declares it (unset: the model's default rule, the pipeline's strategy).
-    from .model_registry import get_family
-
-    defaults = inspect.signature(Pipeline.generate).parameters
-    registry = get_registry()
-    model = args.model or saved.get("model") or "shapes"
-    rule = registry.step_rule(kwargs.get("sampler") or get_family(model).default_sampler)
-    strategy = registry.guidance_strategy(kwargs.get("guidance", defaults["guidance"].default))
-    if args.guidance_scale is not None and not any(p.name == "guidance_scale" for p in strategy.params):
-        raise UsageError(f"--guidance-scale: the guidance strategy {strategy.name!r} has no scale")
-    for name, text in args.param:
-        targets = [(plugin, params) for plugin, params in ((rule, sampler_params), (strategy, guidance_params))
-                   if any(p.name == name for p in plugin.params)]
-        if not targets:
-            known = sorted({p.name for plugin in (rule, strategy) for p in plugin.params})
-            raise SamplerError(f"neither the step rule {rule.name!r} nor the guidance strategy "
-                               f"{strategy.name!r} has a parameter {name!r}; theirs: {known or 'none'}")
-        for plugin, params in targets:
-            params[name] = next(p for p in plugin.params if p.name == name).validate(text)
-    kwargs.update(sampler_params=sampler_params, guidance_params=guidance_params)
-    return kwargs
-
-
-def _prompts(given: List[str], saved: Dict) -> List[str]:
-    prompts = given or ([saved["prompt"]] if "prompt" in saved else [])
+    saved = _saved_settings(args, mode)
+    flags = {k: getattr(args, k) for k in _SETTINGS_FLAGS if getattr(args, k, None) is not None}
+    if args.guidance_scale is not None:  # a flag that would silently do nothing is a mistake worth saying
+        strategy = get_registry().guidance_strategy(flags.get("guidance", saved.get("guidance", "classifier-free")))
+        if getattr(strategy, "scale", None) is None:
+            raise UsageError(f"--guidance-scale: the guidance strategy {strategy.name!r} has no scale")
+    plugin_params = dict(args.param) or None
+    if saved:
+        return GenerationSettings.from_png(saved, prompts or None, model=args.model, plugin_params=plugin_params,
+                                           **flags)
     if not prompts:
         raise UsageError("give a prompt, or --from-png FILE to reuse the prompt stored in a PNG")
-    return prompts
+    return GenerationSettings.create(prompts, model=args.model or "shapes", mode=mode, plugin_params=plugin_params,
+                                     **flags)
 
 
 def _write_images(result, out_dir: Path) -> List[Path]:
@@ -225,11 +192,16 @@ def _save_new(image, out_dir: Path, suffix: str, settings: Dict) -> Path:
     """`image` with its settings as a new `NNN-<suffix>.png` in `out_dir` (see _reserve_path)."""
     from .pngmeta import save_png
 
-    path = _reserve_path(out_dir, suffix)
+    try:
+        path = _reserve_path(out_dir, suffix)
+    except OSError as exc:
+        raise UsageError(f"cannot write to the output folder {out_dir}: {exc}") from None
     try:
         return save_png(image, path, settings)
-    except BaseException:  # Ctrl-C or a full disk: no empty placeholder is left behind
+    except BaseException as exc:  # Ctrl-C or a full disk: no empty placeholder is left behind
         path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc}") from None
         raise
 
 
@@ -238,23 +210,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [headers, *rows])
 
 
-def _size(n_bytes: int) -> str:
-    if not n_bytes:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n_bytes < 1000 or unit == "GB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1000
-
-
 # ------------------------------------------------------------------------------------------ commands
 def cmd_generate(args) -> int:
-    saved = _saved_settings(args, "generate")
-    prompts = _prompts(args.prompts, saved)
-    kwargs = _run_kwargs(args, saved)
-    pipe = _load_pipeline(args, saved)
+    settings = _settings(args, "generate", args.prompts)
+    pipe = _load_pipeline(args, settings.model)
     with _Progress() as progress:
-        result = pipe.generate(prompts, callback=progress, **kwargs)
+        result = pipe.run(settings, callback=progress)
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -263,119 +224,57 @@ def cmd_generate(args) -> int:
 def cmd_inpaint(args) -> int:
     image = _open_image(args.image, "image")
     mask = _open_image(args.mask, "mask")
-    saved = _saved_settings(args, "inpaint")
-    prompts = _prompts([args.prompt] if args.prompt else [], saved)
-    kwargs = _run_kwargs(args, saved)
-    pipe = _load_pipeline(args, saved)
+    settings = _settings(args, "inpaint", [args.prompt] if args.prompt else [])
+    pipe = _load_pipeline(args, settings.model)
     with _Progress() as progress:
-        result = pipe.inpaint(image, mask, prompts, callback=progress, **kwargs)
+        result = pipe.inpaint(image, mask, settings, callback=progress)
     for path in _write_images(result, args.out):
         print(path)
     return 0
 
 
 def cmd_upsample(args) -> int:
+    from .settings import GenerationSettings
+
     images = [_open_image(path, "image") for path in args.images]
-    pipe = _load_pipeline(args)
+    settings = GenerationSettings.create([args.prompt] * len(images), model=args.model or "shapes", mode="upsample",
+                                         seed=args.seed, upsample_sampler=args.sampler, upsample_steps=args.steps,
+                                         upsample_temp=args.upsample_temp)
+    pipe = _load_pipeline(args, settings.model)
     with _Progress() as progress:
-        result = pipe.upsample(images, args.prompt, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                               upsample_temp=args.upsample_temp, callback=progress)
+        result = pipe.upsample(images, settings, callback=progress)
     for path in _write_images(result, args.out):
         print(path)
     return 0
 
 
-def _strategy_runs(args) -> List[List[Tuple[str, Dict]]]:
-    """Grid rows: per strategy, one (name, params) per scale; strategies without a scale get one tile."""
-    from samplers import get_registry
-
-    registry = get_registry()
-    names = args.strategies or ["clip", "classifier-free", "none"]
-    rows = []
-    for name in names:
-        scale = next((p for p in registry.guidance_strategy(name).params if p.name == "guidance_scale"), None)
-        if scale is None:
-            rows.append([(name, {})])
-        else:
-            values = args.scales or [args.guidance_scale if args.guidance_scale is not None else scale.default]
-            rows.append([(name, {"guidance_scale": v}) for v in values])
-    return rows
-
-
-def _checker_verdict(checker: Optional[Dict]) -> str:
-    """The shapes checker's verdict in a word or two: match, or which attributes missed."""
-    if checker is None:
-        return ""
-    if checker.get("all") is None:
-        return "n/a"
-    if checker["all"]:
-        return "match"
-    missed = [k for k in ("background", "count") if not checker[k]]
-    missed += sorted({a for shape in checker["shapes"] for a, ok in shape.items() if not ok})
-    return "miss: " + ",".join(missed)
-
-
-def _caption(entry) -> List[str]:
-    """A tile's caption: strategy and scale; seconds and CLIP score; the checker's verdict (if any)."""
-    scale = entry.guidance_params.get("guidance_scale")
-    lines = [entry.guidance + (f"  scale {scale:g}" if scale is not None else ""),
-             f"{entry.seconds:.1f} s" + (f"  clip {entry.clip_score:.3f}" if entry.clip_score is not None else "")]
-    verdict = _checker_verdict(entry.checker)
-    return lines + [f"checker: {verdict}"] if verdict else lines
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """`text`, cut short with "..." to fit `width` pixels (the stdout table has it in full)."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
-
-
-def _grid(rows, title: str) -> Image.Image:
-    """The comparison as one image: a title strip, then a row per strategy, a column per scale."""
-    font = ImageFont.load_default(size=_CAPTION_FONT_SIZE)
-    line = _CAPTION_FONT_SIZE + 4
-    pad, caption = 8, _CAPTION_LINES * line + 4
-    cell_w, cell_h = COMPARE_TILE + pad, COMPARE_TILE + caption + pad
-    columns = max(len(r) for r in rows)
-    grid = Image.new("RGB", (pad + columns * cell_w, pad + line + len(rows) * cell_h), "white")
-    draw = ImageDraw.Draw(grid)
-    draw.text((pad, pad), _fit(draw, title, font, grid.width - 2 * pad), fill="black", font=font)
-    for r, row in enumerate(rows):
-        for c, entry in enumerate(row):
-            x, y = pad + c * cell_w, pad + line + r * cell_h
-            grid.paste(entry.image.resize((COMPARE_TILE, COMPARE_TILE), Image.NEAREST), (x, y))
-            for i, text in enumerate(_caption(entry)):
-                draw.text((x, y + COMPARE_TILE + 2 + i * line), _fit(draw, text, font, COMPARE_TILE),
-                          fill="black", font=font)
-    return grid
-
-
 def cmd_compare(args) -> int:
+    from . import comparison
+    from .settings import ComparisonSettings
+
     if args.scales and args.guidance_scale is not None:
         raise UsageError("give --scales (a sweep) or --guidance-scale (one scale), not both")
-    runs = _strategy_runs(args)
-    pipe = _load_pipeline(args)
+    # Each strategy with a scale gets one tile per --scales value: the first is its scale, the rest its sweep.
+    scales = args.scales or ([args.guidance_scale] if args.guidance_scale is not None else [])
+    names = args.strategies or None
+    compared = ComparisonSettings.create(
+        args.prompt, model=args.model or "shapes", seed=args.seed, sampler=args.sampler, steps=args.steps,
+        strategies=names, scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None,
+        sweep=scales[1:])
+    pipe = _load_pipeline(args, compared.base.model)
     with _Progress() as progress:
-        entries = pipe.compare(args.prompt, [run for row in runs for run in row], seed=args.seed,
-                               steps=args.steps, sampler=args.sampler, callback=progress)
-    # compare returns the runs in order; cut them back into the grid's rows.
-    it = iter(entries)
-    rows = [[next(it) for _ in row] for row in runs]
-    steps = entries[0].settings["steps"]
-    sampler = entries[0].settings["sampler"]
-    title = f"{args.prompt}  |  {pipe.name}, seed {args.seed}, {sampler} {steps} steps"
-    settings = {"mode": "compare", "model": pipe.name, "prompt": args.prompt, "seed": args.seed,
-                "sampler": sampler, "steps": steps,
-                "results": [{"guidance": e.guidance, "guidance_params": e.guidance_params, "seconds": e.seconds,
-                             "clip_score": e.clip_score, "checker": e.checker} for e in entries]}
-    path = _save_new(_grid(rows, title), args.out, f"compare-seed{args.seed}", settings)
-    table = [(e.guidance, f"{e.guidance_params['guidance_scale']:g}" if "guidance_scale" in e.guidance_params
-              else "-", f"{e.seconds:.2f}", "-" if e.clip_score is None else f"{e.clip_score:.3f}",
-              _checker_verdict(e.checker) or "-") for e in entries]
-    print(_table(("strategy", "scale", "seconds", "clip", "checker"), table))
+        entries = pipe.compare(compared, callback=progress)
+    heading = (f"{compared.prompt}  |  {pipe.name}, seed {compared.seed}, {compared.base.sampler} "
+               f"{compared.base.steps} steps")
+    settings = {**compared.describe(), "results": [
+        {"guidance": e.guidance, "guidance_params": e.guidance_params, "seconds": e.seconds,
+         "clip_score": e.clip_score, "checker": e.checker} for e in entries]}
+    rows = comparison.rows_by_strategy(entries)
+    path = _save_new(comparison.grid(rows, heading), args.out, f"compare-seed{compared.seed}", settings)
+    table = [(r["guidance"], "-" if r["scale"] is None else f"{r['scale']:g}", f"{r['seconds']:.2f}",
+              "-" if r["clip_score"] is None else f"{r['clip_score']:.3f}", r["verdict"] or "-",
+              "best" if r["best"] else "") for r in comparison.score_rows([e for row in rows for e in row])]
+    print(_table(("strategy", "scale", "seconds", "clip", "checker", ""), table))
     print(path)
     return 0
 
@@ -399,7 +298,7 @@ def cmd_models(args) -> int:
     for m in models:
         ready = sum(c["ready"] for c in m["components"].values())
         rows.append((m["name"], f"{'yes' if m['ready'] else 'no'} ({ready}/{len(m['components'])})",
-                     _size(m["bytes"]), m["license"], m["description"]))
+                     human_bytes(m["bytes"]), m["license"], m["description"]))
     print(_table(("name", "ready", "size", "licence", "description"), rows))
     return 0
 
@@ -509,21 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_expected(exc: Exception) -> bool:
-    """Whether a user can cause and fix `exc`: reported in one line, without a traceback.
-
-    UsageError, InputError and SamplerError are ValueErrors, as is an unknown model name;
-    FileNotFoundError and PIL's UnidentifiedImageError are OSErrors. Those are checked first so
-    that reporting them does not import torch (via glide.download) when the command had not.
-    """
-    if isinstance(exc, (ValueError, OSError)):
-        return True
-    from .download import CheckpointError, DownloadError
-    from .model_registry import ModelNotAvailable
-
-    return isinstance(exc, (DownloadError, CheckpointError, ModelNotAvailable))
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -536,8 +420,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # so that flushing it at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except Exception as exc:
-        if not _is_expected(exc):
-            raise
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception:  # a bug, not the user's doing: the traceback is what a report needs
+        traceback.print_exc()
+        print("error: internal error (traceback above); please report it", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -22,6 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from tqdm.auto import tqdm
 
+from .errors import UserError
+
 PathLike = Union[str, Path]
 
 # The official checkpoints (openai/glide-text2im). No checksums or sizes are published for them.
@@ -81,11 +83,11 @@ DEFAULT_TIMEOUT = 60.0
 _CHUNK_SIZE = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     """A file could not be downloaded, or what was downloaded was not the expected file."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint file exists but cannot be loaded (typically an interrupted download)."""
 
 

@@ -9,10 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import UserError
+
 ImageLike = Union[Image.Image, np.ndarray]
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """A user-supplied image, mask or prompt cannot be used; the message says what to fix."""
 
 

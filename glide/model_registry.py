@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import download, shapes_family
+from .errors import UserError
 from .clip.model_creation import create_clip_model
 from .download import CHECKPOINT_FILENAMES, default_cache_dir, load_checkpoint
 from .model_creation import create_model_and_diffusion, model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler
@@ -18,7 +19,7 @@ from .model_creation import create_model_and_diffusion, model_and_diffusion_defa
 COMPONENTS = ("base", "upsample", "base-inpaint", "upsample-inpaint", "clip")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(UserError):
     """A component of a family is not present locally (and, for the embedded family, cannot be fetched)."""
 
 
@@ -40,6 +41,7 @@ class Family:
     default_upsample_sampler: str = "ddpm"
     default_upsample_steps: str = "fast27"
     has_checker: bool = False
+    diffusion_steps: int = 1000   # the trained processes' length, which step specs are resolved against
 
 
 # ------------------------------------------------------------------------------------------ shapes
@@ -127,7 +129,7 @@ FAMILIES: Dict[str, Family] = {
 
 def get_family(name: str) -> Family:
     if name not in FAMILIES:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(FAMILIES)}")
+        raise UserError(f"unknown model {name!r}; available: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 

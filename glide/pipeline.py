@@ -4,13 +4,16 @@
     pipe = load_pipeline("shapes", device="cpu")
     res = pipe.generate(["a small red circle on the left on a blue background"], sampler="ddim", steps=50,
                         guidance="classifier-free", guidance_scale=3.0, seed=0, upsample=True)
+    res = pipe("a small red circle on the left on a blue background", seed=[3, 9])   # as generate
     res.images, res.base_images, res.settings
 
-The pipeline owns the family's models (loaded lazily, once, on one device and dtype), encodes the
-text once per run, composes a step rule and a guidance strategy from the sampler plugins, and
-returns PIL images with the exact settings that made them. Batch item i uses seed + i, so any image
-regenerates alone from its settings: exactly when it was made alone, and to within one 8-bit level
-when it came from a larger batch (the math libraries sum in a batch-size-dependent order).
+Each public method takes either the keyword arguments above or a `glide.settings.GenerationSettings`
+(the keywords build one: every default and bound is defined there). The pipeline owns the
+family's models (loaded lazily, once, on one device and dtype), encodes the text once per run,
+composes a step rule and a guidance strategy from the sampler plugins, and returns PIL images with
+the exact settings that made them. Image i uses seeds[i] (an int seed s means s, s+1, ...), so any
+image regenerates alone from its settings: exactly when it was made alone, and to within one 8-bit
+level when it came from a larger batch (the math libraries sum in a batch-size-dependent order).
 """
 import contextlib
 import threading
@@ -24,12 +27,12 @@ import torch
 import samplers
 
 from .cuda_graphs import GraphedModel
+from .errors import UserError
 from .images import (ImageLike, InputError, check_mask_fits, image_to_tensor, mask_to_keep, masked_preview, quantize,
                      tensor_to_pil)
-from .model_registry import Family, get_family
+from .model_registry import COMPONENTS, Family, get_family
+from .settings import ComparisonSettings, GenerationSettings
 
-MAX_PROMPT_CHARS = 1000
-MAX_BATCH = 64
 UPSAMPLE_SEED_OFFSET = 1_000_003  # the upsampler's noise stream, distinct from the base's
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -62,35 +65,6 @@ class Comparison:
     settings: Dict
 
 
-def _prompts(prompts: Union[str, Sequence[str]], batch_size: Optional[int]) -> List[str]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = [p if isinstance(p, str) else None for p in prompts]
-    if not prompts or any(p is None for p in prompts):
-        raise InputError("give at least one prompt (text)")
-    for p in prompts:
-        if not p.strip():
-            raise InputError("the prompt is empty: describe the image to make")
-        if len(p) > MAX_PROMPT_CHARS:
-            raise InputError(f"the prompt is too long ({len(p)} characters; at most {MAX_PROMPT_CHARS})")
-    if batch_size is not None:
-        if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
-            raise InputError(f"batch_size must be an integer from 1 to {MAX_BATCH}, got {batch_size!r}")
-        if len(prompts) == 1:
-            prompts = prompts * batch_size
-        elif len(prompts) != batch_size:
-            raise InputError(f"{len(prompts)} prompts but batch_size={batch_size}")
-    if len(prompts) > MAX_BATCH:
-        raise InputError(f"at most {MAX_BATCH} images per call, got {len(prompts)}")
-    return [p.strip() for p in prompts]
-
-
-def _seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63 - UPSAMPLE_SEED_OFFSET - MAX_BATCH:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    return seed
-
-
 def check_device(device: Union[str, torch.device]) -> torch.device:
     """`device` as a torch.device this machine has; a ValueError naming the problem otherwise.
 
@@ -99,11 +73,11 @@ def check_device(device: Union[str, torch.device]) -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"bad device {device!r}: {exc}") from None
+        raise UserError(f"bad device {device!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} was asked for but no CUDA GPU is available to torch")
+        raise UserError(f"device {device} was asked for but no CUDA GPU is available to torch")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device} was asked for but torch sees {torch.cuda.device_count()} GPU(s)")
+        raise UserError(f"device {device} was asked for but torch sees {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -113,12 +87,12 @@ class Pipeline:
     def __init__(self, family: Family, device="cpu", dtype: str = "float32", checkpoint_dir: Optional[Path] = None,
                  cuda_graphs: bool = False):
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+            raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.family = family
         self.name = family.name
         self.device = check_device(device)
         if cuda_graphs and self.device.type != "cuda":
-            raise ValueError(f"cuda_graphs needs a CUDA device, got {self.device}")
+            raise UserError(f"cuda_graphs needs a CUDA device, got {self.device}")
         self.dtype = dtype
         self.checkpoint_dir = checkpoint_dir
         self.cuda_graphs = cuda_graphs
@@ -128,11 +102,25 @@ class Pipeline:
 
     # ------------------------------------------------------------------ models
     def component(self, name: str):
-        """(model, diffusion) for a diffusion component, or the CLIP model; loaded on first use."""
+        """(model, diffusion) for a diffusion component, the CLIP model, or a component a sampler plugin
+        provides (`glide_components`); loaded on first use, then kept."""
         with self._lock:
             if name not in self._components:
-                self._components[name] = self.family.load(name, self.device, self.checkpoint_dir)
+                if name in COMPONENTS:
+                    self._components[name] = self.family.load(name, self.device, self.checkpoint_dir)
+                else:
+                    provided = samplers.get_registry().components
+                    if name not in provided:
+                        raise samplers.SamplerError(
+                            f"no component {name!r}: the {self.name} family has {', '.join(COMPONENTS)}; plugins "
+                            f"provide {', '.join(provided) or 'none'}")
+                    self._components[name] = provided[name](self.name, self.device)
             return self._components[name]
+
+    def _required(self, guidance: str) -> Dict[str, object]:
+        """The components a guidance strategy `requires`, loaded."""
+        registry = samplers.get_registry()
+        return {name: self.component(name) for name in registry.requires_of(registry.guidance_strategy(guidance))}
 
     def _sampling_model(self, name: str, model):
         """The model as the sampling loop calls it: with `cuda_graphs`, its forward passes replayed from
@@ -163,121 +151,134 @@ class Pipeline:
         return encode(prompts), encode([negative_prompt] * len(prompts))
 
     # ------------------------------------------------------------------ stages
-    def _sample_stage(self, stage, component, prompts, seeds, *, steps, sampler, sampler_params, guidance,
-                      guidance_params, negative_prompt="", extra_kwargs=None, keep=None, known=None,
+    def _sample_stage(self, stage: str, component: str, settings: GenerationSettings, *, steps, sampler,
+                      sampler_params, guidance, guidance_params, seeds, extra_kwargs=None, inpaint=None,
                       temperature=1.0, callback=None, should_stop=None):
+        """One diffusion stage of `settings`' images on `component`: text encoded once, then the sampler
+        plugins. With `inpaint` (keep, known) the known region is pasted into every x0 prediction."""
         model, diffusion = self.component(component)
         size = self.family.upsample_size if stage == "upsample" else self.family.base_size
-        strategy = samplers.get_registry().guidance_strategy(guidance)
-        clip = self.component("clip") if strategy.needs_clip else None
+        prompts = list(settings.prompts)
+        components = self._required(guidance)
         with self._autocast():
-            cond, uncond = self._text_kwargs(model, prompts, negative_prompt)
+            cond, uncond = self._text_kwargs(model, prompts, settings.negative_prompt)
             for kwargs in (cond, uncond):
                 kwargs.update(extra_kwargs or {})
             denoised_fn = None
-            if keep is not None:
+            if inpaint is not None:
+                keep, known = inpaint
+
                 # Paste the known region into every x0 prediction (the reference inpainting notebook).
                 def denoised_fn(x0):
                     return x0 * (1 - keep) + known * keep
             out = samplers.sample(
                 self._sampling_model(component, model), diffusion, (len(prompts), 3, size, size), steps=steps,
                 prompts=prompts, cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
-                guidance=guidance, guidance_params=guidance_params, clip=clip, seeds=seeds,
+                guidance=guidance, guidance_params=guidance_params, components=components, seeds=seeds,
                 denoised_fn=denoised_fn, temperature=temperature,
                 callback=(lambda i, n, x0: callback(stage, i, n, x0)) if callback else None,
                 should_stop=should_stop)
-        out = out.float().clamp(-1, 1)
-        if keep is not None:
-            out = out * (1 - keep) + known * keep  # the kept region is the input, exactly
-        return out
+        return out.float().clamp(-1, 1)
 
-    def _upsample_stage(self, prompts, seeds, low_res, *, steps, sampler, temperature, callback, should_stop,
-                        inpaint=None):
-        """The upsampler, unguided, on `low_res` [N, 3, base, base] at 8-bit levels; item i on its own noise
-        stream from seeds[i]. With `inpaint` (image, mask) the kept region is the input image's, exactly."""
-        extra, keep, known = {"low_res": low_res}, None, None
+    def _inpaint_tensors(self, inpaint, size: int, n: int):
+        """(keep, known) at `size` for n images: keep [n, 1, S, S] (1 = keep), the input image [n, 3, S, S]."""
+        image, mask = inpaint
+        known = image_to_tensor(image, size).to(self.device).expand(n, -1, -1, -1)
+        keep = mask_to_keep(mask, size).to(self.device).expand(n, -1, -1, -1)
+        return keep, known
+
+    def _upsample_stage(self, settings: GenerationSettings, low_res, *, callback, should_stop, inpaint=None):
+        """The upsampler, unguided, on `low_res` [N, 3, base, base] at 8-bit levels; image i on its own noise
+        stream from seeds[i]. With `inpaint` (image, mask) the kept region is pasted in as in the base stage."""
+        extra, tensors = {"low_res": low_res}, None
         if inpaint:
-            size, n = self.family.upsample_size, len(prompts)
-            known = image_to_tensor(inpaint[0], size).to(self.device).expand(n, -1, -1, -1)
-            keep = mask_to_keep(inpaint[1], size).to(self.device).expand(n, -1, -1, -1)
-            extra.update(inpaint_image=known, inpaint_mask=keep)
+            tensors = self._inpaint_tensors(inpaint, self.family.upsample_size, len(settings))
+            extra.update(inpaint_image=tensors[1], inpaint_mask=tensors[0])
         return self._sample_stage(
-            "upsample", "upsample-inpaint" if inpaint else "upsample", prompts,
-            [s + UPSAMPLE_SEED_OFFSET for s in seeds], steps=steps, sampler=sampler, sampler_params=None,
-            guidance="none", guidance_params=None, extra_kwargs=extra, keep=keep, known=known,
-            temperature=temperature, callback=callback, should_stop=should_stop)
+            "upsample", "upsample-inpaint" if inpaint else "upsample", settings, steps=settings.upsample_steps,
+            sampler=settings.upsample_sampler, sampler_params=None, guidance="none", guidance_params=None,
+            seeds=[s + UPSAMPLE_SEED_OFFSET for s in settings.seeds], extra_kwargs=extra, inpaint=tensors,
+            temperature=settings.upsample_temp, callback=callback, should_stop=should_stop)
 
-    def _run(self, prompts, *, seed, sampler, steps, guidance, guidance_scale, sampler_params, guidance_params,
-             negative_prompt, upsample, upsample_steps, upsample_sampler, upsample_temp, callback, should_stop,
-             inpaint=None):
+    def run(self, settings: GenerationSettings, *, images=None, inpaint=None,
+            callback: Optional[ProgressCallback] = None, should_stop: Optional[Callable[[], bool]] = None) -> Result:
+        """Make the images `settings` describe: the one entry point behind generate, inpaint and upsample.
+
+        `inpaint` is (image, mask) for mode "inpaint"; `images` the low-resolution inputs for mode "upsample".
+        """
+        if not isinstance(settings, GenerationSettings):
+            raise TypeError(f"run() takes a GenerationSettings, got {type(settings).__name__}")
+        if settings.model != self.name:
+            raise UserError(f"these settings are for the {settings.model} model, but this pipeline runs {self.name}")
+        if (settings.mode == "inpaint") != (inpaint is not None) or (settings.mode == "upsample") != (images is not None):
+            raise UserError(f"settings of mode {settings.mode!r} need "
+                            + {"inpaint": "an image and a mask", "upsample": "images to upsample"}.get(
+                                settings.mode, "no input images"))
         start = time.time()
-        seed = _seed(seed)
-        if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_PROMPT_CHARS:
-            raise InputError(f"negative_prompt must be text of at most {MAX_PROMPT_CHARS} characters")
-        guidance_params = dict(guidance_params or {})
-        strategy = samplers.get_registry().guidance_strategy(guidance)
-        if guidance_scale is not None and any(p.name == "guidance_scale" for p in strategy.params):
-            guidance_params.setdefault("guidance_scale", guidance_scale)
-        family = self.family
-        sampler = sampler or family.default_sampler
-        steps = steps if steps is not None else family.default_base_steps
-        upsample_steps = upsample_steps if upsample_steps is not None else family.default_upsample_steps
-        upsample_sampler = upsample_sampler or family.default_upsample_sampler
-        seeds = [seed + i for i in range(len(prompts))]
-        base_component = "base-inpaint" if inpaint else "base"
-        base_extra, keep, known = {}, None, None
-        if inpaint:
-            image, mask = inpaint
-            known = image_to_tensor(image, self.family.base_size).to(self.device).expand(len(prompts), -1, -1, -1)
-            keep = mask_to_keep(mask, self.family.base_size).to(self.device).expand(len(prompts), -1, -1, -1)
-            base_extra = {"inpaint_image": known, "inpaint_mask": keep}
-        base = self._sample_stage("base", base_component, prompts, seeds, steps=steps, sampler=sampler,
-                                  sampler_params=sampler_params, guidance=guidance, guidance_params=guidance_params,
-                                  negative_prompt=negative_prompt, extra_kwargs=base_extra, keep=keep, known=known,
-                                  callback=callback, should_stop=should_stop)
-        final = base
-        if upsample:
-            final = self._upsample_stage(prompts, seeds, quantize(base), steps=upsample_steps, sampler=upsample_sampler,
-                                         temperature=upsample_temp, callback=callback, should_stop=should_stop,
-                                         inpaint=inpaint)
-        common = dict(model=self.name, sampler=sampler, sampler_params=dict(sampler_params or {}), steps=steps,
-                      guidance=guidance, guidance_params=guidance_params, negative_prompt=negative_prompt,
-                      upsample=bool(upsample), upsample_steps=upsample_steps, upsample_sampler=upsample_sampler,
-                      upsample_temp=upsample_temp, mode="inpaint" if inpaint else "generate")
-        settings = [dict(common, prompt=p, seed=s) for p, s in zip(prompts, seeds)]
-        result = Result(images=tensor_to_pil(final), base_images=tensor_to_pil(base), settings=settings)
-        if inpaint:
-            result.masked_inputs = masked_preview(known, keep)
+        n = len(settings)
+        result = Result(settings=settings.per_image())
+        if settings.mode == "upsample":
+            base = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
+            final = self._upsample_stage(settings, base, callback=callback, should_stop=should_stop)
+        else:
+            extra, tensors = {}, None
+            if inpaint:
+                tensors = self._inpaint_tensors(inpaint, self.family.base_size, n)
+                extra = {"inpaint_image": tensors[1], "inpaint_mask": tensors[0]}
+            base = self._sample_stage(
+                "base", "base-inpaint" if inpaint else "base", settings, steps=settings.steps,
+                sampler=settings.sampler, sampler_params=settings.sampler_params, guidance=settings.guidance,
+                guidance_params=settings.guidance_params, seeds=list(settings.seeds), extra_kwargs=extra,
+                inpaint=tensors, callback=callback, should_stop=should_stop)
+            final = base
+            if settings.upsample:
+                final = self._upsample_stage(settings, quantize(base), callback=callback, should_stop=should_stop,
+                                             inpaint=inpaint)
+            if inpaint:
+                result.masked_inputs = masked_preview(tensors[1], tensors[0])
+        result.images, result.base_images = tensor_to_pil(final), tensor_to_pil(base)
         result.seconds = time.time() - start
         return result
 
+    def settings(self, prompts, **kwargs) -> GenerationSettings:
+        """GenerationSettings for this pipeline's model from generate's keyword arguments."""
+        return GenerationSettings.create(prompts, model=self.name, **kwargs)
+
     # ------------------------------------------------------------------ public API
-    def generate(self, prompts: Union[str, Sequence[str]], *, sampler: Optional[str] = None,
+    def generate(self, prompts: Union[str, Sequence[str], GenerationSettings], *, sampler: Optional[str] = None,
                  steps: Union[int, str, None] = None,
-                 guidance: str = "classifier-free", guidance_scale: Optional[float] = 3.0,
+                 guidance: str = "classifier-free", guidance_scale: Optional[float] = None,
                  sampler_params: Optional[Dict] = None, guidance_params: Optional[Dict] = None,
-                 negative_prompt: str = "", seed: int = 0, batch_size: Optional[int] = None, upsample: bool = True,
+                 negative_prompt: str = "", seed: Union[int, Sequence[int], None] = 0,
+                 batch_size: Optional[int] = None, upsample: bool = True,
                  upsample_steps: Union[int, str, None] = None, upsample_sampler: Optional[str] = None,
-                 upsample_temp: float = 0.997, callback: Optional[ProgressCallback] = None,
+                 upsample_temp: Optional[float] = None, callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Text to image: base model with the chosen rule and guidance, then (optionally) the upsampler.
 
-        `guidance_scale` fills the strategy's `guidance_scale` parameter (ignored by strategies without
-        one); `guidance_params`/`sampler_params` set any plugin parameter. The upsampler runs unguided
-        with initial-noise temperature `upsample_temp`. `sampler`, `steps`, `upsample_steps` and
-        `upsample_sampler` default to the family's: for glide-filtered DDIM 100 and the notebook's
-        upsampler DDPM "fast27"; for shapes the fastest settings measured as good as the slow ones
-        (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README).
+        `prompts` is a prompt, a list of them, or a complete GenerationSettings (then the other
+        settings keywords must be left out). `seed` is the first image's seed (image i: seed + i), a
+        list with one seed per image, or None for random seeds. `guidance_scale` sets the strategy's
+        declared scale (None: its default, 3 for classifier-free and CLIP; ignored by strategies
+        without one); `guidance_params`/`sampler_params` set any plugin parameter. The upsampler runs
+        unguided with initial-noise temperature `upsample_temp` (default 0.997). `sampler`, `steps`,
+        `upsample_steps` and `upsample_sampler` default to the family's: for glide-filtered DDIM 100 and
+        the notebook's upsampler DDPM "fast27"; for shapes the fastest settings measured as good as the
+        slow ones (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README).
         """
-        return self._run(_prompts(prompts, batch_size), seed=seed, sampler=sampler, steps=steps, guidance=guidance,
-                         guidance_scale=guidance_scale, sampler_params=sampler_params,
-                         guidance_params=guidance_params, negative_prompt=negative_prompt, upsample=upsample,
-                         upsample_steps=upsample_steps, upsample_sampler=upsample_sampler,
-                         upsample_temp=upsample_temp, callback=callback, should_stop=should_stop)
+        settings = self._given(prompts, "generate", dict(
+            sampler=sampler, steps=steps, guidance=guidance, guidance_scale=guidance_scale,
+            sampler_params=sampler_params, guidance_params=guidance_params, negative_prompt=negative_prompt,
+            seed=seed, batch_size=batch_size, upsample=upsample, upsample_steps=upsample_steps,
+            upsample_sampler=upsample_sampler, upsample_temp=upsample_temp), generate_defaults())
+        return self.run(settings, callback=callback, should_stop=should_stop)
 
-    def upsample(self, images: Union[ImageLike, Sequence[ImageLike]], prompts: Union[str, Sequence[str]], *,
-                 sampler: Optional[str] = None, steps: Union[int, str, None] = None, seed: int = 0,
-                 upsample_temp: float = 0.997, callback: Optional[ProgressCallback] = None,
+    __call__ = generate  # pipe("a prompt", **kw), as diffusers' pipelines are called
+
+    def upsample(self, images: Union[ImageLike, Sequence[ImageLike]],
+                 prompts: Union[str, Sequence[str], GenerationSettings], *, sampler: Optional[str] = None,
+                 steps: Union[int, str, None] = None, seed: Union[int, Sequence[int], None] = 0,
+                 upsample_temp: Optional[float] = None, callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Super-resolve given images (any size; centre-cropped and resized to the base size) with the upsampler.
 
@@ -289,72 +290,77 @@ class Pipeline:
         images = [images] if not isinstance(images, (list, tuple)) else list(images)
         if not images or any(image is None for image in images):
             raise InputError("give an image to upsample")
-        prompts = _prompts(prompts, None)
-        if len(prompts) == 1:
-            prompts = prompts * len(images)
-        if len(prompts) != len(images) or len(images) > MAX_BATCH:
-            raise InputError(f"give one prompt per image, or one for all (at most {MAX_BATCH} images); got "
-                             f"{len(images)} images and {len(prompts)} prompts")
-        seed = _seed(seed)
-        start = time.time()
-        steps = steps if steps is not None else self.family.default_upsample_steps
-        sampler = sampler or self.family.default_upsample_sampler
-        low_res = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
-        seeds = [seed + i for i in range(len(prompts))]
-        final = self._upsample_stage(prompts, seeds, low_res, steps=steps, sampler=sampler, temperature=upsample_temp,
-                                     callback=callback, should_stop=should_stop)
-        settings = [dict(model=self.name, mode="upsample", prompt=p, seed=s, upsample_steps=steps,
-                         upsample_sampler=sampler, upsample_temp=upsample_temp) for p, s in zip(prompts, seeds)]
-        result = Result(images=tensor_to_pil(final), base_images=tensor_to_pil(low_res), settings=settings)
-        result.seconds = time.time() - start
-        return result
+        if isinstance(prompts, GenerationSettings):
+            settings = prompts
+        else:
+            prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+            if len(prompts) == 1:
+                prompts = prompts * len(images)
+            settings = self._given(prompts, "upsample", dict(upsample_sampler=sampler, upsample_steps=steps, seed=seed,
+                                                             upsample_temp=upsample_temp),
+                                   dict(upsample_sampler=None, upsample_steps=None, seed=0, upsample_temp=None))
+        if len(settings) != len(images):
+            raise InputError(f"give one prompt per image, or one for all; got {len(images)} images and "
+                             f"{len(settings)} prompts")
+        return self.run(settings, images=images, callback=callback, should_stop=should_stop)
 
-    def inpaint(self, image: ImageLike, mask: ImageLike, prompts: Union[str, Sequence[str]], **kwargs) -> Result:
+    def inpaint(self, image: ImageLike, mask: ImageLike, prompts: Union[str, Sequence[str], GenerationSettings],
+                **kwargs) -> Result:
         """Replace the masked region (white = edit; any size, centre-cropped like the image) to match the prompt.
 
-        Takes generate's keyword arguments. At the base resolution the kept region of the result
-        equals the (resized) input exactly; the upsampler keeps it too.
+        Takes generate's keyword arguments. The model sees the kept region at every step (the known
+        region is pasted into each x0 prediction, as the reference notebook does) and fills the rest.
         """
-        batch_size = kwargs.pop("batch_size", None)
-        prompts = _prompts(prompts, batch_size)
+        callback, should_stop = kwargs.pop("callback", None), kwargs.pop("should_stop", None)
+        unknown = set(kwargs) - set(generate_defaults())
+        if unknown:
+            raise TypeError(f"inpaint() got unexpected arguments {sorted(unknown)}")
+        settings = self._given(prompts, "inpaint", kwargs, generate_defaults())
         if image is None:
             raise InputError("give an image to edit")
         if mask is None:
             raise InputError("give a mask: paint the region to replace")
         check_mask_fits(mask, image)
-        defaults = dict(sampler=None, steps=None, guidance="classifier-free", guidance_scale=3.0,
-                        sampler_params=None, guidance_params=None, negative_prompt="", seed=0, upsample=True,
-                        upsample_steps=None, upsample_sampler=None, upsample_temp=0.997, callback=None,
-                        should_stop=None)
-        unknown = set(kwargs) - set(defaults)
-        if unknown:
-            raise TypeError(f"inpaint() got unexpected arguments {sorted(unknown)}")
-        return self._run(prompts, inpaint=(image, mask), **{**defaults, **kwargs})
+        return self.run(settings, inpaint=(image, mask), callback=callback, should_stop=should_stop)
 
-    def compare(self, prompt: str, strategies: Optional[Sequence] = None, *, seed: int = 0, sampler: Optional[str] = None,
-                steps: Union[int, str, None] = None, upsample: bool = False,
-                callback: Optional[ProgressCallback] = None,
+    def _given(self, prompts, mode: str, kwargs: Dict, defaults: Dict) -> GenerationSettings:
+        """A GenerationSettings passed in (no other settings then), or one built from the keywords."""
+        if isinstance(prompts, GenerationSettings):
+            changed = sorted(k for k, v in kwargs.items() if v != defaults.get(k))
+            if changed:
+                raise TypeError(f"give either a GenerationSettings or settings keywords, not both ({changed})")
+            if prompts.mode != mode:
+                raise UserError(f"these settings are for {prompts.mode}, not {mode}")
+            return prompts
+        return GenerationSettings.create(prompts, model=self.name, mode=mode, **kwargs)
+
+    def compare(self, prompt: Union[str, ComparisonSettings], strategies: Optional[Sequence] = None, *,
+                seed: Optional[int] = 0, sampler: Optional[str] = None, steps: Union[int, str, None] = None,
+                upsample: bool = False, sweep: Sequence[float] = (), callback: Optional[ProgressCallback] = None,
                 should_stop: Optional[Callable[[], bool]] = None) -> List[Comparison]:
         """One prompt and seed under several guidance strategies: image, scale, wall time and scores.
 
-        `strategies` is a list of names or (name, params) pairs; by default CLIP guidance, classifier-free
-        and unguided. Scores: the noised CLIP's similarity at t=0 and, on families that have one, the
-        prompt checker's per-attribute verdict.
+        `strategies` is a list of names or (name, params) pairs, any installed strategy; by default CLIP
+        guidance, classifier-free and unguided. `sweep` adds each strategy with a declared scale at every
+        given scale. Or pass a complete ComparisonSettings as `prompt`. Scores: the noised CLIP's similarity
+        at t=0 and, on families that have one, the prompt checker's per-attribute verdict.
         """
-        if strategies is None:
-            strategies = [("clip", {}), ("classifier-free", {}), ("none", {})]
+        if isinstance(prompt, ComparisonSettings):
+            comparison = prompt
+        else:
+            comparison = ComparisonSettings.create(prompt, model=self.name, seed=seed, sampler=sampler, steps=steps,
+                                                   strategies=strategies, sweep=sweep, upsample=upsample)
+        if comparison.base.model != self.name:
+            raise UserError(f"this comparison is for the {comparison.base.model} model, not {self.name}")
         entries = []
-        for item in strategies:
-            name, params = (item, {}) if isinstance(item, str) else item
-            result = self.generate([prompt], sampler=sampler, steps=steps, guidance=name, guidance_scale=None,
-                                   guidance_params=params, seed=seed, upsample=upsample, callback=callback,
-                                   should_stop=should_stop)
+        for name, params in comparison.runs():
+            result = self.run(comparison.generation(name, params), callback=callback, should_stop=should_stop)
             settings = result.settings[0]
             entries.append(Comparison(
                 guidance=name, guidance_params=settings["guidance_params"], image=result.images[0],
                 base_image=result.base_images[0], seconds=result.seconds,
-                clip_score=self.clip_score(result.base_images[0], prompt), checker=self.check(result.base_images[0], prompt),
-                settings=settings))
+                clip_score=self.clip_score(result.base_images[0], comparison.prompt),
+                checker=self.check(result.base_images[0], comparison.prompt), settings=settings))
         return entries
 
     def clip_score(self, image, prompt: str) -> Optional[float]:
@@ -376,6 +382,14 @@ class Pipeline:
         if scene is None:
             return {"all": None, "note": "prompt is outside the shapes grammar; cannot judge"}
         return shapes.matches(image, scene)
+
+
+def generate_defaults() -> Dict:
+    """generate's settings keywords and their defaults (what inpaint accepts too)."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(Pipeline.generate).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and name not in ("callback", "should_stop")}
 
 
 _PIPELINES: Dict[tuple, Pipeline] = {}

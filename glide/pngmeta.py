@@ -1,11 +1,11 @@
 """PNG files that remember how they were made: settings in a text chunk, read back to regenerate."""
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 from PIL import Image, PngImagePlugin
+
+from .fileio import atomic_write
 
 SETTINGS_KEY = "glide-settings"
 
@@ -21,18 +21,9 @@ def png_info(settings: Dict) -> PngImagePlugin.PngInfo:
 
 def save_png(image: Image.Image, path: Union[str, Path], settings: Dict) -> Path:
     """Write `image` with `settings` embedded, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         image.save(tmp, format="PNG", pnginfo=png_info(settings))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def read_settings(source: Union[str, Path, Image.Image]) -> Optional[Dict]:

@@ -24,8 +24,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from . import shapes_family
+from . import shapes_family, shapes_training
 from .checkpoints import save_safetensors_atomic
+from .fileio import write_text_atomic
 from .clip.model_creation import create_clip_model
 from .model_creation import create_model_and_diffusion
 
@@ -161,9 +162,8 @@ class Trainer:
                 optim[f"{i}.exp_avg"] = self.opt.state[p]["exp_avg"]
                 optim[f"{i}.exp_avg_sq"] = self.opt.state[p]["exp_avg_sq"]
         save_safetensors_atomic(optim, self.out / "optim.safetensors")
-        tmp = self.out / "state.json.tmp"
-        tmp.write_text(json.dumps({"step": self.step, "config": asdict(self.cfg), "log": self.log}, indent=1))
-        os.replace(tmp, self.out / "state.json")
+        write_text_atomic(self.out / "state.json",
+                          json.dumps({"step": self.step, "config": asdict(self.cfg), "log": self.log}, indent=1))
 
     def run(self):
         cfg = self.cfg
@@ -238,7 +238,7 @@ def diffusion_loss(diffusion, device, vb_weight, high_noise_fraction=0.0):
 def clip_loss(clip, diffusion, device):
     """Symmetric contrastive loss between noised images (random t) and their captions.
 
-    A batch is `shapes_family.clip_batch_maker`'s (images, tokens, lengths, same): captions come tokenized,
+    A batch is `shapes_training.clip_batch_maker`'s (images, tokens, lengths, same): captions come tokenized,
     and `same[i, j]` marks identical captions, which count as matches.
     """
     def loss_fn(_model, batch, rng):
@@ -274,7 +274,7 @@ def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank:
         module = _ClipModule(clip)
         _, diffusion = create_model_and_diffusion(**{**shapes_family.MODEL_OPTIONS["base"], "model_mean_type": "v"},
                                                   tokenizer=encoder)
-        make_batch = shapes_family.clip_batch_maker(encoder, clip.text_encoder.max_text_len)
+        make_batch = shapes_training.clip_batch_maker(encoder, clip.text_encoder.max_text_len)
         return Trainer(cfg, module, make_batch, clip_loss(clip, diffusion, device), device, rank, world)
 
     options = shapes_family.MODEL_OPTIONS[cfg.stage]
@@ -285,7 +285,7 @@ def build_trainer(cfg: TrainConfig, device: Optional[torch.device] = None, rank:
         model.to(memory_format=torch.channels_last)
     if cfg.init_from:
         load_expanding_inputs(model, load_file(cfg.init_from))
-    make_batch = shapes_family.batch_maker(cfg.stage, encoder)
+    make_batch = shapes_training.batch_maker(cfg.stage, encoder)
     loss = diffusion_loss(diffusion, device, cfg.vb_weight, cfg.high_noise_fraction)
     return Trainer(cfg, model, make_batch, loss, device, rank, world)
 

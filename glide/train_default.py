@@ -25,8 +25,9 @@ from typing import NamedTuple, Optional
 import torch
 from safetensors.torch import load_file
 
-from . import shapes_family
+from . import shapes_family, shapes_training
 from .checkpoints import save_safetensors_atomic
+from .fileio import atomic_write
 from .train import TrainConfig, build_trainer
 
 SEED = 0
@@ -110,9 +111,8 @@ def _snapshot_parent(s: Stage, runs: Path) -> tuple:
     """Copy the parent's current EMA beside the child's run, so the child's starting point stays on disk."""
     step = json.loads((runs / s.parent / "state.json").read_text())["step"]
     target = runs / s.stage / "init.safetensors"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(runs / s.parent / "ema.safetensors", target.with_suffix(".tmp"))
-    os.replace(target.with_suffix(".tmp"), target)
+    with atomic_write(target) as tmp:
+        shutil.copyfile(runs / s.parent / "ema.safetensors", tmp)
     return str(target), step
 
 
@@ -181,7 +181,7 @@ def main(argv=None):
                         help="where the exported weights and MODEL_CARD.json go")
     args = parser.parse_args(argv)
     if not (shapes_family.ASSET_DIR / "encoder.json").exists():
-        shapes_family.train_tokenizer()
+        shapes_training.train_tokenizer()
     stages = [s for s in RECIPES[args.recipe] if args.only is None or s.stage in args.only]
     failed = []
     if args.export_only:

@@ -5,6 +5,7 @@
                 guidance_params={"guidance_scale": 3.0}, prompts=prompts,
                 cond_kwargs=cond_kwargs, uncond_kwargs=uncond_kwargs, seeds=[0, 1])
 """
+import math
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -53,30 +54,33 @@ def seeded_noise(seeds: Sequence[int], device) -> Callable[[torch.Tensor], torch
 def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], prompts: List[str],
            cond_kwargs: Dict, uncond_kwargs: Optional[Dict] = None, sampler: str = "ddpm",
            sampler_params: Optional[Dict] = None, guidance: str = "classifier-free",
-           guidance_params: Optional[Dict] = None, clip=None, seeds: Optional[Sequence[int]] = None,
+           guidance_params: Optional[Dict] = None, components: Optional[Dict] = None,
+           seeds: Optional[Sequence[int]] = None,
            denoised_fn: Optional[Callable] = None, clip_denoised: bool = True, temperature: float = 1.0,
            callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
            registry: Optional[Registry] = None) -> torch.Tensor:
     """Sample a batch [shape] with the named step rule and guidance strategy.
 
     `cond_kwargs` / `uncond_kwargs` are the model's keyword arguments for the prompts and for the
-    empty or negative prompt. `seeds[i]` seeds item i. `temperature` scales the initial noise (GLIDE's
-    upsampler uses 0.997). Raises SamplerError for bad names or parameters, Cancelled when stopped.
+    empty or negative prompt. `components` holds what the strategy `requires` (e.g. {"clip": ...}).
+    `seeds[i]` seeds item i. `temperature` scales the initial noise (GLIDE's upsampler uses 0.997).
+    Raises SamplerError for bad names or parameters, Cancelled when stopped.
     """
     registry = registry or get_registry()
     rule = registry.step_rule(sampler)
     strategy = registry.guidance_strategy(guidance)
     rule_params = validate_params(rule, sampler_params or {})
     strategy_params = validate_params(strategy, guidance_params or {})
-    if not (0.0 < float(temperature) <= 2.0):
-        raise SamplerError(f"temperature must be in (0, 2], got {temperature}")
+    if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+        raise SamplerError(f"temperature must be a positive number, got {temperature}")
     spaced = respace(diffusion, steps)
     device = next(model.parameters()).device
     seeds = list(range(shape[0])) if seeds is None else list(seeds)
     noise_like = seeded_noise(seeds, device)
 
     ctx = GuidanceContext(model=model, prompts=list(prompts), cond_kwargs=cond_kwargs,
-                          uncond_kwargs=uncond_kwargs if uncond_kwargs is not None else cond_kwargs, clip=clip)
+                          uncond_kwargs=uncond_kwargs if uncond_kwargs is not None else cond_kwargs,
+                          components=dict(components or {}))
     guided = strategy.prepare(ctx, **strategy_params)
     run = SamplingRun(diffusion=spaced, guided=guided, noise_like=noise_like, denoised_fn=denoised_fn,
                       clip_denoised=clip_denoised, callback=callback, should_stop=should_stop)

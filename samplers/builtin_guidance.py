@@ -4,7 +4,7 @@ Registered through the same hooks a third-party plugin uses (see samplers.hooksp
 """
 import torch
 
-from .base import Guided, Param, SamplerError
+from .base import Guided, Param
 from .hookspecs import hookimpl
 
 
@@ -25,7 +25,8 @@ class NoGuidance:
     name = "none"
     description = "The text-conditional model as it is, unguided"
     params = []
-    needs_clip = False
+    scale = None
+    requires = ()
 
     def prepare(self, ctx):
         return Guided(model_fn=lambda x, t, **_: ctx.model(x, t, **ctx.cond_kwargs))
@@ -33,9 +34,13 @@ class NoGuidance:
 
 class ClassifierFree:
     name = "classifier-free"
-    description = "eps(x|empty) + s * (eps(x|prompt) - eps(x|empty)), both in one batched forward pass"
-    params = [Param("guidance_scale", float, 3.0, 0.0, 50.0, "s: 1 = unguided, larger = closer to the prompt")]
-    needs_clip = False
+    description = ("Mixes the model's predictions with and without the prompt: 0 ignores the prompt, "
+                   "1 is the plain conditional model, larger follows the prompt more closely")
+    params = [Param("guidance_scale", float, 3.0, 0.0, 50.0,
+                    "s in eps(x|empty) + s * (eps(x|prompt) - eps(x|empty)): 0 = ignore the prompt, "
+                    "1 = unguided, larger = closer to the prompt")]
+    scale = "guidance_scale"
+    requires = ()
 
     def prepare(self, ctx, guidance_scale=3.0):
         if guidance_scale == 1.0:  # exactly the conditional model; skip the unconditional half
@@ -54,16 +59,17 @@ class ClassifierFree:
 
 class ClipGuidance:
     name = "clip"
-    description = "Gradient of the noised CLIP's image-text similarity (needs the model's noised CLIP)"
-    params = [Param("guidance_scale", float, 3.0, 0.0, 1000.0, "gradient scale: 0 = unguided")]
-    needs_clip = True
+    description = "Steers each step along the gradient of the noised CLIP's image-text similarity"
+    params = [Param("guidance_scale", float, 3.0, 0.0, 1000.0,
+                    "gradient scale: 0 = unguided, larger = pushed harder towards CLIP's reading of the prompt")]
+    scale = "guidance_scale"
+    requires = ("clip",)
 
     def prepare(self, ctx, guidance_scale=3.0):
-        if ctx.clip is None:
-            raise SamplerError("CLIP guidance needs a noised CLIP model; this model family has none loaded")
+        clip = ctx.component("clip")
         guided = NoGuidance().prepare(ctx)
         if guidance_scale:
-            guided.cond_fn = ctx.clip.cond_fn(ctx.prompts, guidance_scale)
+            guided.cond_fn = clip.cond_fn(ctx.prompts, guidance_scale)
         return guided
 
 

@@ -14,15 +14,13 @@ class DDPM:
     name = "ddpm"
     description = "Ancestral sampling with the learned variance (the reference's p_sample_loop)"
     params = []
-    stochastic = True
 
     def sample(self, run, x):
         d = run.diffusion
         for i, index in enumerate(run.timesteps):
             t = run.t_batch(index, x)
-            out = run.denoise(x, t)
-            x = d.p_sample_from(out, x, t, cond_fn=run.cond_fn, model_kwargs=run.model_kwargs,
-                                noise=run.noise_like(x))["sample"]
+            out = run.guide_mean(run.denoise(x, t), x, t)
+            x = d.p_sample_from(out, x, t, noise=run.noise_like(x))["sample"]
             run.report(i, out["pred_xstart"])
         return x
 
@@ -31,7 +29,6 @@ class DDIM:
     name = "ddim"
     description = "DDIM (Song et al. 2020); eta=0 is deterministic, eta=1 has DDPM's variance"
     params = [Param("eta", float, 0.0, 0.0, 1.0, "noise added per step (0 = deterministic ODE)")]
-    stochastic = True
 
     def sample(self, run, x, eta=0.0):
         d = run.diffusion
@@ -39,9 +36,7 @@ class DDIM:
             t = run.t_batch(index, x)
             out = run.denoise(x, t)
             noise = run.noise_like(x) if eta > 0 else torch.zeros_like(x)
-            if run.cond_fn is not None:
-                out = run.guide_score(out, x, t)
-            out = d.ddim_sample_from(out, x, t, model_kwargs=run.model_kwargs, eta=eta, noise=noise)
+            out = d.ddim_sample_from(run.guide_score(out, x, t), x, t, eta=eta, noise=noise)
             x = out["sample"]
             run.report(i, out["pred_xstart"])
         return x
@@ -62,9 +57,8 @@ class DPMSolverPP2M:
     """
 
     name = "dpm++2m"
-    description = "DPM-Solver++(2M): deterministic 2nd-order ODE solver, good images in ~20 steps"
+    description = "DPM-Solver++(2M): deterministic 2nd-order ODE solver, good images in 10-20 steps"
     params = []
-    stochastic = False
 
     def sample(self, run, x):
         d = run.diffusion
@@ -73,10 +67,7 @@ class DPMSolverPP2M:
         x0_prev, h_prev = None, None
         for i, index in enumerate(timesteps):
             t = run.t_batch(index, x)
-            out = run.denoise(x, t)
-            if run.cond_fn is not None:
-                out = run.guide_score(out, x, t)
-            x0 = out["pred_xstart"]
+            x0 = run.guide_score(run.denoise(x, t), x, t)["pred_xstart"]
             if i == len(timesteps) - 1:
                 x = x0
             else:

@@ -115,11 +115,19 @@ def check_images(displayed, expected_sizes):
         assert img.mode == "RGB"
 
 
-def check_samples(samples, shape):
+def check_samples(samples, shape, bound=1.0):
+    """A notebook's final samples: the shape asked for, finite, within [-bound, bound], not one flat colour,
+    and not the same picture twice.
+
+    An unguided last step returns the clamped x0 prediction (the t = 0 posterior mean is x0 itself),
+    so a value beyond 1 means a step went wrong; CLIP guidance may shift that last mean slightly.
+    """
     assert tuple(samples.shape) == shape
     assert torch.isfinite(samples).all()
-    scaled = ((samples + 1) * 127.5).round().clamp(0, 255)
-    assert ((scaled / 127.5 - 1).abs() <= 1).all()
+    assert samples.abs().max() <= bound + 1e-5, samples.abs().max()
+    assert samples.flatten(1).std(dim=1).min() > 1e-3
+    if shape[0] > 1:
+        assert not torch.allclose(samples[0], samples[1])
 
 
 def test_text2im_notebook(notebook):
@@ -378,7 +386,7 @@ def test_clip_guided_notebook(notebook, glide_cache):
     # Show the output
     show_images(samples)
 
-    check_samples(samples, (batch_size, 3, BASE_SIZE, BASE_SIZE))
+    check_samples(samples, (batch_size, 3, BASE_SIZE, BASE_SIZE), bound=1.01)
 
     ##############################
     # Upsample the 64x64 samples #

@@ -107,10 +107,12 @@ def test_upsample_given_images(pipe):
 @pytest.mark.parametrize("kw,error,message", [
     (dict(prompts=[""]), InputError, "prompt is empty"),
     (dict(prompts=["x" * 2000]), InputError, "too long"),
-    (dict(prompts=[PROMPT], seed=-1), InputError, "seed"),
-    (dict(prompts=[PROMPT], guidance_scale=float("nan")), SamplerError, "finite"),
+    (dict(prompts=[PROMPT], seed=-5), InputError, "seed"),
+    (dict(prompts=[PROMPT, PROMPT], seed=[1, 2, 3]), InputError, "one seed per image"),
+    (dict(prompts=[PROMPT], guidance_scale=float("nan")), InputError, "finite"),
+    (dict(prompts=[PROMPT], guidance_params={"guidance_scale": float("nan")}), SamplerError, "finite"),
     (dict(prompts=[PROMPT], sampler="nope"), SamplerError, "available"),
-    (dict(prompts=[PROMPT], steps=5000), SamplerError, "between 1 and 1000"),
+    (dict(prompts=[PROMPT], steps=5000), InputError, "between 1 and 1000"),
     (dict(prompts=[PROMPT], batch_size=0), InputError, "batch_size"),
 ])
 def test_bad_inputs(pipe, kw, error, message):

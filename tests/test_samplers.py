@@ -66,7 +66,7 @@ def tiny():
 
 def run_tiny(tiny, **kw):
     args = dict(steps=6, prompts=tiny["prompts"], cond_kwargs=tiny["cond_kwargs"], uncond_kwargs=tiny["uncond_kwargs"],
-                clip=tiny["clip"], seeds=[3, 4])
+                components={"clip": tiny["clip"]}, seeds=[3, 4])
     args.update(kw)
     return samplers.sample(tiny["model"], tiny["diffusion"], (2, 3, 16, 16), **args)
 
@@ -218,7 +218,8 @@ class Negate:
     name = "negated-test"
     description = "flips the prediction (a test plugin)"
     params = [Param("strength", float, 1.0, 0.0, 2.0)]
-    needs_clip = False
+    scale = "strength"
+    requires = ()
 
     def prepare(self, ctx, strength=1.0):
         def model_fn(x, t, **_):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glide import shapes_family
+from glide import shapes_family, shapes_training
 from glide.model_creation import create_model_and_diffusion
 from glide.train import TrainConfig, build_trainer, load_expanding_inputs
 
@@ -27,7 +27,7 @@ def tiny_family(monkeypatch):
 def fixed_batch_loss(trainer, diffusion):
     """The loss on one fixed batch, fixed timesteps and noise (so before/after are comparable)."""
     rng = np.random.default_rng(99)
-    make = shapes_family.batch_maker("base", shapes_family.load_tokenizer())
+    make = shapes_training.batch_maker("base", shapes_family.load_tokenizer())
     x, kw = make(rng, 16)
     t = torch.arange(16) * 60
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))

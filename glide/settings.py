@@ -1,0 +1,395 @@
+"""What to generate, said once: the settings object every entry point builds and the pipeline runs.
+
+    from glide.settings import GenerationSettings
+    settings = GenerationSettings.create("a small red circle on the left", model="shapes", seed=[3, 7])
+    pipe.generate(settings)                     # same as pipe.generate(prompt, seed=[3, 7])
+    settings.per_image()                        # what each image's PNG records
+    GenerationSettings.from_png(saved, steps=20)  # a PNG's settings, with some changed
+
+Every default, bound and error message of a generation request lives here: the CLI, the demo's
+UI and API, the pipeline's keyword API and the benchmark build a `GenerationSettings` (or a
+`ComparisonSettings`) with `create`, and validate nothing themselves. A created object is
+complete (the family's defaults filled in) and valid (every value checked, plugin parameters
+included), so it can travel unchanged from the UI to the sampler and back into the PNG.
+
+Seeds are per image: `seed=s` means s, s+1, ...; `seed=[a, b]` gives each image its own; None
+(or -1, the UI's word for it) draws random seeds here, the one place that does. One prompt with
+a list of seeds makes an image per seed.
+"""
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import samplers
+
+from .images import InputError
+from .model_registry import FAMILIES, Family
+from .respace import space_timesteps
+
+MAX_PROMPT_CHARS = 1000
+MIN_STEPS = 1
+MAX_SEED = 2 ** 53 - 1         # seeds travel through JSON and JavaScript numbers: keep them exact
+UPSAMPLE_TEMP = 0.997          # GLIDE's upsampler temperature (the reference notebook's)
+UPSAMPLE_TEMP_RANGE = (0.01, 2.0)
+DEFAULT_GUIDANCE = "classifier-free"
+COMPARE_STRATEGIES = ("clip", "classifier-free", "none")   # what a comparison shows when not told
+MODES = ("generate", "inpaint", "upsample")
+
+_random = random.SystemRandom()   # users cannot predict another user's random seeds
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for. The library's defaults allow anything the models can run; a
+    shared server passes tighter ones (demo.service.DEMO_LIMITS) so one user cannot hold the device."""
+
+    max_batch: int = 64            # images per request (and per batched run)
+    max_steps: int = 1000          # sampling steps per stage
+    max_image_side: int = 4096     # uploaded images, pixels a side
+    max_sweep: int = 8             # guidance scales in one comparison sweep
+
+
+LIBRARY_LIMITS = Limits()
+
+
+# ---------------------------------------------------------------------------------------------- values
+def number(value, name: str, kind=float, lo=None, hi=None):
+    """`value` (a number, or text a form sent) as an int or float within [lo, hi]; InputError naming
+    the field and the range otherwise."""
+    if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"{name} is missing: give a number")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(result):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if kind is int:
+        if not result.is_integer():
+            raise InputError(f"{name} must be a whole number, got {value!r}")
+        result = int(result)
+    if (lo is not None and result < lo) or (hi is not None and result > hi):
+        raise InputError(f"{name} must be between {lo} and {hi}, got {value!r}")
+    return result
+
+
+def random_seeds(n: int) -> List[int]:
+    """n seeds drawn from system randomness, each in [0, MAX_SEED]."""
+    return [_random.randint(0, MAX_SEED) for _ in range(n)]
+
+
+def step_count(spec, diffusion_steps: int = 1000) -> int:
+    """How many steps a respacing spec runs (27 for "fast27", 25 for "ddim25", 30 for "10,20"); 0 when it
+    is not a spec the diffusion can run."""
+    try:
+        return len(space_timesteps(diffusion_steps, str(spec)))
+    except ValueError:
+        return 0
+
+
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value, what: str, required: bool) -> str:
+    if _is_blank(value) or not isinstance(value, str):
+        if required:
+            raise InputError(f"the {what} is empty: describe the image to make" if what == "prompt"
+                             else f"the {what} must be text")
+        return ""
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InputError(f"the {what} is too long ({len(value)} characters; at most {MAX_PROMPT_CHARS})")
+    return value.strip()
+
+
+def _prompts(prompts, batch_size, limits: Limits) -> Tuple[str, ...]:
+    if isinstance(prompts, str) or prompts is None:
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise InputError("give at least one prompt (text)")
+    prompts = [_text(p, "prompt", required=True) for p in prompts]
+    if not _is_blank(batch_size):
+        batch_size = number(batch_size, "batch_size", int, 1, limits.max_batch)
+        if len(prompts) == 1:
+            prompts = prompts * batch_size
+        elif len(prompts) != batch_size:
+            raise InputError(f"{len(prompts)} prompts but batch_size={batch_size}")
+    if len(prompts) > limits.max_batch:
+        raise InputError(f"at most {limits.max_batch} images per request, got {len(prompts)}")
+    return tuple(prompts)
+
+
+def _seeds(seed, n: int) -> Tuple[int, ...]:
+    """Per-image seeds from an int (seed, seed+1, ...), a list (one each), or None / -1 (random)."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n:
+            raise InputError(f"{len(seed)} seeds for {n} images: give one seed per image, or one for all")
+        return tuple(number(s, "seed", int, 0, MAX_SEED) for s in seed)
+    if _is_blank(seed):
+        return tuple(random_seeds(n))
+    first = number(seed, "seed", int, -1, MAX_SEED - (n - 1))
+    return tuple(random_seeds(n)) if first == -1 else tuple(range(first, first + n))
+
+
+def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[int, str]:
+    """A step count (int) or a respacing spec ("fast27", "ddim25", "10,20"), running MIN_STEPS..max_steps steps."""
+    if _is_blank(value) or (not isinstance(value, str) and value == 0):
+        value = default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, str):
+        spec = value.strip()
+        if MIN_STEPS <= step_count(spec, family.diffusion_steps) <= limits.max_steps:
+            return spec
+        raise InputError(f"{what} must be a number of steps from {MIN_STEPS} to {limits.max_steps} or a schedule "
+                         f"such as 'fast27' or 'ddim25', got {value!r}")
+    return number(value, what, int, MIN_STEPS, limits.max_steps)
+
+
+def _plugin_params(plugin, given: Optional[Dict]) -> Dict[str, Any]:
+    """`given` validated against the plugin's declared parameters (defaults filled in)."""
+    if given is not None and not isinstance(given, dict):
+        raise InputError(f"parameters of {plugin.name!r} must be a mapping of name to value, got {given!r}")
+    return samplers.validate_params(plugin, dict(given or {}))
+
+
+def _route(plugin_params: Optional[Dict], rule, strategy) -> Tuple[Dict, Dict]:
+    """Parameters given without saying whose (`--param`, the API's plugin_params): each goes to the step rule
+    and/or the guidance strategy that declares it; one neither declares is an error listing theirs."""
+    to_rule, to_strategy = {}, {}
+    for name, value in (plugin_params or {}).items():
+        targets = [params for plugin, params in ((rule, to_rule), (strategy, to_strategy))
+                   if any(p.name == name for p in plugin.params)]
+        if not targets:
+            known = sorted({p.name for plugin in (rule, strategy) for p in plugin.params})
+            raise samplers.SamplerError(f"neither the step rule {rule.name!r} nor the guidance strategy "
+                                        f"{strategy.name!r} has a parameter {name!r}; theirs: {known or 'none'}")
+        for params in targets:
+            params[name] = value
+    return to_rule, to_strategy
+
+
+def get_model(model) -> Family:
+    if model not in FAMILIES:
+        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(FAMILIES)}")
+    return FAMILIES[model]
+
+
+# ---------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class GenerationSettings:
+    """One validated request: images i = 0..n-1 are prompts[i] with seeds[i] (see the module docstring).
+
+    `mode` "upsample" uses only the upsample_* fields (the upsampler on given images).
+    """
+
+    model: str
+    prompts: Tuple[str, ...]
+    seeds: Tuple[int, ...]
+    mode: str = "generate"
+    negative_prompt: str = ""
+    sampler: str = ""
+    sampler_params: Dict[str, Any] = field(default_factory=dict)
+    steps: Union[int, str] = 0
+    guidance: str = DEFAULT_GUIDANCE
+    guidance_params: Dict[str, Any] = field(default_factory=dict)
+    upsample: bool = True
+    upsample_sampler: str = ""
+    upsample_steps: Union[int, str] = 0
+    upsample_temp: float = UPSAMPLE_TEMP
+
+    @classmethod
+    def create(cls, prompts: Union[str, Sequence[str]], *, model: str = "shapes", mode: str = "generate",
+               seed: Union[int, Sequence[int], None] = None, batch_size: Optional[int] = None,
+               negative_prompt: Optional[str] = "", sampler: Optional[str] = None,
+               sampler_params: Optional[Dict] = None, steps: Union[int, str, None] = None,
+               guidance: Optional[str] = None, guidance_scale: Optional[float] = None,
+               guidance_params: Optional[Dict] = None, plugin_params: Optional[Dict] = None,
+               upsample: bool = True, upsample_sampler: Optional[str] = None,
+               upsample_steps: Union[int, str, None] = None, upsample_temp: Optional[float] = None,
+               limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
+        """Validate raw values (from Python, a form or the command line) and fill in the model's defaults.
+
+        None (or an empty field) means the default: the model family's step rule and steps for each
+        stage, classifier-free guidance, GLIDE's upsampler temperature, random seeds. `guidance_scale`
+        sets the strategy's declared scale parameter (ignored by strategies without one; a value in
+        `guidance_params` wins). `plugin_params` go to whichever of the step rule and strategy declares
+        each. Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
+        """
+        family = get_model(model)
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        registry = samplers.get_registry()
+        if isinstance(seed, (list, tuple)) and _is_blank(batch_size) and (isinstance(prompts, str) or len(prompts) == 1):
+            batch_size = len(seed)  # one prompt, several seeds: an image per seed
+        prompts = _prompts(prompts, batch_size, limits)
+        rule = registry.step_rule(sampler or family.default_sampler)
+        strategy = registry.guidance_strategy(guidance or DEFAULT_GUIDANCE)
+        routed_rule, routed_strategy = _route(plugin_params, rule, strategy)
+        guidance_params = {**routed_strategy, **dict(guidance_params or {})}
+        scale = registry.scale_of(strategy)
+        if not _is_blank(guidance_scale) and scale is not None:
+            guidance_params.setdefault(scale.name, number(guidance_scale, "guidance_scale"))
+        try:
+            upsample_rule = registry.step_rule(upsample_sampler or family.default_upsample_sampler)
+        except samplers.SamplerError as exc:
+            raise samplers.SamplerError(f"upsample_sampler: {exc}") from None
+        lo, hi = UPSAMPLE_TEMP_RANGE
+        return cls(
+            model=family.name, prompts=prompts, seeds=_seeds(seed, len(prompts)), mode=mode,
+            negative_prompt=_text(negative_prompt, "negative prompt", required=False),
+            sampler=rule.name, sampler_params=_plugin_params(rule, {**routed_rule, **dict(sampler_params or {})}),
+            steps=_steps(steps, "steps", min(family.default_base_steps, limits.max_steps), limits, family),
+            guidance=strategy.name, guidance_params=_plugin_params(strategy, guidance_params),
+            upsample=mode == "upsample" or bool(upsample), upsample_sampler=upsample_rule.name,
+            upsample_steps=_steps(upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
+            upsample_temp=number(UPSAMPLE_TEMP if _is_blank(upsample_temp) else upsample_temp,
+                                 "upsample_temp", float, lo, hi))
+
+    # ------------------------------------------------------------------ PNG round trip
+    def per_image(self) -> List[Dict]:
+        """For each image, the settings its PNG records: enough to make it again alone."""
+        if self.mode == "upsample":
+            common = dict(model=self.model, mode=self.mode, upsample_steps=self.upsample_steps,
+                          upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp)
+        else:
+            common = {k: v for k, v in asdict(self).items() if k not in ("prompts", "seeds")}
+        return [dict(common, prompt=p, seed=s) for p, s in zip(self.prompts, self.seeds)]
+
+    @classmethod
+    def from_png(cls, saved: Dict, prompts=None, **overrides) -> "GenerationSettings":
+        """The settings a PNG recorded (`pngmeta.read_settings`), with `overrides` (create's keywords) on top.
+
+        A different step rule or strategy drops the recorded parameters of the old one, and an overriding
+        `guidance_scale` replaces the recorded scale.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        kwargs = {k: saved[k] for k in ("model", "mode", "seed", "sampler", "sampler_params", "steps", "guidance",
+                                        "guidance_params", "negative_prompt", "upsample", "upsample_steps",
+                                        "upsample_sampler", "upsample_temp") if k in saved}
+        if given.get("sampler", kwargs.get("sampler")) != kwargs.get("sampler"):
+            kwargs.pop("sampler_params", None)
+        if given.get("guidance", kwargs.get("guidance")) != kwargs.get("guidance"):
+            kwargs.pop("guidance_params", None)
+        if "guidance_scale" in given and kwargs.get("guidance_params"):
+            strategy = samplers.get_registry().guidance_strategy(given.get("guidance", kwargs.get("guidance")))
+            kwargs["guidance_params"] = {k: v for k, v in kwargs["guidance_params"].items()
+                                         if k != getattr(strategy, "scale", None)}
+        if prompts is None and "prompt" not in saved:
+            raise InputError("the PNG's settings hold no prompt: give one")
+        return cls.create(prompts if prompts is not None else saved["prompt"], **{**kwargs, **given})
+
+    # ------------------------------------------------------------------ derived
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def components(self) -> List[str]:
+        """The family components a run of these settings loads (what must be on disk)."""
+        suffix = "-inpaint" if self.mode == "inpaint" else ""
+        if self.mode == "upsample":
+            return ["upsample"]
+        strategy = samplers.get_registry().guidance_strategy(self.guidance)
+        needed = ["base" + suffix] + (["upsample" + suffix] if self.upsample else [])
+        return needed + [c for c in samplers.get_registry().requires_of(strategy) if c not in needed]
+
+    def batch_key(self) -> str:
+        """What a shared run must agree on: everything but the prompts and seeds (a hashable string)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k not in ("prompts", "seeds")},
+                          sort_keys=True, default=str)
+
+    def with_items(self, prompts: Sequence[str], seeds: Sequence[int]) -> "GenerationSettings":
+        """The same settings for other (already validated) images: a batched run of several requests."""
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        return replace(self, prompts=tuple(prompts), seeds=tuple(int(s) for s in seeds))
+
+
+@dataclass(frozen=True)
+class ComparisonSettings:
+    """One prompt and seed under several guidance strategies, each with its parameters, plus a scale sweep.
+
+    `runs()` lists what is sampled: every strategy once, then each strategy with a declared scale at
+    every sweep scale. `base` carries the shared settings (model, prompt, seed, step rule, steps, upsample).
+    """
+
+    base: GenerationSettings
+    strategies: Tuple[Tuple[str, Tuple[Tuple[str, Any], ...]], ...]
+    sweep: Tuple[float, ...] = ()
+
+    @classmethod
+    def create(cls, prompt: str, *, model: str = "shapes", seed: Union[int, None] = None,
+               sampler: Optional[str] = None, steps: Union[int, str, None] = None,
+               strategies: Optional[Sequence] = None, scales: Optional[Dict[str, float]] = None,
+               sweep: Union[str, Sequence, None] = (), upsample: bool = False,
+               limits: Limits = LIBRARY_LIMITS) -> "ComparisonSettings":
+        """`strategies`: names, "a, b" text, or (name, params) pairs (default COMPARE_STRATEGIES);
+        `scales`: a guidance scale per strategy name; `sweep`: scales as numbers or "1, 3, 6" text."""
+        registry = samplers.get_registry()
+        if isinstance(prompt, (list, tuple)):
+            raise InputError("a comparison takes one prompt")
+        base = GenerationSettings.create(prompt, model=model, seed=seed, sampler=sampler, steps=steps,
+                                         upsample=upsample, limits=limits)
+        if isinstance(strategies, str):
+            strategies = [s for s in strategies.replace(";", ",").split(",") if s.strip()]
+        chosen = []
+        for item in strategies or COMPARE_STRATEGIES:
+            name, params = (item.strip(), {}) if isinstance(item, str) else (item[0], dict(item[1] or {}))
+            strategy = registry.guidance_strategy(name)
+            scale = registry.scale_of(strategy)
+            if scale is not None and scales and not _is_blank(scales.get(name)):
+                params.setdefault(scale.name, number(scales[name], f"{name} scale"))
+            chosen.append((name, tuple(sorted(_plugin_params(strategy, params).items()))))
+        if not chosen:
+            raise InputError("choose at least one guidance strategy to compare")
+        if isinstance(sweep, str):
+            sweep = [s for s in sweep.replace(";", ",").replace(" ", ",").split(",") if s.strip()]
+        values = tuple(number(s, "sweep scale", float, 0.0, None) for s in (sweep or ()))
+        if len(values) > limits.max_sweep:
+            raise InputError(f"a sweep takes at most {limits.max_sweep} scales, got {len(values)}")
+        for name, _ in chosen:  # every swept scale must be one the strategy accepts
+            scale = registry.scale_of(registry.guidance_strategy(name))
+            for value in values if scale is not None else ():
+                scale.validate(value)
+        return cls(base=base, strategies=tuple(chosen), sweep=values)
+
+    @property
+    def prompt(self) -> str:
+        return self.base.prompts[0]
+
+    @property
+    def seed(self) -> int:
+        return self.base.seeds[0]
+
+    def swept(self) -> List[str]:
+        """The chosen strategies that have a scale to sweep (in order)."""
+        registry = samplers.get_registry()
+        return [name for name, _ in self.strategies if registry.scale_of(registry.guidance_strategy(name))]
+
+    def runs(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """(strategy, params) for each sample: the strategies, then the sweep (strategy-major)."""
+        registry = samplers.get_registry()
+        runs = [(name, dict(params)) for name, params in self.strategies]
+        for name in self.swept():
+            scale = registry.scale_of(registry.guidance_strategy(name)).name
+            runs += [(name, {**dict(next(p for n, p in self.strategies if n == name)), scale: value})
+                     for value in self.sweep]
+        return runs
+
+    def generation(self, strategy: str, params: Dict[str, Any]) -> GenerationSettings:
+        """The GenerationSettings of one run."""
+        return replace(self.base, guidance=strategy, guidance_params=dict(params))
+
+    def components(self) -> List[str]:
+        needed = list(self.base.components())
+        for name, params in self.strategies:
+            needed += [c for c in self.generation(name, dict(params)).components() if c not in needed]
+        return needed
+
+    def describe(self) -> Dict:
+        """What a comparison's PNG records."""
+        return {"mode": "compare", "model": self.base.model, "prompt": self.prompt, "seed": self.seed,
+                "sampler": self.base.sampler, "steps": self.base.steps, "upsample": self.base.upsample,
+                "strategies": [[n, dict(p)] for n, p in self.strategies], "sweep": list(self.sweep)}
