@@ -5,7 +5,8 @@ Weights are random because the benchmark measures speed, not images, and must ru
 costs no compute and no memory however large the model.
 """
 import math
-from typing import Dict, Optional, Tuple
+import random
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -17,9 +18,19 @@ PROMPT_TOKENS = 20  # valid (unmasked) tokens in the random captions: a typical 
 
 
 class RandomTokenizer:
-    """Stands in for GLIDE's BPE: the models only need the vocabulary size (random weights, random tokens)."""
+    """Stands in for GLIDE's BPE (random weights need no real words, and no vocabulary download): a prompt
+    becomes PROMPT_TOKENS tokens drawn from its text, padded as GLIDE pads."""
 
     n_vocab = 50257
+
+    def encode(self, text: str) -> List[int]:
+        rng = random.Random(text)
+        return [rng.randrange(self.n_vocab - 1) for _ in range(PROMPT_TOKENS)]
+
+    def padded_tokens_and_mask(self, tokens: List[int], text_ctx: int) -> Tuple[List[int], List[bool]]:
+        tokens = list(tokens)[:text_ctx]
+        padding = text_ctx - len(tokens)
+        return tokens + [self.n_vocab - 1] * padding, [True] * len(tokens) + [False] * padding
 
 
 def full_options() -> Dict[str, dict]:

@@ -16,14 +16,16 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
 import samplers
 from glide.cuda_graphs import GraphedModel
-from glide.model_registry import channels_last_on_cpu
+from glide.model_registry import FAMILIES, channels_last_on_cpu
+from glide.pipeline import Pipeline
+from glide.settings import GenerationSettings
 from samplers import Cancelled
 
 from . import env, models
@@ -89,6 +91,7 @@ class Bench:
         self.profile = profile_for(device, quick)
         self._models: Dict[str, tuple] = {}
         self._graphed: Dict[str, GraphedModel] = {}
+        self._pipelines: Dict[tuple, Pipeline] = {}
         self._flops_per_item: Dict[str, Tuple[float, float]] = {}
         self.rates: Dict[str, Dict] = {}
         self.warmed = set()    # (model, batch, compute) shapes that have run once (see warm_up)
@@ -119,6 +122,18 @@ class Bench:
             log(f"building {name} model with random weights")
             self._models[name] = models.build(self.options[name], self.device)
         return self._models[name]
+
+    def pipeline(self, compute: str, cuda_graphs: bool = False) -> Pipeline:
+        """A pipeline over this run's models (the GLIDE (filtered) family's shape, random weights), in the
+        `compute` precision: the sample section runs the pipeline's own stages, as users do."""
+        key = (compute, cuda_graphs)
+        if key not in self._pipelines:
+            family = replace(
+                FAMILIES["glide-filtered"], base_size=self.options["base"]["image_size"],
+                upsample_size=self.options["upsample"]["image_size"], text_ctx=self.options["base"]["text_ctx"],
+                load=lambda component, _device, _checkpoint_dir: self.model(component))
+            self._pipelines[key] = Pipeline(family, self.device, dtype=compute, cuda_graphs=cuda_graphs)
+        return self._pipelines[key]
 
     def graphed(self, name: str) -> GraphedModel:
         """The model of 'base' or 'upsample' with CUDA-graph replay; its graphs last for the whole run."""
@@ -422,22 +437,25 @@ def sample_settings(b: Bench) -> Dict[str, Setting]:
 
 def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[torch.Tensor],
               stop_after: Optional[int], cuda_graphs: bool = False) -> Dict:
-    """One sampling stage through `samplers.sample`; with stop_after, only that many steps (then extrapolate).
+    """One sampling stage through the pipeline's own stage (text encoding, guidance batch and sampler as users
+    run them); with stop_after, only that many steps (then extrapolate).
 
     On a GPU the per-step times come from CUDA events recorded by the step callback, so the loop runs
     as it would in use, with no host-device synchronisation between steps; the stage's time is the
-    wall time of the whole loop, synchronised once at its end.
+    wall time of the whole loop, synchronised once at its end. The first step's time includes the
+    prompt's text encoding, done once per stage.
     """
-    model, diffusion = b.model(s.stage)
-    options = b.options[s.stage]
-    total_steps = samplers.respace(diffusion, s.steps).num_timesteps
+    pipe = b.pipeline(compute, cuda_graphs)
+    settings = GenerationSettings.create(
+        ["benchmark"] * images, model=pipe.name, seed=list(range(images)), sampler=s.sampler, steps=s.steps,
+        guidance=s.guidance, upsample_sampler=s.sampler, upsample_steps=s.steps,
+        upsample_temp=s.temperature if s.stage == "upsample" else None)
+    total_steps = samplers.respace(b.model(s.stage)[1], s.steps).num_timesteps
     pairs = 2 if s.guidance == "classifier-free" else 1
-    inputs = b.inputs(s.stage, images * pairs)
-    extra = {"low_res": low_res} if low_res is not None else {}
     events = b.gpu
     stamps: List = []   # per finished step: a recorded CUDA event (GPU) or a perf_counter time
 
-    def callback(i, n, x0):
+    def callback(stage, i, n, x0):
         if events:
             ev = torch.cuda.Event(enable_timing=True)
             ev.record()
@@ -446,42 +464,35 @@ def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[t
             env.synchronize(b.device)
             stamps.append(time.perf_counter())
 
-    with torch.no_grad(), _autocast(b, compute):
-        env.synchronize(b.device)
-        start = time.perf_counter()
-        emb = model.encode_text(inputs["tokens"], inputs["mask"])
-        env.synchronize(b.device)
-        encode_s = time.perf_counter() - start
-        cond = {"text_emb": {k: v[:images] for k, v in emb.items()}, **extra}
-        uncond = {"text_emb": {k: v[images:] for k, v in emb.items()}, **extra} if pairs == 2 else None
-        start_event = None
-        if events:
-            start_event = torch.cuda.Event(enable_timing=True)
-            start_event.record()
-        start = time.perf_counter()
-        try:
-            size = options["image_size"]
-            out = samplers.sample(
-                b.graphed(s.stage) if cuda_graphs else model, diffusion, (images, 3, size, size), steps=s.steps,
-                prompts=["benchmark"] * images, cond_kwargs=cond, uncond_kwargs=uncond, sampler=s.sampler,
-                guidance=s.guidance, temperature=s.temperature, seeds=list(range(images)), callback=callback,
-                should_stop=(lambda: len(stamps) >= stop_after) if stop_after else None)
-        except Cancelled:
-            out = None
-        env.synchronize(b.device)
-        loop_s = time.perf_counter() - start
+    should_stop = (lambda: len(stamps) >= stop_after) if stop_after else None
+    env.synchronize(b.device)
+    start_event = None
+    if events:
+        start_event = torch.cuda.Event(enable_timing=True)
+        start_event.record()
+    start = time.perf_counter()
+    try:
+        if s.stage == "upsample":
+            out = pipe.upsample_stage(settings, low_res, callback=callback, should_stop=should_stop)
+        else:
+            out = pipe.base_stage(settings, callback=callback, should_stop=should_stop)
+    except Cancelled:
+        out = None
+    env.synchronize(b.device)
+    loop_s = time.perf_counter() - start
     if events:
         marks = [start_event] + stamps
         steps_s = [m0.elapsed_time(m1) / 1e3 for m0, m1 in zip(marks[:-1], marks[1:])]
     else:
         steps_s = [t1 - t0 for t0, t1 in zip([start] + stamps[:-1], stamps)]
-    step_s = env.median(steps_s) if steps_s else loop_s
+    first_s = steps_s[0] if steps_s else loop_s
+    step_s = env.median(steps_s[1:] or steps_s) if steps_s else loop_s
     done = len(stamps)
     extrapolated = done < total_steps
-    seconds = encode_s + (step_s * total_steps if extrapolated else loop_s)
+    seconds = first_s + step_s * (total_steps - 1) if extrapolated else loop_s
     return {"stage": s.stage, "sampler": s.sampler, "steps": s.steps, "total_steps": total_steps,
             "guidance": s.guidance, "model_batch": images * pairs, "compute": compute, "measured_steps": done,
-            "ms_per_step": step_s * 1e3, "encode_ms": encode_s * 1e3, "seconds": seconds,
+            "ms_per_step": step_s * 1e3, "first_step_ms": first_s * 1e3, "seconds": seconds,
             "extrapolated": extrapolated, "output": out}
 
 

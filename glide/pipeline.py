@@ -187,7 +187,23 @@ class Pipeline:
         keep = mask_to_keep(mask, size).to(self.device).expand(n, -1, -1, -1)
         return keep, known
 
-    def _upsample_stage(self, settings: GenerationSettings, low_res, *, callback, should_stop, inpaint=None):
+    def base_stage(self, settings: GenerationSettings, *, inpaint=None, callback: Optional[ProgressCallback] = None,
+                   should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+        """The base model with the settings' step rule and guidance: images [N, 3, base, base] in [-1, 1].
+        With `inpaint` (image, mask), the base inpainting model fills the mask and keeps the rest."""
+        extra, tensors = {}, None
+        if inpaint:
+            tensors = self._inpaint_tensors(inpaint, self.family.base_size, len(settings))
+            extra = {"inpaint_image": tensors[1], "inpaint_mask": tensors[0]}
+        return self._sample_stage(
+            "base", "base-inpaint" if inpaint else "base", settings, steps=settings.steps, sampler=settings.sampler,
+            sampler_params=settings.sampler_params, guidance=settings.guidance,
+            guidance_params=settings.guidance_params, seeds=list(settings.seeds), extra_kwargs=extra,
+            inpaint=tensors, callback=callback, should_stop=should_stop)
+
+    def upsample_stage(self, settings: GenerationSettings, low_res: torch.Tensor, *, inpaint=None,
+                       callback: Optional[ProgressCallback] = None,
+                       should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
         """The upsampler, unguided, on `low_res` [N, 3, base, base] at 8-bit levels; image i on its own noise
         stream from seeds[i]. With `inpaint` (image, mask) the kept region is pasted in as in the base stage."""
         extra, tensors = {"low_res": low_res}, None
@@ -215,27 +231,19 @@ class Pipeline:
                             + {"inpaint": "an image and a mask", "upsample": "images to upsample"}.get(
                                 settings.mode, "no input images"))
         start = time.time()
-        n = len(settings)
         result = Result(settings=settings.per_image())
         if settings.mode == "upsample":
             base = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
-            final = self._upsample_stage(settings, base, callback=callback, should_stop=should_stop)
+            final = self.upsample_stage(settings, base, callback=callback, should_stop=should_stop)
         else:
-            extra, tensors = {}, None
-            if inpaint:
-                tensors = self._inpaint_tensors(inpaint, self.family.base_size, n)
-                extra = {"inpaint_image": tensors[1], "inpaint_mask": tensors[0]}
-            base = self._sample_stage(
-                "base", "base-inpaint" if inpaint else "base", settings, steps=settings.steps,
-                sampler=settings.sampler, sampler_params=settings.sampler_params, guidance=settings.guidance,
-                guidance_params=settings.guidance_params, seeds=list(settings.seeds), extra_kwargs=extra,
-                inpaint=tensors, callback=callback, should_stop=should_stop)
+            base = self.base_stage(settings, inpaint=inpaint, callback=callback, should_stop=should_stop)
             final = base
             if settings.upsample:
-                final = self._upsample_stage(settings, quantize(base), callback=callback, should_stop=should_stop,
-                                             inpaint=inpaint)
+                final = self.upsample_stage(settings, quantize(base), inpaint=inpaint, callback=callback,
+                                            should_stop=should_stop)
             if inpaint:
-                result.masked_inputs = masked_preview(tensors[1], tensors[0])
+                keep, known = self._inpaint_tensors(inpaint, self.family.base_size, len(settings))
+                result.masked_inputs = masked_preview(known, keep)
         result.images, result.base_images = tensor_to_pil(final), tensor_to_pil(base)
         result.seconds = time.time() - start
         return result
