@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(PY) app.py
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"comma-separated sections to run, from: {', '.join(SECTIONS)}")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...; unset: cuda when available, else cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch; unset: torch's choice, one per core")
-    p.add_argument("--compile", action="store_true", help="add torch.compile variants to the forward section (on CPU compiling takes minutes)")
+    p.add_argument("--compile", action="store_true",
+                   help="add torch.compile variants to the forward section (on CPU compiling takes minutes)")
     p.add_argument("--full", action="store_true",
                    help="CPU: run every sampling step instead of extrapolating, and run variants estimated too slow")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON and markdown results")

@@ -11,8 +11,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from glide.model_creation import (create_model_and_diffusion, model_and_diffusion_defaults,
-                                  model_and_diffusion_defaults_upsampler)
+from glide.model_creation import (
+    create_model_and_diffusion,
+    model_and_diffusion_defaults,
+    model_and_diffusion_defaults_upsampler,
+)
 
 PROMPT_TOKENS = 20  # valid (unmasked) tokens in the random captions: a typical short prompt
 

@@ -651,7 +651,7 @@ def section_shapes(b: Bench):
         proc = subprocess.run([sys.executable, "-c", _COLD_START, repr(time.time()), json.dumps(gen_kwargs),
                                SHAPES_PROMPT], capture_output=True, text=True, env=child_env, cwd=env.REPO_ROOT,
                               timeout=child_timeout)
-        line = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
+        line = [out for out in proc.stdout.splitlines() if out.startswith("BENCH_RESULT ")]
         if proc.returncode != 0 or not line:
             raise RuntimeError(f"cold-start child failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
         cold = json.loads(line[-1].split(" ", 1)[1])

@@ -2,10 +2,10 @@
 
 Only PIL work lives here; everything that touches a model goes through glide.pipeline.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from glide.images import InputError, check_mask_fits, tensor_to_pil
 
@@ -102,27 +102,3 @@ def preview_image(x0) -> Optional[Image.Image]:
     if x0 is None or len(x0) == 0:
         return None
     return tile([upscale(im) for im in tensor_to_pil(x0.clamp(-1, 1))])
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType's scalable default font
-        return ImageFont.load_default()
-
-
-def labelled_grid(rows: List[Tuple[str, List[Image.Image]]], column_labels: List[str], cell: int = 160) -> Image.Image:
-    """A grid with a label per row (left) and per column (top): the guidance-scale sweep."""
-    font = _font(14)
-    label_w, label_h, gap = 130, 24, 4
-    n_cols = max(len(images) for _, images in rows)
-    sheet = Image.new("RGB", (label_w + n_cols * (cell + gap), label_h + len(rows) * (cell + gap)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, text in enumerate(column_labels):
-        draw.text((label_w + c * (cell + gap) + 4, 4), text, fill="black", font=font)
-    for r, (text, images) in enumerate(rows):
-        y = label_h + r * (cell + gap)
-        draw.text((4, y + cell // 2 - 8), text, fill="black", font=font)
-        for c, im in enumerate(images):
-            sheet.paste(ImageOps.fit(im, (cell, cell), Image.NEAREST), (label_w + c * (cell + gap), y))
-    return sheet

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
 
+
 class QueueFull(RuntimeError):
     """Too many requests are waiting; the message says so in words a user understands."""
 

@@ -9,7 +9,6 @@ Models are loaded once per (family, device, dtype) by glide.pipeline.load_pipeli
 by every user; the scheduler decides what runs on the device and batches compatible requests.
 """
 import atexit
-import json
 import logging
 import shutil
 import tempfile
@@ -273,7 +272,3 @@ def settings_summary(settings: Dict) -> str:
     extra = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
     return f"seed {settings['seed']} · {settings['sampler']} {settings['steps']} steps · {settings['guidance']}" + (
         f" ({extra})" if extra else "")
-
-
-def settings_json(settings: Dict) -> str:
-    return json.dumps(settings, indent=2, sort_keys=True)

@@ -15,8 +15,17 @@ from glide.pngmeta import read_settings
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
 from .service import MIN_STEPS, UPSAMPLE_STEP_CHOICES, DemoService
-from .widgets import (PRIVATE, PluginPanel, editor_value, gallery_items, model_description, run_job, session_of,
-                      stop_handler, user_errors)
+from .widgets import (
+    PRIVATE,
+    PluginPanel,
+    editor_value,
+    gallery_items,
+    model_description,
+    run_job,
+    session_of,
+    stop_handler,
+    user_errors,
+)
 
 EXAMPLES = [
     "a small red circle on the left on a blue background",

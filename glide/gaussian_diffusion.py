@@ -8,6 +8,7 @@ Shapes: x is [N, C, H, W]; t is [N] int64 indices into this (possibly respaced) 
 returns [N, 2C, H, W]: the mean prediction (epsilon, or v for v-prediction models) and, in the last C
 channels, the learned-range variance values in [-1, 1] (Nichol & Dhariwal, 2021).
 """
+import collections
 import math
 from typing import Callable, Optional, Sequence
 
@@ -292,11 +293,9 @@ class GaussianDiffusion:
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None,
                       model_kwargs=None, device=None, progress=False):
         """Generate samples [shape] by ancestral sampling over every step of this process."""
-        final = None
-        for final in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
-                                                    model_kwargs, device, progress):
-            pass
-        return final["sample"]
+        steps = self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
+                                               model_kwargs, device, progress)
+        return collections.deque(steps, maxlen=1)[0]["sample"]  # the last step's, keeping no others
 
     def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
                                      cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0):
@@ -307,11 +306,9 @@ class GaussianDiffusion:
     def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None,
                          model_kwargs=None, device=None, progress=False, eta=0.0):
         """Generate samples [shape] with DDIM over every step of this process."""
-        final = None
-        for final in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
-                                                       model_kwargs, device, progress, eta):
-            pass
-        return final["sample"]
+        steps = self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
+                                                  model_kwargs, device, progress, eta)
+        return collections.deque(steps, maxlen=1)[0]["sample"]
 
     # ------------------------------------------------------------------ training
     def training_losses(self, model, x_start, t, model_kwargs=None, noise=None, vb_weight: float = 1.0):

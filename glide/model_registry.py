@@ -11,10 +11,14 @@ import torch
 from safetensors.torch import load_file
 
 from . import download, shapes_family
-from .errors import UserError
 from .clip.model_creation import create_clip_model
 from .download import CHECKPOINT_FILENAMES, default_cache_dir, load_checkpoint
-from .model_creation import create_model_and_diffusion, model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler
+from .errors import UserError
+from .model_creation import (
+    create_model_and_diffusion,
+    model_and_diffusion_defaults,
+    model_and_diffusion_defaults_upsampler,
+)
 
 COMPONENTS = ("base", "upsample", "base-inpaint", "upsample-inpaint", "clip")
 

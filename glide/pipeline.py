@@ -28,8 +28,16 @@ import samplers
 
 from .cuda_graphs import GraphedModel
 from .errors import UserError
-from .images import (ImageLike, InputError, check_mask_fits, image_to_tensor, mask_to_keep, masked_preview, quantize,
-                     tensor_to_pil)
+from .images import (
+    ImageLike,
+    InputError,
+    check_mask_fits,
+    image_to_tensor,
+    mask_to_keep,
+    masked_preview,
+    quantize,
+    tensor_to_pil,
+)
 from .model_registry import COMPONENTS, Family, get_family
 from .settings import ComparisonSettings, GenerationSettings
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import shapes
 from . import shapes_family as family
+from .data import shapes
 from .tokenizer.bpe import Encoder, save_vocab, train_bpe
 
 UPSAMPLE_TRAIN_CROP = 64  # the upsampler is fully convolutional: train on crops, 4x cheaper per example

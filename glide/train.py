@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 
 from . import shapes_family, shapes_training
 from .checkpoints import save_safetensors_atomic
-from .fileio import write_text_atomic
 from .clip.model_creation import create_clip_model
+from .fileio import write_text_atomic
 from .model_creation import create_model_and_diffusion
 
 

@@ -4,8 +4,7 @@ import pytest
 import samplers
 from glide.images import InputError
 from glide.model_registry import FAMILIES
-from glide.settings import (MAX_SEED, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, ComparisonSettings, GenerationSettings,
-                            Limits)
+from glide.settings import MAX_SEED, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, ComparisonSettings, GenerationSettings, Limits
 from samplers import Param, SamplerError
 
 PROMPT = "a small red circle on the left on a blue background"
