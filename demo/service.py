@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image
 
 import samplers
-from glide import comparison
+from glide import comparison, runs
 from glide.fileio import human_bytes
 from glide.images import InputError
 from glide.model_registry import FAMILIES, ModelNotAvailable
@@ -30,7 +30,7 @@ from glide.pngmeta import save_png
 from glide.settings import MIN_STEPS, ComparisonSettings, GenerationSettings, Limits  # noqa: F401 (MIN_STEPS: UI)
 
 from . import imaging
-from .jobs import Batch, Job, Scheduler
+from glide.scheduler import Batch, Job, Scheduler
 from .models import APPROX_BYTES, Downloads, model_rows
 
 log = logging.getLogger("glide.demo")
@@ -64,7 +64,9 @@ class DemoService:
     def __init__(self, default_model: str = "shapes", device: str = "cpu", dtype: str = "float32",
                  checkpoint_dir: Optional[Path] = None, limits: Limits = DEMO_LIMITS, concurrency: int = 1,
                  queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = False, backend=None):
+        """`backend` runs the jobs: None for the local one (worker threads in this process, `concurrency`
+        of them), or a glide.serve.RayBackend attached to a Ray Serve application."""
         if default_model not in FAMILIES:
             raise ValueError(f"unknown model {default_model!r}; available: {', '.join(FAMILIES)}")
         self.default_model = default_model
@@ -80,9 +82,8 @@ class DemoService:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
         self._last_prune = 0.0
-        self.scheduler = Scheduler({"generate": self._run_generate, "inpaint": self._run_inpaint,
-                                    "compare": self._run_compare},
-                                   workers=concurrency, max_batch=limits.max_batch, max_pending=queue_size)
+        self.backend = backend or Scheduler(self._run_batch, workers=concurrency, max_batch=limits.max_batch,
+                                            max_pending=queue_size)
 
     # ------------------------------------------------------------------ models
     def models(self) -> Dict[str, dict]:
@@ -92,7 +93,8 @@ class DemoService:
         return GenerationSettings.create("defaults", model=model, seed=0, limits=self.limits).steps
 
     def require(self, model: str, components: Sequence[str]):
-        """The pipeline of `model`, after checking that the components a request needs are on disk.
+        """The pipeline of `model` (its models load on first use, so only where it runs), after checking that
+        the components a request needs are on disk.
 
         Checked up front so that a request never starts a multi-gigabyte download in a worker.
         """
@@ -156,12 +158,17 @@ class DemoService:
         return image, imaging.fit_mask(mask, image)
 
     # ------------------------------------------------------------------ submitting
+    def _submit(self, kind: str, payload, prompts, seeds, session, previews, batch_key=None) -> Job:
+        job = Job(kind, payload, prompts=list(prompts), seeds=list(seeds), batch_key=batch_key, session=session,
+                  previews=previews)
+        job.convert = self._compare_output if kind == "compare" else self._images_output
+        return self.backend.submit(job)
+
     def submit_generate(self, settings: GenerationSettings, session: Optional[str] = None,
                         previews: bool = False) -> Job:
         self.require(settings.model, settings.components())
-        return self.scheduler.submit(Job("generate", settings, prompts=list(settings.prompts),
-                                         seeds=list(settings.seeds), batch_key=settings.batch_key(),
-                                         session=session, previews=previews))
+        return self._submit("generate", settings, settings.prompts, settings.seeds, session, previews,
+                            batch_key=settings.batch_key())
 
     def submit_inpaint(self, settings: GenerationSettings, image, mask, session: Optional[str] = None,
                        previews: bool = False) -> Job:
@@ -169,17 +176,15 @@ class DemoService:
         image, mask = self.inpaint_inputs(image, mask)
         self.require(settings.model, settings.components())
         # Each edit has its own picture, so inpainting jobs never share a run.
-        return self.scheduler.submit(Job("inpaint", (settings, image, mask), prompts=list(settings.prompts),
-                                         seeds=list(settings.seeds), session=session, previews=previews))
+        return self._submit("inpaint", (settings, image, mask), settings.prompts, settings.seeds, session, previews)
 
     def submit_compare(self, compared: ComparisonSettings, session: Optional[str] = None,
                        previews: bool = False) -> Job:
         self.require(compared.base.model, compared.components())
-        return self.scheduler.submit(Job("compare", compared, prompts=[compared.prompt], seeds=[compared.seed],
-                                         session=session, previews=previews))
+        return self._submit("compare", compared, [compared.prompt], [compared.seed], session, previews)
 
     def cancel_session(self, session: str) -> int:
-        return self.scheduler.cancel_session(session)
+        return self.backend.cancel_session(session)
 
     # ------------------------------------------------------------------ running (worker threads)
     def _save(self, image: Image.Image, settings: Dict, tag: str) -> str:
@@ -200,70 +205,39 @@ class DemoService:
             except OSError:
                 pass
 
-    def _outputs(self, result, settings: List[Dict], sl: slice, upsample: bool, seconds: float) -> Output:
-        finals = [self._save(im, s, "final" if upsample else "base")
-                  for im, s in zip(result.images[sl], settings)]
-        bases = ([self._save(im, s, "base") for im, s in zip(result.base_images[sl], settings)]
-                 if upsample else list(finals))
-        return Output(images=finals, base_images=bases, settings=settings, seconds=seconds)
+    def _run_batch(self, batch: Batch, report, should_stop) -> List:
+        """The local backend's runner: the batch on this process's pipelines."""
+        return runs.run_batch(self._pipeline, batch.kind, [job.payload for job in batch.jobs], batch.prompts,
+                              batch.seeds, [len(job.prompts) for job in batch.jobs], report, should_stop)
 
-    def _run_generate(self, batch: Batch, report, should_stop) -> List[Output]:
-        # The batch key makes every job's settings equal but for their prompts and seeds.
-        settings = batch.jobs[0].payload.with_items(batch.prompts, batch.seeds)
-        pipe = self.require(settings.model, settings.components())
-        log.info("generate run: %d request(s), %d image(s)", len(batch.jobs), len(batch.prompts))
-        result = pipe.run(settings, callback=report, should_stop=should_stop)
-        outputs = []
-        for job in batch.jobs:
-            sl = slice(job.offset, job.offset + len(job.prompts))
-            outputs.append(self._outputs(result, result.settings[sl], sl, settings.upsample, result.seconds))
-        return outputs
+    def _pipeline(self, model: str):
+        return load_pipeline(model, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,
+                             cuda_graphs=self.cuda_graphs)
 
-    def _run_inpaint(self, batch: Batch, report, should_stop) -> List[Output]:
-        (settings, image, mask), = [job.payload for job in batch.jobs]
-        pipe = self.require(settings.model, settings.components())
-        result = pipe.inpaint(image, mask, settings, callback=report, should_stop=should_stop)
-        out = self._outputs(result, result.settings, slice(None), settings.upsample, result.seconds)
-        size = result.images[0].width
-        masked = result.masked_inputs[0].resize((size, size), Image.NEAREST)
-        out.masked_input = self._save(masked, {"prompt": settings.prompts[0],
-                                               "note": "inpainting input, region greyed"}, "masked")
-        return [out]
+    def _images_output(self, made: runs.Images) -> Output:
+        """A request's images as PNGs in the outputs folder (once, in the front end's process)."""
+        upsampled = made.settings[0].get("upsample", True)
+        finals = [self._save(im, s, "final" if upsampled else "base") for im, s in zip(made.images, made.settings)]
+        bases = ([self._save(im, s, "base") for im, s in zip(made.base_images, made.settings)]
+                 if upsampled else list(finals))
+        out = Output(images=finals, base_images=bases, settings=made.settings, seconds=made.seconds)
+        if made.masked_input is not None:
+            out.masked_input = self._save(made.masked_input, {"prompt": made.settings[0]["prompt"],
+                                                              "note": "inpainting input, region greyed"}, "masked")
+        return out
 
-    def _run_compare(self, batch: Batch, report, should_stop) -> List[CompareOutput]:
-        compared: ComparisonSettings = batch.jobs[0].payload
-        pipe = self.require(compared.base.model, compared.components())
-        plan = compared.runs()
-        current = {"index": -1}
-
-        def progress(stage, step, total, x0):
-            # compare() runs one generation per strategy and scale; a base stage starting means the next one.
-            if stage == "base" and step == 0:
-                current["index"] += 1
-            index = min(current["index"], len(plan) - 1)
-            report(run_label(plan[index], index, len(plan), stage), step, total, x0)
-
-        entries = pipe.compare(compared, callback=progress, should_stop=should_stop)
-        main = entries[:len(compared.strategies)]
-        rows = comparison.score_rows(main)
-        for row, entry in zip(rows, main):
+    def _compare_output(self, made: runs.Compared) -> CompareOutput:
+        compared = made.compared
+        rows = comparison.score_rows(made.entries)
+        for row, entry in zip(rows, made.entries):
             row["image"] = self._save(entry.image, entry.settings, entry.guidance)
         grid = None
-        if compared.sweep and compared.swept():
-            sweep_rows = comparison.rows_by_strategy(entries[len(compared.strategies):])
-            heading = f"{compared.prompt} | seed {compared.seed} | scales {', '.join(f'{s:g}' for s in compared.sweep)}"
-            grid = self._save(comparison.grid(sweep_rows, heading), {**compared.describe(), "note": "sweep grid"},
-                              "sweep")
-        return [CompareOutput(entries=rows, grid=grid, seed=compared.seed)]
-
-
-def run_label(run: Tuple[str, Dict], index: int, total: int, stage: str) -> str:
-    """A comparison's progress in words: "Classifier-free, scale 3: run 2 of 15, upsampler"."""
-    name, params = run
-    registry = samplers.get_registry()
-    scale = registry.scale_of(registry.guidance_strategy(name))
-    label = comparison.title(name) + (f", scale {params[scale.name]:g}" if scale is not None else "")
-    return f"{label}: run {index + 1} of {total}" + (", upsampler" if stage == "upsample" else "")
+        if made.sweep:
+            scales = ", ".join(f"{s:g}" for s in compared.sweep)
+            grid = self._save(comparison.grid(comparison.rows_by_strategy(made.sweep),
+                                              f"{compared.prompt} | seed {compared.seed} | scales {scales}"),
+                              {**compared.describe(), "note": "sweep grid"}, "sweep")
+        return CompareOutput(entries=rows, grid=grid, seed=compared.seed)
 
 
 def settings_summary(settings: Dict) -> str:

@@ -13,7 +13,7 @@ from glide.model_registry import FAMILIES
 from samplers import Cancelled
 
 from . import imaging
-from .jobs import JobCancelled, QueueFull
+from glide.scheduler import JobCancelled, QueueFull
 from .service import DemoService, settings_summary
 
 log = logging.getLogger("glide.demo")

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from demo.imaging import editor_to_image_and_mask
-from demo.jobs import Job, JobCancelled, QueueFull, Scheduler
+from glide.scheduler import Job, JobCancelled, QueueFull, Scheduler
 from demo.models import Downloads
 from glide.images import InputError
 from glide.model_registry import FAMILIES
@@ -54,7 +54,7 @@ def job(prompts, seeds=None, key="k", payload=None, session=None):
 
 def test_scheduler_batches_compatible_requests_whatever_their_seeds():
     runner = FakeRunner()
-    sched = Scheduler({"generate": runner}, workers=1, max_batch=8)
+    sched = Scheduler(runner, workers=1, max_batch=8)
     blocker = sched.submit(job(["x"], key="other", payload="block"))
     a = sched.submit(job(["a", "a"], seeds=[5, 900]))
     c = sched.submit(job(["c"], seeds=[100]))
@@ -70,7 +70,7 @@ def test_scheduler_batches_compatible_requests_whatever_their_seeds():
 
 def test_scheduler_respects_max_batch_in_arrival_order():
     runner = FakeRunner()
-    sched = Scheduler({"generate": runner}, workers=1, max_batch=3)
+    sched = Scheduler(runner, workers=1, max_batch=3)
     sched.submit(job(["x"], key="other", payload="block"))
     first, second = sched.submit(job(["p", "p"])), sched.submit(job(["q", "q"]))   # 4 > 3: two runs
     third = sched.submit(job(["r"]))                                               # fits beside p
@@ -81,7 +81,7 @@ def test_scheduler_respects_max_batch_in_arrival_order():
 
 def test_cancelling_one_user_leaves_the_shared_run_to_the_others():
     runner = FakeRunner(step_delay=0.05)
-    sched = Scheduler({"generate": runner}, workers=1)
+    sched = Scheduler(runner, workers=1)
     sched.submit(job(["x"], key="other", payload="block"))
     mine, theirs = sched.submit(job(["a"], session="me")), sched.submit(job(["b"], session="you"))
     runner.gate.set()
@@ -101,7 +101,7 @@ def test_cancelling_one_user_leaves_the_shared_run_to_the_others():
 
 def test_queue_full():
     runner = FakeRunner()
-    sched = Scheduler({"generate": runner}, workers=1, max_pending=2)
+    sched = Scheduler(runner, workers=1, max_pending=2)
     sched.submit(job(["x"], key="other", payload="block"))
     while not sched.stats()["running"]:
         time.sleep(0.01)

@@ -1,6 +1,11 @@
-"""The demo's job scheduler: a few worker threads share the device, batching compatible requests.
+"""Jobs, and the local backend: a few worker threads share the device, batching compatible requests.
 
-Why a scheduler of our own rather than gradio's `batch=True`:
+A `Job` is one user's request as a front end follows it: a stream of progress events, then the
+result (or an error), and `cancel()`. Both serving backends hand out Jobs: `Scheduler` here runs
+them in this process (the default), `glide.serve.RayBackend` on a Ray Serve application. The
+front end never knows which.
+
+Why a scheduler of our own for the local backend rather than gradio's `batch=True`:
 
 * gradio batches only calls of one event that arrive together, and cannot batch generator
   functions, which the UI needs to stream live previews; here UI and API requests of any kind
@@ -10,8 +15,8 @@ Why a scheduler of our own rather than gradio's `batch=True`:
 * cancelling one user's request must not cancel the others sharing its run: a run stops only
   when every request in it has been cancelled; a single cancelled request just stops waiting.
 
-Nothing here knows about gradio or models: a `runner` per job kind does the work (see
-demo.service). Batching happens naturally under load: while every worker is busy, requests
+Nothing here knows about gradio or models: a `runner` does each batch's work (glide.runs.run_batch
+on a pipeline). Batching happens naturally under load: while every worker is busy, requests
 accumulate, and the next free worker takes the oldest one plus every compatible request.
 """
 import itertools
@@ -74,21 +79,28 @@ class Job:
         self.offset = 0                 # where this job's items start in its run
         self.result: Any = None
         self.error: Optional[BaseException] = None
+        self.convert: Optional[Callable[[Any], Any]] = None   # applied to the result once, by `outcome()`
+        self._converted = False
         self.started = threading.Event()
         self.done = threading.Event()
         self.cancelled = threading.Event()
         self._events: "queue.Queue[Progress]" = queue.Queue()
-        self._scheduler: Optional["Scheduler"] = None
+        self._backend = None            # the backend that took it (Scheduler or glide.serve.RayBackend)
 
     def cancel(self) -> None:
         """Stop waiting for this job; its run stops too if no other job still needs it."""
         self.cancelled.set()
-        if self._scheduler is not None:
-            self._scheduler._wake()
+        if self._backend is not None:
+            self._backend.cancelled(self)
 
     def ahead(self) -> int:
         """How many jobs are waiting before this one (0 once it runs)."""
-        return self._scheduler.position(self) if self._scheduler is not None else 0
+        return self._backend.position(self) if self._backend is not None else 0
+
+    def report(self, progress: "Progress") -> None:
+        """A backend's progress event for this job (dropped once the job is cancelled)."""
+        if not self.cancelled.is_set():
+            self._events.put(progress)
 
     def stream(self, poll: float = 0.1) -> Iterator[Optional[Progress]]:
         """Progress events until the job is done; yields None every `poll` seconds while nothing happens.
@@ -111,6 +123,8 @@ class Job:
             raise TimeoutError("job not finished")
         if self.error is not None:
             raise self.error
+        if self.convert is not None and not self._converted:
+            self.result, self._converted = self.convert(self.result), True
         return self.result
 
     def wait(self) -> Any:
@@ -121,19 +135,30 @@ class Job:
         return self.outcome()
 
 
+def progress_of(offset: int, count: int, previews: bool, stage: str, step: int, total: int, x0,
+                preview_every: int) -> Progress:
+    """One job's share of a run's progress: its slice of the x0 prediction every `preview_every` steps and
+    on the last step (so the preview ends on the stage's final image), when it asked for previews."""
+    part = None
+    if previews and x0 is not None and (step % preview_every == 0 or step == total - 1):
+        part = x0[offset:offset + count].detach().float().cpu().clone()
+    return Progress(stage, step, total, part)
+
+
 # A runner does one batch's work: runner(batch, report, should_stop) -> one result per job,
 # where report(stage, step, total, x0) is the pipeline's progress callback for the whole run.
 Runner = Callable[[Batch, Callable, Callable[[], bool]], List[Any]]
 
 
 class Scheduler:
-    """Worker threads that take jobs in arrival order, merging compatible ones (see the module docstring)."""
+    """The local backend: worker threads that take jobs in arrival order, merging compatible ones (see the
+    module docstring)."""
 
-    def __init__(self, runners: Dict[str, Runner], *, workers: int = 1, max_batch: int = 8,
+    def __init__(self, runner: Runner, *, workers: int = 1, max_batch: int = 8,
                  max_pending: int = 64, preview_every: int = 5):
         if workers < 1 or max_batch < 1 or max_pending < 1:
             raise ValueError("workers, max_batch and max_pending must be at least 1")
-        self.runners = runners
+        self.runner = runner
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.preview_every = preview_every
@@ -154,7 +179,7 @@ class Scheduler:
             waiting = sum(1 for j in self._pending if not j.cancelled.is_set())
             if waiting >= self.max_pending:
                 raise QueueFull(f"The queue is full ({waiting} requests waiting): please try again in a minute.")
-            job._scheduler = self
+            job._backend = self
             self._pending.append(job)
             self._cond.notify()
         return job
@@ -179,11 +204,15 @@ class Scheduler:
             return {"waiting": sum(1 for j in self._pending if not j.cancelled.is_set()),
                     "running": len(self._running), "runs": self.runs}
 
-    # ------------------------------------------------------------------ internals
-    def _wake(self):
+    def cancelled(self, job: Job) -> None:
+        """A job was cancelled: wake the workers, which drop it or stop its run if nobody else needs it."""
         with self._cond:
             self._cond.notify_all()
 
+    def close(self) -> None:
+        """Nothing to release: the workers are daemon threads."""
+
+    # ------------------------------------------------------------------ internals
     def _work(self):
         while True:
             with self._cond:
@@ -229,21 +258,16 @@ class Scheduler:
         jobs = batch.jobs
 
         def report(stage, step, total, x0):
-            # The last step always gets a preview, so the preview ends on the stage's final image.
-            with_preview = step % self.preview_every == 0 or step == total - 1
             for job in jobs:
-                if job.cancelled.is_set():
-                    continue
-                part = None
-                if with_preview and job.previews and x0 is not None:
-                    part = x0[job.offset:job.offset + len(job.prompts)].detach().float().cpu().clone()
-                job._events.put(Progress(stage, step, total, part))
+                if not job.cancelled.is_set():
+                    job.report(progress_of(job.offset, len(job.prompts), job.previews, stage, step, total, x0,
+                                           self.preview_every))
 
         def should_stop() -> bool:
             return all(job.cancelled.is_set() for job in jobs)
 
         try:
-            results = self.runners[batch.kind](batch, report, should_stop)
+            results = self.runner(batch, report, should_stop)
             for job, result in zip(jobs, results):
                 job.result = result
         except Exception as exc:  # noqa: BLE001 - handed to every waiting job, re-raised in its thread
