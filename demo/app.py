@@ -1,6 +1,7 @@
 """The Gradio demo: text to image, inpainting and a guidance comparison on one shared model.
 
     python app.py [--host H] [--port P] [--model shapes] [--device cuda] [--max-batch 8] ...
+    python app.py --backend ray --replicas 2 [--gpus-per-replica 1] [--ray-address auto]   # on Ray Serve
 
 `build_demo(service)` lays out the Blocks from the pieces in demo.tabs and demo.api; `main()`
 parses the command line and launches it. The UI only turns widget values into requests for
@@ -11,6 +12,8 @@ gradio_client users; every other event is private to the page.
 import argparse
 import logging
 import os
+import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 
 import gradio as gr  # noqa: E402
 
+from glide import serving  # noqa: E402
 from glide.model_registry import FAMILIES  # noqa: E402
 from glide.pipeline import check_device  # noqa: E402
 from glide.settings import LIBRARY_LIMITS, MIN_STEPS  # noqa: E402
@@ -84,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=int, default=64, help="requests that may wait; more get 'queue full'")
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
                         help="require a login (repeat for more users)")
+    parser.add_argument("--backend", choices=serving.BACKENDS, default="local",
+                        help="local: sample in this process (default); ray: on a Ray Serve application")
+    serving.add_options(parser)
     args = parser.parse_args(argv)
     for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1)):
         if getattr(args, name) < least:
@@ -100,21 +107,47 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--cuda-graphs needs a CUDA device, not --device {args.device}")
     if any(":" not in a for a in args.auth):
         parser.error("--auth takes USER:PASS")
+    if args.backend == "ray":
+        try:
+            args.serve_config = serving.config_of(args, args.max_batch, args.dtype, args.checkpoint_dir)
+        except serving.UserError as exc:
+            parser.error(str(exc))
     return args
+
+
+def ray_backend(args):
+    """Attach to (or start) Ray, deploy the application when asked, and return the backend and a clean-up."""
+    import atexit
+
+    from glide import ray_serve
+
+    owned = ray_serve.connect(args.ray_address, args.ray_cpus)
+    handle = ray_serve.deploy(args.serve_config) if serving.deploys(args) else ray_serve.handle()
+    backend = ray_serve.RayBackend(handle, max_pending=args.queue_size)
+    if owned:   # a Ray this process started ends with it; an attached cluster keeps serving
+        atexit.register(ray_serve.shutdown)
+    return backend
 
 
 def main(argv=None) -> None:
     """Start the demo server; it runs until interrupted."""
     args = parse_args(argv)
+    # SIGTERM (a service manager, `kill`) ends the server as Ctrl-C does: exit handlers run (a Ray this
+    # process started is shut down with it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
+    backend = ray_backend(args) if args.backend == "ray" else None
+    # On Ray each replica is a device's worth of concurrency: let a full batch through per replica.
+    concurrency = (args.max_replicas or args.replicas or 1) if backend else args.concurrency
     service = DemoService(default_model=args.model, device=args.device, dtype=args.dtype,
                           checkpoint_dir=args.checkpoint_dir, cuda_graphs=args.cuda_graphs,
                           limits=replace(DEMO_LIMITS, max_batch=args.max_batch, max_steps=args.max_steps),
-                          concurrency=args.concurrency, queue_size=args.queue_size)
-    service.warm_up()
-    demo = build_demo(service, concurrency=args.concurrency, queue_size=args.queue_size)
-    in_flight = args.concurrency * args.max_batch
+                          concurrency=args.concurrency, queue_size=args.queue_size, backend=backend)
+    if backend is None:
+        service.warm_up()    # replicas load their own models
+    demo = build_demo(service, concurrency=concurrency, queue_size=args.queue_size)
+    in_flight = concurrency * args.max_batch
     demo.launch(server_name=args.host, server_port=args.port,
                 auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
                 allowed_paths=[str(service.out_dir)], max_file_size="25mb", show_error=False,

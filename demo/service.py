@@ -27,10 +27,10 @@ from glide.images import InputError
 from glide.model_registry import FAMILIES, ModelNotAvailable
 from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
+from glide.scheduler import Batch, Job, Scheduler
 from glide.settings import MIN_STEPS, ComparisonSettings, GenerationSettings, Limits  # noqa: F401 (MIN_STEPS: UI)
 
 from . import imaging
-from glide.scheduler import Batch, Job, Scheduler
 from .models import APPROX_BYTES, Downloads, model_rows
 
 log = logging.getLogger("glide.demo")

@@ -5,6 +5,7 @@ torch and gradio, is the slowest part of the tests) starts once per pytest run.
 """
 import atexit
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "artifacts" / "logs"
@@ -40,7 +41,7 @@ class Server:
                 self.process.wait(5)
 
 
-_SERVER: Optional[Server] = None
+_SERVERS: Dict[tuple, Server] = {}
 
 
 def free_port() -> int:
@@ -83,10 +84,19 @@ def missing_weights() -> Optional[str]:
     return f"the shapes model has no weights for {missing}: run `make train-default`" if missing else None
 
 
-def shared_server() -> Server:
-    """The session's demo server (default options), started on first use and stopped at exit."""
-    global _SERVER
-    if _SERVER is None or not _SERVER.alive():
-        _SERVER = start_server()
-        atexit.register(_SERVER.stop)
-    return _SERVER
+def shared_server(*args: str) -> Server:
+    """The session's demo server for these command-line `args` (none: the defaults), started on first use
+    and stopped at exit."""
+    server = _SERVERS.get(args)
+    if server is None or not server.alive():
+        server = _SERVERS[args] = start_server(*args)
+        atexit.register(server.stop)
+    return server
+
+
+def runs_in(server: Server) -> int:
+    """How many sampling runs the server's log shows: the local backend logs each run, the Ray backend
+    the run each result came from (replicas name their runs)."""
+    text = server.log()
+    ray_runs = set(re.findall(r"result from run (\S+)", text))
+    return len(ray_runs) if ray_runs else text.count("generate run:")

@@ -10,10 +10,10 @@ from PIL import Image
 
 from glide.errors import UserError
 from glide.model_registry import FAMILIES
+from glide.scheduler import JobCancelled, QueueFull
 from samplers import Cancelled
 
 from . import imaging
-from glide.scheduler import JobCancelled, QueueFull
 from .service import DemoService, settings_summary
 
 log = logging.getLogger("glide.demo")

@@ -7,6 +7,7 @@
     glide download --model glide-filtered
     glide models
     glide samplers --json
+    glide serve --ray-address auto --replicas 4 --gpus-per-replica 1     # Ray Serve, no UI (see glide.ray_serve)
 
 Every PNG written carries the settings that made it, so `--from-png` regenerates it (flags given on
 the command line override the stored settings). Expected failures — a bad prompt, image, mask or
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from . import serving
 from .errors import UserError
 from .fileio import human_bytes
 
@@ -322,6 +325,31 @@ def cmd_samplers(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """Deploy or update the Ray Serve application, or show its status; on a local Ray, serve until Ctrl-C."""
+    from . import ray_serve, serving
+
+    config = serving.config_of(args, args.max_batch, args.dtype, args.checkpoint_dir)
+    owned = ray_serve.connect(args.ray_address, args.ray_cpus)
+    try:
+        if args.status:
+            print(json.dumps(ray_serve.status(), indent=2, default=str))
+            return 0
+        ray_serve.deploy(config)
+        print(json.dumps(ray_serve.status(), indent=2, default=str))
+        if not owned:
+            print(f"deployed on the cluster at {args.ray_address}; `app.py --backend ray --ray-address "
+                  f"{args.ray_address}` puts the UI in front", file=sys.stderr)
+            return 0
+        print("serving on a local Ray until Ctrl-C (start a cluster with `ray start --head` to keep it running "
+              "without this process)", file=sys.stderr)
+        threading.Event().wait()
+        return 0
+    finally:
+        if owned:
+            ray_serve.shutdown()
+
+
 # ------------------------------------------------------------------------------------------ parser
 def _model_options(parser) -> None:
     parser.add_argument("--model", help="model family: shapes (default, embedded) or glide-filtered")
@@ -401,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", type=Path, help="cache folder to look in")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("serve", help="deploy or update the Ray Serve application (no UI), or show its --status")
+    serving.add_options(p)
+    p.add_argument("--status", action="store_true", help="show the application's replicas, devices and queues")
+    p.add_argument("--max-batch", type=int, default=8, help="images per batched run (default 8)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16 (autocast)")
+    p.add_argument("--checkpoint-dir", type=Path, help="where downloaded checkpoints are cached, on every machine")
+    p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("samplers", help="step rules and guidance strategies, with their parameters")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -25,3 +25,23 @@ def reference_dir() -> Path:
 def vocab_dir(reference_dir) -> Path:
     """The official tokenizer files, used as a ready-filled cache so no test downloads them."""
     return reference_dir / "vocab"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray (2 CPUs, no dashboard) with the Serve application deployed: 2 CPU replicas, one thread
+    each. Yields the cluster's address, for demo servers that attach to it; shut down at the end."""
+    ray_serve = pytest.importorskip("glide.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+    from demo.testing import missing_weights
+    from glide.serving import ServeConfig
+
+    if missing_weights():
+        pytest.skip(missing_weights())
+    ray_serve.connect(num_cpus=2)
+    try:
+        ray_serve.deploy(ServeConfig(replicas=2, threads=1))
+        import ray
+
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray_serve.shutdown()

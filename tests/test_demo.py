@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from demo.imaging import editor_to_image_and_mask
-from glide.scheduler import Job, JobCancelled, QueueFull, Scheduler
 from demo.models import Downloads
 from glide.images import InputError
 from glide.model_registry import FAMILIES
 from glide.pngmeta import read_settings
+from glide.scheduler import Job, JobCancelled, QueueFull, Scheduler
 from samplers import Cancelled
 
 PROMPT = "a small red circle on the left on a blue background"
@@ -182,13 +182,16 @@ def test_handler_errors_become_clear_gradio_errors():
 
 
 # ---------------------------------------------------------------------------------------------- the server
-@pytest.fixture(scope="module")
-def server():
+@pytest.fixture(scope="module", params=["local", "ray"])
+def server(request):
+    """The demo server, on each backend: every test below must pass on both (the Ray one attaches to the
+    session's local Ray Serve application, two CPU replicas)."""
     from demo.testing import missing_weights, shared_server
 
     if missing_weights():
         pytest.skip(missing_weights())
-
+    if request.param == "ray":
+        return shared_server("--backend", "ray", "--ray-address", request.getfixturevalue("ray_cluster"))
     return shared_server()
 
 
@@ -312,9 +315,11 @@ def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
     """8 users at once: each gets an image for its own prompt, and they share sampling runs."""
     from gradio_client import Client
 
+    from demo.testing import runs_in
+
     prompts = [f"a small {c} circle on the left on a blue background"
                for c in ("red", "green", "yellow", "white", "black", "purple", "orange", "red")]
-    runs_before = server.log().count("generate run:")
+    runs_before = runs_in(server)
     clients = [Client(server.url, verbose=False) for _ in prompts]
     barrier, results, errors = threading.Barrier(len(prompts)), {}, []
 
@@ -339,7 +344,7 @@ def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
         seeds.add(settings["seed"])
     assert len(seeds) == len(prompts)  # random seeds: every user got a different image
     time.sleep(0.5)
-    runs = server.log().count("generate run:") - runs_before
+    runs = runs_in(server) - runs_before
     assert runs < len(prompts), f"{runs} sampling runs for {len(prompts)} simultaneous requests: nothing was batched"
 
 

@@ -1,0 +1,312 @@
+"""The Ray Serve application: the demo's jobs run by replicas on several GPUs or machines, behind the same UI.
+
+    python app.py --backend ray --replicas 2                      # a local Ray, two replicas, the UI in front
+    ray start --head                                               # or a cluster: head, then workers with
+    ray start --address=HEAD:6379                                  #   `ray start --address` on each machine
+    python -m glide serve --ray-address auto --replicas 4 --gpus-per-replica 1    # deploy (or update)
+    python app.py --backend ray --ray-address auto                 # the UI attaches to what runs
+    python -m glide serve --ray-address auto --status              # replicas, devices, queues
+
+One deployment, `GlideReplica`, serves every model family: each replica loads a family's models
+once, on its own device (Ray hands each replica its GPUs), the first time a request needs them.
+A request's stages (base, upsampler) and a comparison's CLIP run back to back on one image batch,
+so they stay in one replica: splitting them into deployments would add a transfer and a queue
+between stages and keep a second device busy for a fraction of each request.
+
+Batching: `@serve.batch` collects the generate requests that reach a replica together (up to
+`max_batch` images); those with equal settings (glide.runs.batch_key_of: all but prompts and seeds)
+share one sampling run, others run one after the other. Inpainting and comparisons run alone.
+Each request streams ("progress", Progress), then ("result", value, run id) or ("error", exc).
+Cancelling a request (the user's Stop, a client gone) cancels its stream; the replica marks it and
+stops a run only when every request in it is cancelled, between steps. `RayBackend` is the front
+end's side: it hands out `glide.scheduler.Job`s like the local backend, and retries a request once
+when the replica serving it dies.
+
+Security: Ray has no authentication. Keep its ports (6379, 8265, 10001) on a private network and
+its dashboard off or on 127.0.0.1; put only the Gradio UI (with --auth) in front of users.
+"""
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Dict, List, Optional
+
+import ray
+import torch
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import RequestCancelledError
+
+from .pipeline import load_pipeline
+from .runs import run_batch
+from .scheduler import Job, JobCancelled, QueueFull, progress_of
+from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
+
+log = logging.getLogger("glide.serve")
+
+RETRIES = 1   # a request whose replica died is sent once more, to whichever replica Serve picks
+
+
+# ---------------------------------------------------------------------------------------------- the replica
+def _images_in(requests: List[Dict]) -> int:
+    return sum(len(r["prompts"]) for r in requests)
+
+
+class GlideReplica:
+    """One replica: the families' pipelines on this replica's device, and the requests it is serving."""
+
+    def __init__(self, config: Dict):
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+        self.config = ServeConfig(**config)
+        threads = self.config.threads or max(1, int(self.config.cpus_per_replica))
+        torch.set_num_threads(threads)
+        # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it reserved for this replica (none: the CPU).
+        self.device = "cuda" if self.config.gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
+        self.name = ray.get_runtime_context().get_actor_name() or f"replica-{os.getpid()}"
+        self.cancelled: set = set()          # ids of requests whose callers went away
+        self.active = 0                      # requests this replica holds (waiting or running)
+        self.running = 0                     # sampling runs in progress (0 or 1: one executor thread)
+        self.runs = itertools.count(1)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="glide-run")   # one run at a time on the device
+        self._batched.set_max_batch_size(self.config.max_batch)
+
+    def pipeline_of(self, model: str):
+        return load_pipeline(model, self.device, self.config.dtype, self.config.checkpoint_dir)
+
+    def describe(self) -> Dict:
+        return {"replica": self.name, "device": self.device, "threads": torch.get_num_threads(),
+                "cuda_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "requests": self.active,
+                "running": self.running}
+
+    async def run(self, request: Dict):
+        """Stream one request's events (see the module docstring)."""
+        self.active += 1
+        try:
+            if request["batch_key"] is not None:
+                async for item in self._batched(request):
+                    yield item
+            else:
+                async for items in self._execute([request]):
+                    yield items[0]
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled.add(request["id"])   # read by the run's should_stop, between steps
+            raise
+        finally:
+            self.active -= 1
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05, batch_size_fn=_images_in)
+    async def _batched(self, requests: List[Dict]):
+        """Requests that arrived together: those with equal settings share a run, groups run in turn."""
+        groups: Dict[str, List[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request["batch_key"], []).append(i)
+        waiting = [("wait", None)] * len(requests)
+        for rows in groups.values():
+            async for items in self._execute([requests[i] for i in rows]):
+                out = list(waiting)
+                for i, item in zip(rows, items):
+                    out[i] = item
+                yield out
+            for i in rows:             # their streams end now, while later groups run
+                waiting[i] = StopIteration
+            yield list(waiting)
+
+    async def _execute(self, requests: List[Dict]):
+        """One run of `requests` in the executor thread; yields a list of items (one per request) per event."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        ids, counts = [r["id"] for r in requests], [len(r["prompts"]) for r in requests]
+        offsets = list(itertools.accumulate([0] + counts[:-1]))
+
+        def report(stage, step, total, x0):
+            items = [("progress", progress_of(off, n, r["previews"], stage, step, total, x0,
+                                              self.config.preview_every))
+                     for off, n, r in zip(offsets, counts, requests)]
+            loop.call_soon_threadsafe(events.put_nowait, items)
+
+        def work():
+            self.running += 1
+            try:
+                return run_batch(self.pipeline_of, requests[0]["kind"], [r["payload"] for r in requests],
+                                 [p for r in requests for p in r["prompts"]],
+                                 [s for r in requests for s in r["seeds"]], counts, report,
+                                 lambda: all(i in self.cancelled for i in ids))
+            finally:
+                self.running -= 1
+
+        run = f"{self.name}:{next(self.runs)}"
+        future = loop.run_in_executor(self.executor, work)
+        try:
+            while not (future.done() and events.empty()):
+                get = asyncio.ensure_future(events.get())
+                await asyncio.wait({get, future}, return_when=asyncio.FIRST_COMPLETED)
+                if get.done():
+                    yield get.result()
+                else:
+                    get.cancel()
+            try:
+                yield [("result", result, run) for result in future.result()]
+            except Exception as exc:  # noqa: BLE001 - each request's caller gets it, with its type
+                yield [("error", exc)] * len(requests)
+        finally:
+            self.cancelled.difference_update(ids)
+
+
+# ---------------------------------------------------------------------------------------------- cluster
+def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bool:
+    """Attach to the Ray cluster at `address` ("auto", "ray://host:10001"), or start a local one (no
+    dashboard, `num_cpus` CPUs). Returns True when this process started Ray (and so owns it)."""
+    if ray.is_initialized():
+        return False
+    # Replicas' log lines reach this process's output; Ray's de-duplication would fold equal ones
+    # ("generate run: 1 request(s)" from two replicas) into one, hiding what happened.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        if address:
+            ray.init(address=address, namespace="glide", logging_level=logging.WARNING)
+            return False
+        ray.init(num_cpus=num_cpus, include_dashboard=False, namespace="glide", logging_level=logging.WARNING)
+        return True
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterUnavailable(f"cannot reach the Ray cluster at {address or 'a new local Ray'}: {exc}. "
+                                 "Start one with `ray start --head`, or leave out --ray-address") from None
+
+
+def shutdown() -> None:
+    """Stop the Serve application and the Ray this process started."""
+    serve.shutdown()
+    ray.shutdown()
+
+
+def deploy(config: ServeConfig):
+    """Deploy (or update in place) the application; returns its handle. Needs `connect()` first."""
+    config.check()
+    options = dict(name=DEPLOYMENT, max_ongoing_requests=max(2 * config.max_batch, 16),
+                   ray_actor_options={"num_cpus": config.cpus_per_replica, "num_gpus": config.gpus_per_replica})
+    if config.max_replicas is not None:
+        options["autoscaling_config"] = {"min_replicas": config.min_replicas, "max_replicas": config.max_replicas,
+                                         "target_ongoing_requests": config.max_batch}
+    else:
+        options["num_replicas"] = config.replicas
+    serve.start(proxy_location="Disabled")   # handles only: no HTTP port to guard
+    app = serve.deployment(GlideReplica).options(**options).bind(asdict(config))
+    return serve.run(app, name=APP_NAME, route_prefix=None)
+
+
+def handle():
+    """The running application's handle; ClusterUnavailable when it is not deployed."""
+    try:
+        return serve.get_deployment_handle(DEPLOYMENT, app_name=APP_NAME)
+    except Exception as exc:  # noqa: BLE001 - Serve raises several kinds for "not there"
+        raise ClusterUnavailable(f"no glide application on this Ray cluster ({exc}); deploy it with "
+                                 "`python -m glide serve --ray-address auto --replicas N`") from None
+
+
+def status(samples: int = 16) -> Dict:
+    """The application's state, its replicas by state (Serve's), the cluster's resources, and what the
+    replicas that answer `samples` probes say of themselves: device, threads, requests held."""
+    app = serve.status().applications.get(APP_NAME)
+    if app is None:
+        raise ClusterUnavailable("no glide application on this Ray cluster; deploy it with `glide serve`")
+    deployments = {name: {"status": str(d.status.value if hasattr(d.status, "value") else d.status),
+                          "replicas": {str(k): v for k, v in d.replica_states.items()}, "message": d.message}
+                   for name, d in app.deployments.items()}
+    probes = [handle().describe.remote() for _ in range(samples)]
+    replicas = {r["replica"]: r for r in (p.result(timeout_s=30) for p in probes)}
+    return {"application": str(app.status.value if hasattr(app.status, "value") else app.status),
+            "deployments": deployments, "replicas": sorted(replicas.values(), key=lambda r: r["replica"]),
+            "cluster": {"resources": ray.cluster_resources(), "available": ray.available_resources()}}
+
+
+# ---------------------------------------------------------------------------------------------- front end
+class RayBackend:
+    """The front end's side of the Serve application: `submit(job)` streams the job from a replica."""
+
+    def __init__(self, deployment_handle, max_pending: int = 64):
+        self.handle = deployment_handle.options(stream=True)
+        self.max_pending = max_pending
+        self._streams: Dict[Job, object] = {}     # active jobs -> their response stream (None until sent)
+        self._lock = threading.Lock()
+        self.run_ids: set = set()                 # distinct sampling runs seen (batching shows as fewer runs)
+
+    def submit(self, job: Job) -> Job:
+        with self._lock:
+            if len(self._streams) >= self.max_pending:
+                raise QueueFull(f"The queue is full ({len(self._streams)} requests waiting): please try again "
+                                "in a minute.")
+            self._streams[job] = None
+        job._backend = self
+        threading.Thread(target=self._follow, args=(job,), name=f"ray-job-{job.id}", daemon=True).start()
+        return job
+
+    def _follow(self, job: Job) -> None:
+        request = {"kind": job.kind, "payload": job.payload, "prompts": job.prompts, "seeds": job.seeds,
+                   "batch_key": job.batch_key, "previews": job.previews}
+        job.started.set()
+        try:
+            for attempt in range(RETRIES + 1):
+                try:
+                    self._stream(job, {**request, "id": uuid.uuid4().hex})
+                    return
+                except RayActorError as exc:
+                    if job.cancelled.is_set():
+                        raise JobCancelled("stopped") from None
+                    if attempt == RETRIES:
+                        raise RuntimeError("the server lost the worker running your request twice; please try "
+                                           "again in a minute") from exc
+                    log.warning("replica died serving job %s (%s); retrying it once", job.id, exc)
+        except RequestCancelledError:
+            job.error = JobCancelled("stopped")
+        except Exception as exc:  # noqa: BLE001 - handed to the job's waiter, raised in its thread
+            job.error = exc
+        finally:
+            with self._lock:
+                self._streams.pop(job, None)
+            if job.result is None and job.error is None:
+                job.error = RuntimeError("the request ended without a result")
+            job.done.set()
+
+    def _stream(self, job: Job, request: Dict) -> None:
+        stream = self.handle.run.remote(request)
+        with self._lock:
+            self._streams[job] = stream
+        if job.cancelled.is_set():
+            stream.cancel()
+        for item in stream:
+            if item[0] == "progress":
+                job.report(item[1])
+            elif item[0] == "result":
+                job.result = item[1]
+                log.info("job %s: result from run %s", job.id, item[2])
+                with self._lock:
+                    self.run_ids.add(item[2])
+            elif item[0] == "error":
+                job.error = item[1]
+
+    def cancelled(self, job: Job) -> None:
+        with self._lock:
+            stream = self._streams.get(job)
+        if stream is not None:
+            stream.cancel()
+
+    def cancel_session(self, session: str) -> int:
+        with self._lock:
+            jobs = [j for j in self._streams if j.session == session and not j.cancelled.is_set()]
+        for job in jobs:
+            job.cancel()
+        return len(jobs)
+
+    def position(self, job: Job) -> int:
+        return 0   # Serve queues requests in its replicas; the front end sees no position
+
+    def stats(self) -> Dict[str, int]:
+        with self._lock:
+            return {"waiting": 0, "running": len(self._streams), "runs": len(self.run_ids)}
+
+    def close(self) -> None:
+        for job in list(self._streams):
+            job.cancel()

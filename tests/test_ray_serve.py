@@ -1,0 +1,159 @@
+"""The Ray Serve backend on the CPU: a local Ray (2 CPUs) with two replicas of the shapes family.
+
+The gradio_client tests of tests/test_demo.py run against both backends; here: the same image on
+both backends, cancelling one request of a shared batch, a batch whose every request is cancelled
+stopping, a replica killed mid-request, 16 concurrent clients through the UI, and `glide serve
+--status`. Sampling is short (a few steps) except where a run must outlast what the test does to it.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from glide.scheduler import Job, JobCancelled
+from glide.settings import GenerationSettings
+
+PROMPT = "a small red circle on the left on a blue background"
+
+ray_serve = pytest.importorskip("glide.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+
+
+@pytest.fixture(scope="module")
+def backend(ray_cluster):
+    return ray_serve.RayBackend(ray_serve.handle())
+
+
+def submit(backend, settings: GenerationSettings, previews=False) -> Job:
+    return backend.submit(Job("generate", settings, prompts=list(settings.prompts), seeds=list(settings.seeds),
+                              batch_key=settings.batch_key(), previews=previews))
+
+
+def local_images(settings: GenerationSettings):
+    """The same settings on the local pipeline, on one thread as each replica runs."""
+    from glide.pipeline import load_pipeline
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return load_pipeline(settings.model).run(settings).images
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=int)
+
+
+def wait_for_progress(job: Job, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while job._events.empty():
+        assert time.time() < deadline and not job.done.is_set(), "the job never started sampling"
+        time.sleep(0.05)
+
+
+def test_same_seed_and_settings_give_the_same_image_on_both_backends(backend):
+    settings = GenerationSettings.create(PROMPT, seed=21, steps=4, upsample_steps=3)
+    remote = submit(backend, settings).outcome(timeout=120)
+    assert remote.settings == settings.per_image()
+    assert np.array_equal(pixels(remote.images[0]), pixels(local_images(settings)[0]))   # bitwise
+
+
+def test_cancelling_one_request_of_a_shared_batch_leaves_the_others_their_images(backend):
+    settings = GenerationSettings.create(PROMPT, seed=0, steps=40, upsample_steps=20)
+    jobs = [submit(backend, settings.with_items([PROMPT], [seed]), previews=True) for seed in (31, 32, 33)]
+    wait_for_progress(jobs[1])
+    jobs[1].cancel()
+    with pytest.raises(JobCancelled):
+        jobs[1].outcome(timeout=120)
+    for job, seed in ((jobs[0], 31), (jobs[2], 33)):
+        got = job.outcome(timeout=180).images[0]
+        want = local_images(settings.with_items([PROMPT], [seed]))[0]
+        # Exactly their images: a batch's arithmetic sums in another order than one image's (<= 1 level).
+        assert np.abs(pixels(got) - pixels(want)).max() <= 1
+
+
+def replicas() -> dict:
+    return {r["replica"]: r for r in ray_serve.status(samples=24)["replicas"]}
+
+
+def test_a_run_whose_every_request_is_cancelled_stops_between_steps(backend):
+    settings = GenerationSettings.create(PROMPT, seed=50, steps=250, upsample_steps=250)   # a minute or more
+    jobs = [submit(backend, settings.with_items([PROMPT], [seed])) for seed in (50, 51)]
+    for job in jobs:
+        wait_for_progress(job)
+    for job in jobs:
+        job.cancel()
+    deadline = time.time() + 20
+    while any(r["running"] for r in replicas().values()):
+        assert time.time() < deadline, "a run nobody waits for is still sampling"
+        time.sleep(0.2)
+
+
+def test_a_replica_killed_mid_request(backend):
+    import ray
+
+    long = GenerationSettings.create(PROMPT, seed=70, steps=120, upsample_steps=60)
+    victim_job = submit(backend, long, previews=True)
+    wait_for_progress(victim_job)
+    running = [name for name, r in replicas().items() if r["running"]]
+    assert running, "no replica reports the run"
+    others = [submit(backend, GenerationSettings.create(PROMPT, seed=80 + i, steps=3, upsample_steps=2))
+              for i in range(3)]
+    ray.kill(ray.get_actor(running[0], namespace="serve"))
+    # The killed replica's request is retried on another (or fails with a clear error); the others are served.
+    try:
+        assert victim_job.outcome(timeout=240).images[0].size == (128, 128)
+    except RuntimeError as exc:
+        assert "lost the worker" in str(exc)
+    assert all(job.outcome(timeout=240).images for job in others)
+    deadline = time.time() + 60            # Serve brings the replica count back
+    while ray_serve.status(samples=1)["deployments"]["GlideReplica"]["replicas"].get("RUNNING") != 2:
+        assert time.time() < deadline, ray_serve.status(samples=1)
+        time.sleep(0.5)
+
+
+def test_sixteen_concurrent_clients_through_the_ui(ray_cluster):
+    from gradio_client import Client
+
+    from demo.testing import runs_in, shared_server
+    from glide.pngmeta import read_settings
+
+    server = shared_server("--backend", "ray", "--ray-address", ray_cluster)
+    runs_before = runs_in(server)
+    clients = [Client(server.url, verbose=False) for _ in range(16)]
+    barrier, results, errors = threading.Barrier(16), {}, []
+
+    def user(i):
+        try:
+            barrier.wait(60)
+            results[i] = clients[i].submit("a small red circle on the left on a blue background", seed=100 + i,
+                                           steps=3, upsample_steps="2", api_name="/generate").result(timeout=240)
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors and len(results) == 16
+    from PIL import Image
+
+    assert sorted(read_settings(Image.open(r[0]["image"]))["seed"] for r in results.values()) == list(range(100, 116))
+    time.sleep(0.5)
+    runs = runs_in(server) - runs_before
+    assert 0 < runs < 16, f"{runs} sampling runs for 16 simultaneous requests: nothing was batched"
+    assert server.alive()
+
+
+def test_serve_status_from_the_command_line(ray_cluster, capsys):
+    import json
+
+    from glide.cli import main
+
+    assert main(["serve", "--ray-address", ray_cluster, "--status"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["deployments"]["GlideReplica"]["status"] == "HEALTHY"
+    assert {r["device"] for r in shown["replicas"]} == {"cpu"} and all(r["threads"] == 1 for r in shown["replicas"])
