@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -88,6 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=int, default=64, help="requests that may wait; more get 'queue full'")
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
                         help="require a login (repeat for more users)")
+    parser.add_argument("--outputs", type=Path, default=None,
+                        help="keep the images made here (default: a temporary folder removed at exit)")
+    parser.add_argument("--keep-outputs", type=float, default=3600.0, metavar="SECONDS",
+                        help="images older than this are deleted, so a long-running server stays small (default 3600)")
+    parser.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
+                        help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 30)")
     parser.add_argument("--backend", choices=serving.BACKENDS, default="local",
                         help="local: sample in this process (default); ray: on a Ray Serve application")
     serving.add_options(parser)
@@ -132,9 +137,6 @@ def ray_backend(args):
 def main(argv=None) -> None:
     """Start the demo server; it runs until interrupted."""
     args = parse_args(argv)
-    # SIGTERM (a service manager, `kill`) ends the server as Ctrl-C does: exit handlers run (a Ray this
-    # process started is shut down with it).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
     backend = ray_backend(args) if args.backend == "ray" else None
@@ -143,7 +145,20 @@ def main(argv=None) -> None:
     service = DemoService(default_model=args.model, device=args.device, dtype=args.dtype,
                           checkpoint_dir=args.checkpoint_dir, cuda_graphs=args.cuda_graphs,
                           limits=replace(DEMO_LIMITS, max_batch=args.max_batch, max_steps=args.max_steps),
-                          concurrency=args.concurrency, queue_size=args.queue_size, backend=backend)
+                          concurrency=args.concurrency, queue_size=args.queue_size, backend=backend,
+                          out_dir=args.outputs, keep_outputs_s=args.keep_outputs)
+
+    def restart(*_):
+        """SIGTERM (a service manager, `kill`) or Ctrl-C: finish what runs within the grace period, tell everyone
+        else the server is restarting, then close the server (exit handlers run; exit status 0). A second
+        Ctrl-C stops at once."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        logging.getLogger("glide.demo").info("stopping: running requests get %g s to finish", args.shutdown_grace)
+        service.shutdown(args.shutdown_grace)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, restart)
+    signal.signal(signal.SIGINT, restart)
     if backend is None:
         service.warm_up()    # replicas load their own models
     demo = build_demo(service, concurrency=concurrency, queue_size=args.queue_size)

@@ -78,6 +78,8 @@ class DemoService:
         if out_dir is None:
             out_dir = tempfile.mkdtemp(prefix="glide-demo-")
             atexit.register(shutil.rmtree, out_dir, ignore_errors=True)  # ours alone: remove it on exit
+        else:
+            atexit.register(self._remove_partial_files)
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
@@ -185,6 +187,18 @@ class DemoService:
 
     def cancel_session(self, session: str) -> int:
         return self.backend.cancel_session(session)
+
+    def shutdown(self, grace_s: float) -> None:
+        """Stop taking requests; running ones get `grace_s` seconds to finish, the rest are told the server is
+        restarting. Returns once their users have been answered and no partial file is left."""
+        self.backend.drain(grace_s)
+        time.sleep(1.0)   # the handlers waiting on those jobs answer their users (and write their PNGs)
+        self._remove_partial_files()
+
+    def _remove_partial_files(self) -> None:
+        """Temporary files of writes cut short (a thread stopped mid-save at exit): never a result."""
+        for path in self.out_dir.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ running (worker threads)
     def _save(self, image: Image.Image, settings: Dict, tag: str) -> str:

@@ -14,7 +14,7 @@ so they stay in one replica: splitting them into deployments would add a transfe
 between stages and keep a second device busy for a fraction of each request.
 
 Batching: `@serve.batch` collects the generate requests that reach a replica together (up to
-`max_batch` images); those with equal settings (glide.runs.batch_key_of: all but prompts and seeds)
+`max_batch` images); those with equal settings (GenerationSettings.batch_key: all but prompts and seeds)
 share one sampling run, others run one after the other. Inpainting and comparisons run alone.
 Each request streams ("progress", Progress), then ("result", value, run id) or ("error", exc).
 Cancelling a request (the user's Stop, a client gone) cancels its stream; the replica marks it and
@@ -30,6 +30,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -43,7 +44,7 @@ from ray.serve.exceptions import RequestCancelledError
 
 from .pipeline import load_pipeline
 from .runs import run_batch
-from .scheduler import Job, JobCancelled, QueueFull, progress_of
+from .scheduler import RESTARTING, Job, JobCancelled, QueueFull, ServerRestarting, progress_of
 from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
 
 log = logging.getLogger("glide.serve")
@@ -149,7 +150,8 @@ class GlideReplica:
                 else:
                     get.cancel()
             try:
-                yield [("result", result, run) for result in future.result()]
+                yield [("error", result) if isinstance(result, BaseException) else ("result", result, run)
+                       for result in future.result()]
             except Exception as exc:  # noqa: BLE001 - each request's caller gets it, with its type
                 yield [("error", exc)] * len(requests)
         finally:
@@ -232,9 +234,12 @@ class RayBackend:
         self._streams: Dict[Job, object] = {}     # active jobs -> their response stream (None until sent)
         self._lock = threading.Lock()
         self.run_ids: set = set()                 # distinct sampling runs seen (batching shows as fewer runs)
+        self._closing = False
 
     def submit(self, job: Job) -> Job:
         with self._lock:
+            if self._closing:
+                raise ServerRestarting(RESTARTING)
             if len(self._streams) >= self.max_pending:
                 raise QueueFull(f"The queue is full ({len(self._streams)} requests waiting): please try again "
                                 "in a minute.")
@@ -260,7 +265,7 @@ class RayBackend:
                                            "again in a minute") from exc
                     log.warning("replica died serving job %s (%s); retrying it once", job.id, exc)
         except RequestCancelledError:
-            job.error = JobCancelled("stopped")
+            job.error = ServerRestarting(RESTARTING) if self._closing else JobCancelled("stopped")
         except Exception as exc:  # noqa: BLE001 - handed to the job's waiter, raised in its thread
             job.error = exc
         finally:
@@ -307,6 +312,13 @@ class RayBackend:
         with self._lock:
             return {"waiting": 0, "running": len(self._streams), "runs": len(self.run_ids)}
 
-    def close(self) -> None:
+    def drain(self, grace_s: float) -> None:
+        """Refuse new jobs; give the ones in flight `grace_s` seconds, then cancel them (their users are told
+        the server is restarting). The Serve application itself keeps running for other front ends."""
+        with self._lock:
+            self._closing = True
+        deadline = time.monotonic() + grace_s
+        while self._streams and time.monotonic() < deadline:
+            time.sleep(0.1)
         for job in list(self._streams):
-            job.cancel()
+            self.cancelled(job)

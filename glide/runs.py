@@ -7,14 +7,17 @@ alone. Results are plain objects (PIL images, settings dicts) that pickle, so a 
 machine can send them back; writing PNGs is the front end's business.
 """
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import torch
 from PIL import Image
 
 import samplers
 
 from . import comparison
+from .errors import UserError
 from .pipeline import Comparison, Pipeline
 from .settings import ComparisonSettings, GenerationSettings
 
@@ -45,30 +48,79 @@ class Compared:
     seconds: float
 
 
+class OutOfDeviceMemory(UserError):
+    """An image that does not fit in the device's memory even alone; only its request fails."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: CUDA's OutOfMemoryError, or the CPU allocator's failure."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc)))
+
+
 def run_batch(pipeline_of: Callable[[str], Pipeline], kind: str, payloads: Sequence, prompts: Sequence[str],
               seeds: Sequence[int], counts: Sequence[int], report: Report,
               should_stop: Optional[Callable[[], bool]] = None) -> List:
-    """Run one batch; one result per payload. `counts[i]` images of `prompts`/`seeds` belong to payload i."""
-    if kind == "generate":
-        settings = payloads[0].with_items(prompts, seeds)   # the batch key made every payload's settings equal
-        log.info("generate run: %d request(s), %d image(s)", len(payloads), len(prompts))
-        result = pipeline_of(settings.model).run(settings, callback=report, should_stop=should_stop)
-        out, start = [], 0
-        for n in counts:
-            sl = slice(start, start + n)
-            out.append(Images(result.images[sl], result.base_images[sl], result.settings[sl], result.seconds))
-            start += n
-        return out
-    if kind == "inpaint":
-        (settings, image, mask), = payloads
-        result = pipeline_of(settings.model).inpaint(image, mask, settings, callback=report, should_stop=should_stop)
-        size = result.images[0].width
-        masked = result.masked_inputs[0].resize((size, size), Image.NEAREST)
-        return [Images(result.images, result.base_images, result.settings, result.seconds, masked)]
+    """Run one batch; one result per payload, or the exception that payload alone failed with.
+
+    `counts[i]` images of `prompts`/`seeds` belong to payload i. A run that runs out of device memory
+    is split in halves and each retried, down to single images (each image has its own seed, so the
+    images are the ones the whole batch would have made); an image that does not fit even alone
+    fails its own request only.
+    """
     if kind == "compare":
         (compared,) = payloads
         return [_compare(pipeline_of(compared.base.model), compared, report, should_stop)]
-    raise ValueError(f"unknown kind of job {kind!r}")
+    if kind == "generate":
+        settings, inpaint = payloads[0].with_items(prompts, seeds), None   # the batch key made them equal
+        log.info("generate run: %d request(s), %d image(s)", len(payloads), len(prompts))
+    elif kind == "inpaint":
+        (settings, image, mask), = payloads
+        inpaint = (image, mask)
+    else:
+        raise ValueError(f"unknown kind of job {kind!r}")
+    started = time.time()
+    pipe = pipeline_of(settings.model)
+    made, masked = _fitting(pipe, settings, inpaint, report, should_stop)
+    seconds = time.time() - started
+    out, start = [], 0
+    for n in counts:
+        mine = made[start:start + n]
+        start += n
+        failed = next((m for m in mine if isinstance(m, BaseException)), None)
+        out.append(failed or Images([m[0] for m in mine], [m[1] for m in mine], [m[2] for m in mine], seconds,
+                                    masked))
+    return out
+
+
+def _fitting(pipe: Pipeline, settings: GenerationSettings, inpaint, report: Report, should_stop) -> Tuple[List, Any]:
+    """Per image (final, base, settings) or OutOfDeviceMemory, and the inpainting preview (or None)."""
+    try:
+        result = pipe.run(settings, inpaint=inpaint, callback=report, should_stop=should_stop)
+    except Exception as exc:  # noqa: BLE001 - only allocation failures are handled here
+        if not is_out_of_memory(exc):
+            raise
+        if pipe.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(settings) == 1:
+            return [OutOfDeviceMemory(f"the image does not fit in the {pipe.device.type.upper()}'s memory even "
+                                      "alone: try fewer steps, no upsampling, or another time")], None
+        half = len(settings) // 2
+        log.warning("out of memory with %d images: trying %d and %d", len(settings), half, len(settings) - half)
+
+        def without_previews(stage, step, total, x0):   # a half's x0 rows are not the batch's
+            report(stage, step, total, None)
+
+        first, masked = _fitting(pipe, settings.with_items(settings.prompts[:half], settings.seeds[:half]),
+                                 inpaint, without_previews, should_stop)
+        second, masked_too = _fitting(pipe, settings.with_items(settings.prompts[half:], settings.seeds[half:]),
+                                      inpaint, without_previews, should_stop)
+        return first + second, masked or masked_too
+    masked = None
+    if inpaint is not None:
+        size = result.images[0].width
+        masked = result.masked_inputs[0].resize((size, size), Image.NEAREST)
+    return list(zip(result.images, result.base_images, result.settings)), masked
 
 
 def _compare(pipe: Pipeline, compared: ComparisonSettings, report: Report, should_stop) -> Compared:
@@ -94,8 +146,3 @@ def run_label(run: Tuple[str, Dict], index: int, total: int, stage: str) -> str:
     scale = registry.scale_of(registry.guidance_strategy(name))
     label = comparison.title(name) + (f", scale {params[scale.name]:g}" if scale is not None else "")
     return f"{label}: run {index + 1} of {total}" + (", upsampler" if stage == "upsample" else "")
-
-
-def batch_key_of(kind: str, payload) -> Optional[str]:
-    """Which requests may share a run: generate requests with equal settings; the others none."""
-    return payload.batch_key() if kind == "generate" and isinstance(payload, GenerationSettings) else None

@@ -13,7 +13,10 @@ Why a scheduler of our own for the local backend rather than gradio's `batch=Tru
 * every image carries its own seed (the settings' per-image seeds), so any requests with equal
   settings apart from prompts and seeds share one sampling run, whatever their seeds;
 * cancelling one user's request must not cancel the others sharing its run: a run stops only
-  when every request in it has been cancelled; a single cancelled request just stops waiting.
+  when every request in it has been cancelled; a single cancelled request just stops waiting;
+* fairness: jobs are taken round-robin across user sessions, not first come first served, so
+  one user who queues ten jobs does not hold another's single job behind all ten; and each
+  session may have only `max_per_session` jobs waiting.
 
 Nothing here knows about gradio or models: a `runner` does each batch's work (glide.runs.run_batch
 on a pipeline). Batching happens naturally under load: while every worker is busy, requests
@@ -22,12 +25,22 @@ accumulate, and the next free worker takes the oldest one plus every compatible 
 import itertools
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
 
+from .errors import UserError
 
-class QueueFull(RuntimeError):
-    """Too many requests are waiting; the message says so in words a user understands."""
+
+class QueueFull(UserError):
+    """Too many requests are waiting (in all, or from one user); the message says so in words a user understands."""
+
+
+class ServerRestarting(UserError):
+    """The server is shutting down: requests not finished by then get this, and new ones are refused."""
+
+
+RESTARTING = "The server is restarting: please try again in a minute."
 
 
 class JobCancelled(RuntimeError):
@@ -155,15 +168,20 @@ class Scheduler:
     module docstring)."""
 
     def __init__(self, runner: Runner, *, workers: int = 1, max_batch: int = 8,
-                 max_pending: int = 64, preview_every: int = 5):
-        if workers < 1 or max_batch < 1 or max_pending < 1:
-            raise ValueError("workers, max_batch and max_pending must be at least 1")
+                 max_pending: int = 64, max_per_session: int = 4, preview_every: int = 5):
+        if workers < 1 or max_batch < 1 or max_pending < 1 or max_per_session < 1:
+            raise ValueError("workers, max_batch, max_pending and max_per_session must be at least 1")
         self.runner = runner
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.max_per_session = max_per_session
         self.preview_every = preview_every
         self._pending: List[Job] = []
         self._running: List[Job] = []
+        self._served: Dict[Optional[str], int] = {}   # session -> when it was last served (a tick count)
+        self._ticks = itertools.count()
+        self._closing = False       # drain() began: no new jobs
+        self._stopping = False      # the grace period is over: running runs stop and report the restart
         self._cond = threading.Condition()
         self.runs = 0  # how many sampling runs were made (tests check batching through it)
         self._threads = [threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
@@ -176,9 +194,15 @@ class Scheduler:
         if len(job.prompts) > self.max_batch:
             raise ValueError(f"at most {self.max_batch} images per request")
         with self._cond:
-            waiting = sum(1 for j in self._pending if not j.cancelled.is_set())
-            if waiting >= self.max_pending:
-                raise QueueFull(f"The queue is full ({waiting} requests waiting): please try again in a minute.")
+            if self._closing:
+                raise ServerRestarting(RESTARTING)
+            live = [j for j in self._pending if not j.cancelled.is_set()]
+            if len(live) >= self.max_pending:
+                raise QueueFull(f"The queue is full ({len(live)} requests waiting): please try again in a minute.")
+            mine = sum(1 for j in live if j.session is not None and j.session == job.session)
+            if mine >= self.max_per_session:
+                raise QueueFull(f"You already have {mine} requests waiting: wait for one to finish (or press Stop) "
+                                "before asking for more.")
             job._backend = self
             self._pending.append(job)
             self._cond.notify()
@@ -194,10 +218,27 @@ class Scheduler:
         return len(jobs)
 
     def position(self, job: Job) -> int:
+        """How many jobs will be taken before this one (0 once it runs)."""
         with self._cond:
-            if job not in self._pending:
-                return 0
-            return sum(1 for j in self._pending[:self._pending.index(job)] if not j.cancelled.is_set())
+            order = self._fair_order()
+            return order.index(job) if job in order else 0
+
+    def drain(self, grace_s: float) -> None:
+        """Shut down: refuse new jobs, fail the waiting ones with ServerRestarting, let running runs finish
+        for up to `grace_s` seconds, then fail (and stop) those too."""
+        with self._cond:
+            self._closing = True
+            waiting, self._pending = self._pending, []
+        for job in waiting:
+            job.error = ServerRestarting(RESTARTING)
+            job.done.set()
+        deadline = time.monotonic() + grace_s
+        with self._cond:
+            while self._running and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, min(0.2, deadline - time.monotonic())))
+            self._stopping = bool(self._running)   # runs still going stop at their next step
+            while self._running:
+                self._cond.wait(0.2)
 
     def stats(self) -> Dict[str, int]:
         with self._cond:
@@ -228,6 +269,7 @@ class Scheduler:
                 with self._cond:
                     for job in batch.jobs:
                         self._running.remove(job)
+                    self._cond.notify_all()   # drain() waits for running jobs
 
     def _next_batch(self) -> Optional[Batch]:
         """The oldest live job and every pending job that can share its run (called under the lock)."""
@@ -238,13 +280,17 @@ class Scheduler:
             job.done.set()
         if not self._pending:
             return None
-        first = self._pending[0]
+        order = self._fair_order()
+        first = order[0]
         chosen, size = [first], len(first.prompts)
         if first.batch_key is not None:
-            for job in self._pending[1:]:  # in arrival order, as many compatible jobs as fit
+            for job in order[1:]:  # in the fair order, as many compatible jobs as fit
                 if job.batch_key == first.batch_key and size + len(job.prompts) <= self.max_batch:
                     chosen.append(job)
                     size += len(job.prompts)
+        tick = next(self._ticks)
+        for job in chosen:
+            self._served[job.session] = tick
         prompts, seeds = [], []
         for job in chosen:
             job.offset = len(prompts)
@@ -253,6 +299,21 @@ class Scheduler:
             self._pending.remove(job)
             job.started.set()
         return Batch(first.kind, chosen, prompts, seeds)
+
+    def _fair_order(self) -> List[Job]:
+        """Pending live jobs in the order they will be taken: round-robin across sessions, the session served
+        longest ago (or never) first, each session's jobs in arrival order. Called under the lock."""
+        queues: Dict[Optional[str], List[Job]] = {}
+        for job in self._pending:
+            if not job.cancelled.is_set():
+                queues.setdefault(job.session, []).append(job)
+        sessions = sorted(queues, key=lambda s: self._served.get(s, -1))   # stable: ties keep arrival order
+        order = []
+        while any(queues.values()):
+            for session in sessions:
+                if queues[session]:
+                    order.append(queues[session].pop(0))
+        return order
 
     def _run(self, batch: Batch):
         jobs = batch.jobs
@@ -264,15 +325,18 @@ class Scheduler:
                                            self.preview_every))
 
         def should_stop() -> bool:
-            return all(job.cancelled.is_set() for job in jobs)
+            return self._stopping or all(job.cancelled.is_set() for job in jobs)
 
         try:
             results = self.runner(batch, report, should_stop)
             for job, result in zip(jobs, results):
-                job.result = result
+                if isinstance(result, BaseException):   # this job's alone (e.g. its image did not fit)
+                    job.error = result
+                else:
+                    job.result = result
         except Exception as exc:  # noqa: BLE001 - handed to every waiting job, re-raised in its thread
             for job in jobs:
-                job.error = exc
+                job.error = ServerRestarting(RESTARTING) if self._stopping else exc
         finally:
             for job in jobs:
                 if job.result is None and job.error is None:
