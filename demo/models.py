@@ -2,7 +2,7 @@
 
 A download runs in its own daemon thread and is shared: one download per family however many
 users click, and nobody's requests wait for it. Progress is read from the files growing in the
-cache (glide.download writes each checkpoint to a `.NAME.*.part` file beside its destination),
+cache (glide.download writes each checkpoint to a `.NAME.part` file beside its destination),
 so the download code needs no hooks of its own.
 """
 import threading
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from glide.download import partial_path
 from glide.fileio import human_bytes
 from glide.images import InputError
 from glide.model_registry import FAMILIES, download_family, list_models
@@ -86,7 +87,7 @@ class Downloads:
                 if path.exists():
                     total += size(path)
                 elif path.parent.exists():
-                    total += sum(size(p) for p in path.parent.glob(f".{path.name}.*.part"))
+                    total += size(partial_path(path))
         return total
 
     def status(self, name: str) -> dict:

@@ -5,12 +5,13 @@ to the destination and are renamed into place only once complete and verified, u
 so an interrupted or concurrent download never leaves a partial file where a complete one is
 expected.
 """
+import errno
 import hashlib
 import http.client
 import os
 import pickle
+import shutil
 import ssl
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -166,45 +167,63 @@ def fetch_file(
         # Another process may have finished the download while we waited for the lock.
         if _is_complete(dest, sha256, size):
             return dest
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp_path = Path(tmp_name)
+        part = partial_path(dest)
         try:
-            with os.fdopen(fd, "wb") as tmp_file:
-                actual_sha256 = _download(url, tmp_file, dest, progress, timeout)
-            actual_size = tmp_path.stat().st_size
-            if size is not None and actual_size != size:
-                raise DownloadError(
-                    f"Downloaded {dest.name} from {url} has {actual_size} bytes, expected {size}. "
-                    + _manual_download_hint(url, dest)
-                )
-            if sha256 is not None and actual_sha256 != sha256:
-                raise DownloadError(
-                    f"Downloaded {dest.name} from {url} has SHA-256 {actual_sha256}, expected {sha256}. "
-                    + _manual_download_hint(url, dest)
-                )
-            os.replace(tmp_path, dest)
-        finally:
-            tmp_path.unlink(missing_ok=True)
+            actual_sha256 = _download(url, part, dest, progress, timeout)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            part.unlink(missing_ok=True)   # a partial that cannot grow would only hold the disk
+            free = shutil.disk_usage(dest.parent).free
+            raise DownloadError(f"Not enough disk space for {dest.name} in {dest.parent}: {free:,} bytes free"
+                                + (f", {size:,} needed" if size else "") + ". Free some space and run again.") from None
+        actual_size = part.stat().st_size
+        mismatch = None
+        if size is not None and actual_size != size:
+            mismatch = f"has {actual_size} bytes, expected {size}"
+        elif sha256 is not None and actual_sha256 != sha256:
+            mismatch = f"has SHA-256 {actual_sha256}, expected {sha256}"
+        if mismatch:
+            part.unlink()   # not the file we want: the next try starts afresh
+            raise DownloadError(f"Downloaded {dest.name} from {url} {mismatch}. " + _manual_download_hint(url, dest))
+        os.chmod(part, 0o644)
+        os.replace(part, dest)
     return dest
 
 
-def _download(url: str, out, dest: Path, progress: bool, timeout: float) -> str:
-    """Stream ``url`` into the open file ``out``; return the SHA-256 of what was written."""
+def partial_path(dest: Path) -> Path:
+    """Where a download of `dest` grows (kept when interrupted, so the next fetch resumes from it)."""
+    return dest.with_name(f".{dest.name}.part")
+
+
+def _download(url: str, part: Path, dest: Path, progress: bool, timeout: float) -> str:
+    """Download ``url`` into ``part``, resuming from what ``part`` already holds when the server honours a
+    ``Range`` request (else starting over); return the SHA-256 of the whole file.
+
+    Interrupted, ``part`` keeps what arrived (so the next call resumes) and DownloadError says so;
+    a full disk raises OSError(ENOSPC) for the caller.
+    """
     digest = hashlib.sha256()
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    received, expected = 0, None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = have > 0 and response.status == 206 and response.headers.get("Content-Range", "").startswith(
+                f"bytes {have}-")
+            if resumed:
+                with open(part, "rb") as f:   # the hash covers the whole file, resumed or not
+                    for chunk in iter(lambda: f.read(_CHUNK_SIZE), b""):
+                        digest.update(chunk)
+            else:
+                have = 0   # no partial, or a server that ignores Range: start the file over
             length = response.headers.get("Content-Length")
             expected = int(length) if length is not None else None
-            received = 0
-            bar = tqdm(
-                total=expected,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=dest.name,
-                disable=not progress,
-            )
-            with bar:
+            if expected is not None and shutil.disk_usage(part.parent).free < expected:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            bar = tqdm(total=None if expected is None else have + expected, initial=have, unit="B",
+                       unit_scale=True, unit_divisor=1024, desc=dest.name, disable=not progress)
+            with bar, open(part, "ab" if resumed else "wb") as out:
                 for chunk in iter(lambda: response.read(_CHUNK_SIZE), b""):
                     out.write(chunk)
                     digest.update(chunk)
@@ -212,13 +231,14 @@ def _download(url: str, out, dest: Path, progress: bool, timeout: float) -> str:
                     bar.update(len(chunk))
     except _NETWORK_ERRORS as exc:
         raise DownloadError(
-            f"Could not download {dest.name} from {url}: {exc}. " + _manual_download_hint(url, dest)
+            f"Could not download {dest.name} from {url}: {exc}. Run again to resume ({have + received:,} bytes "
+            f"kept in {part.name}), or: " + _manual_download_hint(url, dest)
         ) from exc
     # http.client returns a short body without complaint when the connection drops early.
     if expected is not None and received != expected:
         raise DownloadError(
-            f"Download of {dest.name} from {url} stopped after {received} of {expected} bytes. "
-            + _manual_download_hint(url, dest)
+            f"Download of {dest.name} from {url} stopped after {have + received:,} of {have + expected:,} bytes. "
+            f"Run again to resume from there, or: " + _manual_download_hint(url, dest)
         )
     return digest.hexdigest()
 

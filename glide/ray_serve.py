@@ -39,7 +39,7 @@ from typing import Dict, List, Optional
 import ray
 import torch
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RequestCancelledError
 
 from .pipeline import load_pipeline
@@ -261,11 +261,15 @@ class RayBackend:
                     if job.cancelled.is_set():
                         raise JobCancelled("stopped") from None
                     if attempt == RETRIES:
-                        raise RuntimeError("the server lost the worker running your request twice; please try "
-                                           "again in a minute") from exc
+                        raise ClusterUnavailable("the server lost the worker running your request twice; please "
+                                                 "try again in a minute") from exc
                     log.warning("replica died serving job %s (%s); retrying it once", job.id, exc)
         except RequestCancelledError:
             job.error = ServerRestarting(RESTARTING) if self._closing else JobCancelled("stopped")
+        except (RayError, ConnectionError) as exc:   # the cluster, not the request: say so in words
+            log.error("job %s: the Ray cluster failed: %r", job.id, exc)
+            job.error = ClusterUnavailable("The cluster that makes the images cannot be reached right now; the "
+                                           "server's operator has been told (see its log). Try again later.")
         except Exception as exc:  # noqa: BLE001 - handed to the job's waiter, raised in its thread
             job.error = exc
         finally:

@@ -131,9 +131,9 @@ def test_background_download_reports_progress(tmp_path):
     release = threading.Event()
 
     def fake_fetch(name, checkpoint_dir):
-        (tmp_path / ".base.pt.x.part").write_bytes(b"0" * 1000)   # a partial file, as glide.download writes
+        (tmp_path / ".base.pt.part").write_bytes(b"0" * 1000)   # a partial file, as glide.download writes
         assert release.wait(5)
-        (tmp_path / ".base.pt.x.part").rename(tmp_path / "base.pt")
+        (tmp_path / ".base.pt.part").rename(tmp_path / "base.pt")
 
     downloads = Downloads(tmp_path, fetch=fake_fetch)
     downloads.start("glide-filtered")

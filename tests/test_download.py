@@ -26,13 +26,16 @@ PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Server:
-    """Serves the files of a directory and counts GET requests; can answer slowly or cut short."""
+    """Serves the files of a directory and counts GET requests; honours `Range: bytes=N-` (206) unless told
+    to ignore it; can answer slowly, or cut the body short (announce it all, send half, hang up)."""
 
     def __init__(self, root: Path):
         self.root = root
         self.requests = 0
+        self.ranges = []          # the start of each Range request received
         self.delay = 0.0
         self.truncate = False
+        self.ignore_range = False
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -42,15 +45,23 @@ class _Server:
             def do_GET(self):
                 server.requests += 1
                 time.sleep(server.delay)
-                if not server.truncate:
+                path = root / self.path.lstrip("/")
+                if not path.is_file():
                     return super().do_GET()
-                # Announce the full length, send half, and hang up.
-                data = (root / self.path.lstrip("/")).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
+                data, start = path.read_bytes(), 0
+                asked = self.headers.get("Range", "")
+                if asked.startswith("bytes=") and asked.endswith("-"):
+                    server.ranges.append(int(asked[6:-1]))
+                    if not server.ignore_range:
+                        start = int(asked[6:-1])
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
+                self.wfile.write(body[: len(body) // 2] if server.truncate else body)
+                self.close_connection = server.truncate
 
             def log_message(self, *args):
                 pass
@@ -123,11 +134,64 @@ def test_fetch_rejects_a_mismatch_and_leaves_nothing(server, cache, check):
     assert _leftovers(cache) == []
 
 
-def test_fetch_detects_a_connection_cut_short(server, cache):
+def test_an_interrupted_download_resumes_where_it_stopped(server, cache):
     server.truncate = True
     dest = cache / "file.bin"
-    with pytest.raises(DownloadError, match="stopped after"):
-        fetch_file(f"{server.url}/file.bin", dest, progress=False)
+    with pytest.raises(DownloadError, match="stopped after 524,288 of 1,048,576 bytes. Run again to resume"):
+        fetch_file(f"{server.url}/file.bin", dest, sha256=PAYLOAD_SHA256, progress=False)
+    assert not dest.exists() and _leftovers(cache) == [".file.bin.part"]      # never a half file in place
+    server.truncate = False
+    fetch_file(f"{server.url}/file.bin", dest, sha256=PAYLOAD_SHA256, progress=False)
+    assert server.ranges == [len(PAYLOAD) // 2]                                # asked for the rest only
+    assert dest.read_bytes() == PAYLOAD and _leftovers(cache) == ["file.bin"]  # the checksum of the whole
+
+
+def test_a_server_that_ignores_range_restarts_the_file_cleanly(server, cache):
+    dest = cache / "file.bin"
+    download.partial_path(dest).write_bytes(PAYLOAD[:1000])
+    server.ignore_range = True
+    fetch_file(f"{server.url}/file.bin", dest, sha256=PAYLOAD_SHA256, progress=False)
+    assert server.ranges == [1000] and dest.read_bytes() == PAYLOAD and _leftovers(cache) == ["file.bin"]
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(server, cache, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    dest = cache / "file.bin"
+    with pytest.raises(DownloadError, match=r"Not enough disk space for file.bin .* 4,096 bytes free, 1,048,576 needed"):
+        fetch_file(f"{server.url}/file.bin", dest, size=len(PAYLOAD), progress=False)
+    assert _leftovers(cache) == []
+
+
+def test_a_disk_that_fills_during_the_download(server, cache, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return Full(f) if str(path).endswith(".part") and "b" in mode and mode != "rb" else f
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(DownloadError, match="Not enough disk space"):
+        fetch_file(f"{server.url}/file.bin", cache / "file.bin", progress=False)
     assert _leftovers(cache) == []
 
 
