@@ -3,11 +3,12 @@
     python -m bench.soak                         # 32 clients, 5 minutes, the local backend
     python -m bench.soak --clients 8 --minutes 1 --server-args "--backend ray --replicas 2"
 
-Starts `python app.py` (the embedded family, outputs pruned after --keep-outputs seconds), warms it
-up, then has every client send text-to-image requests through gradio_client, one after another,
-until the time is up. Reports every request's fate, p50/p95 latency, and the server's resident
-memory, open files, threads and outputs folder after warm-up and at the end (from /proc). Prints a
-table, writes JSON and markdown under bench/results/.
+Starts `python app.py` (the embedded family, outputs pruned after --keep-outputs seconds), and has
+every client send text-to-image requests through gradio_client, one after another: first for
+--warm-up seconds (full batches, every pool and cache at its working size), then for --minutes.
+Reports every request's fate, p50/p95 latency of the measured part, and the server's resident
+memory, open files, threads and outputs folder after the warm-up and at the end (from /proc): a
+leak shows as growth between the two. Prints a table, writes JSON and markdown under bench/results/.
 """
 import argparse
 import datetime
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--warm-up", type=float, default=60.0, help="seconds of the same load before measuring")
     parser.add_argument("--keep-outputs", type=float, default=60.0, help="the server's --keep-outputs (seconds)")
     parser.add_argument("--server-args", default="", help="more `app.py` arguments, e.g. '--backend ray'")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -76,22 +78,19 @@ def main(argv=None) -> int:
     latencies: List[float] = []
     failures: List[str] = []
     lock = threading.Lock()
+    phase = {"measuring": False, "warm_until": time.time() + args.warm_up,
+             "stop_at": time.time() + args.warm_up + 60 * args.minutes}
     try:
-        warm = Client(server.url, verbose=False)
-        for prompt in PROMPTS:
-            warm.predict(prompt, seed=0, api_name="/generate")
-        after_warm_up = process_state(server.process.pid, outputs)
-        stop_at = time.time() + 60 * args.minutes
-
         def client(c: int):
             connection = Client(server.url, verbose=False)
             n = 0
-            while time.time() < stop_at:
-                started = time.perf_counter()
+            while time.time() < phase["stop_at"]:
+                started, measured = time.perf_counter(), time.time() > phase["warm_until"]
                 try:
                     connection.predict(PROMPTS[(c + n) % len(PROMPTS)], seed=c * 100_000 + n, api_name="/generate")
-                    with lock:
-                        latencies.append(time.perf_counter() - started)
+                    if measured:
+                        with lock:
+                            latencies.append(time.perf_counter() - started)
                 except Exception as exc:  # noqa: BLE001 - counted and shown
                     with lock:
                         failures.append(repr(exc)[:200])
@@ -100,6 +99,8 @@ def main(argv=None) -> int:
         threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
         for t in threads:
             t.start()
+        time.sleep(max(0.0, phase["warm_until"] - time.time()))
+        after_warm_up = process_state(server.process.pid, outputs)
         for t in threads:
             t.join()
         time.sleep(2)

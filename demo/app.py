@@ -128,7 +128,8 @@ def ray_backend(args):
 
     owned = ray_serve.connect(args.ray_address, args.ray_cpus)
     handle = ray_serve.deploy(args.serve_config) if serving.deploys(args) else ray_serve.handle()
-    backend = ray_serve.RayBackend(handle, max_pending=args.queue_size)
+    replicas = args.max_replicas or args.replicas or 2   # attached to an application of unknown size: a guess
+    backend = ray_serve.RayBackend(handle, max_pending=args.queue_size, in_flight=2 * args.max_batch * replicas)
     if owned:   # a Ray this process started ends with it; an attached cluster keeps serving
         atexit.register(ray_serve.shutdown)
     return backend

@@ -44,7 +44,7 @@ from ray.serve.exceptions import RequestCancelledError
 
 from .pipeline import load_pipeline
 from .runs import run_batch
-from .scheduler import RESTARTING, Job, JobCancelled, QueueFull, ServerRestarting, progress_of
+from .scheduler import RESTARTING, FairQueue, Job, JobCancelled, ServerRestarting, progress_of
 from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
 
 log = logging.getLogger("glide.serve")
@@ -226,32 +226,50 @@ def status(samples: int = 16) -> Dict:
 
 # ---------------------------------------------------------------------------------------------- front end
 class RayBackend:
-    """The front end's side of the Serve application: `submit(job)` streams the job from a replica."""
+    """The front end's side of the Serve application: `submit(job)` streams the job from a replica.
 
-    def __init__(self, deployment_handle, max_pending: int = 64):
+    Jobs wait here in a FairQueue (round-robin across sessions, a cap per session) and at most
+    `in_flight` are sent to Serve at once, so the fairness rules of the local backend hold in front
+    of the replicas too; Serve then batches what reaches each replica.
+    """
+
+    def __init__(self, deployment_handle, max_pending: int = 64, max_per_session: int = 4, in_flight: int = 32):
         self.handle = deployment_handle.options(stream=True)
-        self.max_pending = max_pending
-        self._streams: Dict[Job, object] = {}     # active jobs -> their response stream (None until sent)
-        self._lock = threading.Lock()
+        self.in_flight = in_flight
+        self._queue = FairQueue(max_pending, max_per_session)
+        self._streams: Dict[Job, object] = {}     # jobs sent -> their response stream (None until it exists)
+        self._cond = threading.Condition()
         self.run_ids: set = set()                 # distinct sampling runs seen (batching shows as fewer runs)
         self._closing = False
+        threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True).start()
 
     def submit(self, job: Job) -> Job:
-        with self._lock:
+        with self._cond:
             if self._closing:
                 raise ServerRestarting(RESTARTING)
-            if len(self._streams) >= self.max_pending:
-                raise QueueFull(f"The queue is full ({len(self._streams)} requests waiting): please try again "
-                                "in a minute.")
-            self._streams[job] = None
-        job._backend = self
-        threading.Thread(target=self._follow, args=(job,), name=f"ray-job-{job.id}", daemon=True).start()
+            self._queue.add(job)
+            job._backend = self
+            self._cond.notify_all()
         return job
+
+    def _dispatch(self) -> None:
+        """Send waiting jobs to Serve in the fair order, keeping at most `in_flight` there."""
+        while True:
+            with self._cond:
+                while True:
+                    self._queue.drop_cancelled()
+                    order = self._queue.order()
+                    if order and len(self._streams) < self.in_flight:
+                        break
+                    self._cond.wait()
+                job = order[0]
+                self._queue.take([job])
+                self._streams[job] = None
+            threading.Thread(target=self._follow, args=(job,), name=f"ray-job-{job.id}", daemon=True).start()
 
     def _follow(self, job: Job) -> None:
         request = {"kind": job.kind, "payload": job.payload, "prompts": job.prompts, "seeds": job.seeds,
                    "batch_key": job.batch_key, "previews": job.previews}
-        job.started.set()
         try:
             for attempt in range(RETRIES + 1):
                 try:
@@ -273,15 +291,16 @@ class RayBackend:
         except Exception as exc:  # noqa: BLE001 - handed to the job's waiter, raised in its thread
             job.error = exc
         finally:
-            with self._lock:
+            with self._cond:
                 self._streams.pop(job, None)
+                self._cond.notify_all()
             if job.result is None and job.error is None:
                 job.error = RuntimeError("the request ended without a result")
             job.done.set()
 
     def _stream(self, job: Job, request: Dict) -> None:
         stream = self.handle.run.remote(request)
-        with self._lock:
+        with self._cond:
             self._streams[job] = stream
         if job.cancelled.is_set():
             stream.cancel()
@@ -291,36 +310,44 @@ class RayBackend:
             elif item[0] == "result":
                 job.result = item[1]
                 log.info("job %s: result from run %s", job.id, item[2])
-                with self._lock:
+                with self._cond:
                     self.run_ids.add(item[2])
             elif item[0] == "error":
                 job.error = item[1]
 
     def cancelled(self, job: Job) -> None:
-        with self._lock:
+        with self._cond:
             stream = self._streams.get(job)
+            self._cond.notify_all()   # a waiting job leaves the queue
         if stream is not None:
             stream.cancel()
 
     def cancel_session(self, session: str) -> int:
-        with self._lock:
-            jobs = [j for j in self._streams if j.session == session and not j.cancelled.is_set()]
+        with self._cond:
+            jobs = [j for j in self._queue.jobs + list(self._streams)
+                    if j.session == session and not j.cancelled.is_set()]
         for job in jobs:
             job.cancel()
         return len(jobs)
 
     def position(self, job: Job) -> int:
-        return 0   # Serve queues requests in its replicas; the front end sees no position
+        with self._cond:   # the jobs ahead here; once sent, Serve queues it in a replica and we see no more
+            return self._queue.position(job)
 
     def stats(self) -> Dict[str, int]:
-        with self._lock:
-            return {"waiting": 0, "running": len(self._streams), "runs": len(self.run_ids)}
+        with self._cond:
+            return {"waiting": self._queue.waiting(), "running": len(self._streams), "runs": len(self.run_ids)}
 
     def drain(self, grace_s: float) -> None:
-        """Refuse new jobs; give the ones in flight `grace_s` seconds, then cancel them (their users are told
-        the server is restarting). The Serve application itself keeps running for other front ends."""
-        with self._lock:
+        """Refuse new jobs and tell the waiting ones the server is restarting; give the ones sent `grace_s`
+        seconds, then cancel them (their users are told the same). The Serve application keeps running for
+        other front ends."""
+        with self._cond:
             self._closing = True
+            waiting, self._queue.jobs = self._queue.jobs, []
+        for job in waiting:
+            job.error = ServerRestarting(RESTARTING)
+            job.done.set()
         deadline = time.monotonic() + grace_s
         while self._streams and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -158,6 +158,66 @@ def progress_of(offset: int, count: int, previews: bool, stage: str, step: int, 
     return Progress(stage, step, total, part)
 
 
+class FairQueue:
+    """Jobs waiting for a device, taken round-robin across user sessions (the session served longest ago,
+    or never, first; each session's jobs in arrival order), with a bound on all waiting jobs and on each
+    session's. Not thread-safe: its owner holds a lock around every call."""
+
+    def __init__(self, max_pending: int = 64, max_per_session: int = 4):
+        if max_pending < 1 or max_per_session < 1:
+            raise ValueError("max_pending and max_per_session must be at least 1")
+        self.max_pending, self.max_per_session = max_pending, max_per_session
+        self.jobs: List[Job] = []
+        self._served: Dict[Optional[str], int] = {}   # session -> when it was last served (a tick count)
+        self._ticks = itertools.count()
+
+    def add(self, job: Job) -> None:
+        live = [j for j in self.jobs if not j.cancelled.is_set()]
+        if len(live) >= self.max_pending:
+            raise QueueFull(f"The queue is full ({len(live)} requests waiting): please try again in a minute.")
+        mine = sum(1 for j in live if j.session is not None and j.session == job.session)
+        if mine >= self.max_per_session:
+            raise QueueFull(f"You already have {mine} requests waiting: wait for one to finish (or press Stop) "
+                            "before asking for more.")
+        self.jobs.append(job)
+
+    def drop_cancelled(self) -> None:
+        """Cancelled jobs that never started leave the queue; their waiters are told."""
+        for job in [j for j in self.jobs if j.cancelled.is_set()]:
+            self.jobs.remove(job)
+            job.error = JobCancelled("stopped before it started")
+            job.done.set()
+
+    def order(self) -> List[Job]:
+        """The live jobs in the order they will be taken."""
+        queues: Dict[Optional[str], List[Job]] = {}
+        for job in self.jobs:
+            if not job.cancelled.is_set():
+                queues.setdefault(job.session, []).append(job)
+        sessions = sorted(queues, key=lambda s: self._served.get(s, -1))   # stable: ties keep arrival order
+        order = []
+        while any(queues.values()):
+            for session in sessions:
+                if queues[session]:
+                    order.append(queues[session].pop(0))
+        return order
+
+    def take(self, jobs: List[Job]) -> None:
+        """`jobs` leave the queue to run; their sessions count as served now."""
+        tick = next(self._ticks)
+        for job in jobs:
+            self.jobs.remove(job)
+            self._served[job.session] = tick
+            job.started.set()
+
+    def position(self, job: Job) -> int:
+        order = self.order()
+        return order.index(job) if job in order else 0
+
+    def waiting(self) -> int:
+        return sum(1 for j in self.jobs if not j.cancelled.is_set())
+
+
 # A runner does one batch's work: runner(batch, report, should_stop) -> one result per job,
 # where report(stage, step, total, x0) is the pipeline's progress callback for the whole run.
 Runner = Callable[[Batch, Callable, Callable[[], bool]], List[Any]]
@@ -169,17 +229,13 @@ class Scheduler:
 
     def __init__(self, runner: Runner, *, workers: int = 1, max_batch: int = 8,
                  max_pending: int = 64, max_per_session: int = 4, preview_every: int = 5):
-        if workers < 1 or max_batch < 1 or max_pending < 1 or max_per_session < 1:
-            raise ValueError("workers, max_batch, max_pending and max_per_session must be at least 1")
+        if workers < 1 or max_batch < 1:
+            raise ValueError("workers and max_batch must be at least 1")
         self.runner = runner
         self.max_batch = max_batch
-        self.max_pending = max_pending
-        self.max_per_session = max_per_session
         self.preview_every = preview_every
-        self._pending: List[Job] = []
+        self._pending = FairQueue(max_pending, max_per_session)
         self._running: List[Job] = []
-        self._served: Dict[Optional[str], int] = {}   # session -> when it was last served (a tick count)
-        self._ticks = itertools.count()
         self._closing = False       # drain() began: no new jobs
         self._stopping = False      # the grace period is over: running runs stop and report the restart
         self._cond = threading.Condition()
@@ -196,22 +252,15 @@ class Scheduler:
         with self._cond:
             if self._closing:
                 raise ServerRestarting(RESTARTING)
-            live = [j for j in self._pending if not j.cancelled.is_set()]
-            if len(live) >= self.max_pending:
-                raise QueueFull(f"The queue is full ({len(live)} requests waiting): please try again in a minute.")
-            mine = sum(1 for j in live if j.session is not None and j.session == job.session)
-            if mine >= self.max_per_session:
-                raise QueueFull(f"You already have {mine} requests waiting: wait for one to finish (or press Stop) "
-                                "before asking for more.")
+            self._pending.add(job)
             job._backend = self
-            self._pending.append(job)
             self._cond.notify()
         return job
 
     def cancel_session(self, session: str) -> int:
         """Cancel every waiting or running job of one user session; returns how many were cancelled."""
         with self._cond:
-            jobs = [j for j in self._pending + self._running
+            jobs = [j for j in self._pending.jobs + self._running
                     if j.session == session and not j.done.is_set() and not j.cancelled.is_set()]
         for job in jobs:
             job.cancel()
@@ -220,15 +269,14 @@ class Scheduler:
     def position(self, job: Job) -> int:
         """How many jobs will be taken before this one (0 once it runs)."""
         with self._cond:
-            order = self._fair_order()
-            return order.index(job) if job in order else 0
+            return self._pending.position(job)
 
     def drain(self, grace_s: float) -> None:
         """Shut down: refuse new jobs, fail the waiting ones with ServerRestarting, let running runs finish
         for up to `grace_s` seconds, then fail (and stop) those too."""
         with self._cond:
             self._closing = True
-            waiting, self._pending = self._pending, []
+            waiting, self._pending.jobs = self._pending.jobs, []
         for job in waiting:
             job.error = ServerRestarting(RESTARTING)
             job.done.set()
@@ -242,7 +290,7 @@ class Scheduler:
 
     def stats(self) -> Dict[str, int]:
         with self._cond:
-            return {"waiting": sum(1 for j in self._pending if not j.cancelled.is_set()),
+            return {"waiting": self._pending.waiting(),
                     "running": len(self._running), "runs": self.runs}
 
     def cancelled(self, job: Job) -> None:
@@ -272,15 +320,11 @@ class Scheduler:
                     self._cond.notify_all()   # drain() waits for running jobs
 
     def _next_batch(self) -> Optional[Batch]:
-        """The oldest live job and every pending job that can share its run (called under the lock)."""
-        # Cancelled jobs that never started are dropped here; they are already marked done for waiters.
-        for job in [j for j in self._pending if j.cancelled.is_set()]:
-            self._pending.remove(job)
-            job.error = JobCancelled("stopped before it started")
-            job.done.set()
-        if not self._pending:
+        """The next job in the fair order and every pending job that can share its run (under the lock)."""
+        self._pending.drop_cancelled()
+        order = self._pending.order()
+        if not order:
             return None
-        order = self._fair_order()
         first = order[0]
         chosen, size = [first], len(first.prompts)
         if first.batch_key is not None:
@@ -288,32 +332,13 @@ class Scheduler:
                 if job.batch_key == first.batch_key and size + len(job.prompts) <= self.max_batch:
                     chosen.append(job)
                     size += len(job.prompts)
-        tick = next(self._ticks)
-        for job in chosen:
-            self._served[job.session] = tick
+        self._pending.take(chosen)
         prompts, seeds = [], []
         for job in chosen:
             job.offset = len(prompts)
             prompts += job.prompts
             seeds += job.seeds
-            self._pending.remove(job)
-            job.started.set()
         return Batch(first.kind, chosen, prompts, seeds)
-
-    def _fair_order(self) -> List[Job]:
-        """Pending live jobs in the order they will be taken: round-robin across sessions, the session served
-        longest ago (or never) first, each session's jobs in arrival order. Called under the lock."""
-        queues: Dict[Optional[str], List[Job]] = {}
-        for job in self._pending:
-            if not job.cancelled.is_set():
-                queues.setdefault(job.session, []).append(job)
-        sessions = sorted(queues, key=lambda s: self._served.get(s, -1))   # stable: ties keep arrival order
-        order = []
-        while any(queues.values()):
-            for session in sessions:
-                if queues[session]:
-                    order.append(queues[session].pop(0))
-        return order
 
     def _run(self, batch: Batch):
         jobs = batch.jobs

@@ -157,3 +157,20 @@ def test_serve_status_from_the_command_line(ray_cluster, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["deployments"]["GlideReplica"]["status"] == "HEALTHY"
     assert {r["device"] for r in shown["replicas"]} == {"cpu"} and all(r["threads"] == 1 for r in shown["replicas"])
+
+
+def test_the_front_end_sends_jobs_to_serve_fairly(ray_cluster):
+    """The local backend's fairness holds in front of Serve: A's queue does not hold B's one job."""
+    fair = ray_serve.RayBackend(ray_serve.handle(), in_flight=1, max_per_session=20)
+    quick = GenerationSettings.create(PROMPT, seed=0, steps=2, upsample=False)
+
+    def job(seed, session):
+        return fair.submit(Job("generate", quick.with_items([PROMPT], [seed]), prompts=[PROMPT], seeds=[seed],
+                               batch_key=None, session=session))
+
+    a_jobs = [job(200 + i, "A") for i in range(6)]
+    b_job = job(300, "B")
+    assert b_job.ahead() <= 1
+    b_job.outcome(timeout=120)
+    assert not a_jobs[2].done.is_set()       # B went right after A's first (or second, if it was already sent)
+    assert all(j.outcome(timeout=120) for j in a_jobs)
