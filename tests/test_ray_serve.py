@@ -5,6 +5,7 @@ both backends, cancelling one request of a shared batch, a batch whose every req
 stopping, a replica killed mid-request, 16 concurrent clients through the UI, and `glide serve
 --status`. Sampling is short (a few steps) except where a run must outlast what the test does to it.
 """
+import signal
 import threading
 import time
 
@@ -174,3 +175,35 @@ def test_the_front_end_sends_jobs_to_serve_fairly(ray_cluster):
     b_job.outcome(timeout=120)
     assert not a_jobs[2].done.is_set()       # B went right after A's first (or second, if it was already sent)
     assert all(j.outcome(timeout=120) for j in a_jobs)
+
+
+def test_a_cluster_gone_is_a_clear_message():
+    """Not the request's fault: the user reads that the cluster cannot be reached, the operator the cause."""
+    from ray.exceptions import RaySystemError
+
+    class GoneHandle:
+        def options(self, **_):
+            return self
+
+        @property
+        def run(self):
+            return self
+
+        def remote(self, request):
+            raise RaySystemError("the GCS at 10.0.0.1:6379 is unreachable")
+
+    settings = GenerationSettings.create(PROMPT, seed=0, steps=2, upsample=False)
+    job = submit(ray_serve.RayBackend(GoneHandle()), settings)
+    with pytest.raises(ray_serve.ClusterUnavailable, match="cannot be reached right now"):
+        job.outcome(timeout=30)
+
+
+def test_the_ui_restarting_leaves_the_application_serving(ray_cluster):
+    from demo.testing import start_server
+
+    ui = start_server("--backend", "ray", "--ray-address", ray_cluster)
+    ui.process.send_signal(signal.SIGTERM)
+    assert ui.process.wait(60) == 0
+    assert ray_serve.status(samples=1)["application"] == "RUNNING"
+    settings = GenerationSettings.create(PROMPT, seed=4, steps=2, upsample=False)
+    assert submit(ray_serve.RayBackend(ray_serve.handle()), settings).outcome(timeout=120).images
