@@ -146,7 +146,7 @@ class TextToImageTab:
                 self.batch = gr.Slider(1, max(limits.max_batch, 2), value=1, step=1, label="Batch size",
                                        visible=limits.max_batch > 1)
                 with gr.Row():
-                    self.upsample = gr.Checkbox(True, label="Upsample", info="Run the upsampler after the base model")
+                    self.upsample = gr.Checkbox(True, label="Upsample", elem_id="upsample", info="Run the upsampler after the base model")
                     self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
                                                    info="Scales the upsampler's initial noise")
                 with gr.Row():
@@ -297,7 +297,7 @@ class InpaintTab:
                 with gr.Row():
                     self.inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="inpaint-btn")
                     self.stop_btn = gr.Button("Stop", variant="stop")
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Settings", open=False, elem_id="inpaint-settings"):
                     with gr.Row():
                         with gr.Column():
                             self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
@@ -305,7 +305,7 @@ class InpaintTab:
                             self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
                     self.steps = ctx.steps_slider("inpaint-steps")
                     self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1)
-                    self.upsample = gr.Checkbox(True, label="Upsample")
+                    self.upsample = gr.Checkbox(True, label="Upsample", elem_id="inpaint-upsample")
             with gr.Column(scale=3):
                 self.status = gr.Markdown("")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png")

@@ -47,7 +47,8 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def page(chromium):
+def browser_page(chromium):
+    """One browser and page for the module; the `page` fixture reloads the app for every test."""
     from demo.testing import missing_weights, shared_server
 
     if missing_weights():
@@ -59,10 +60,18 @@ def page(chromium):
         browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(server.url)
-        page.wait_for_selector("#prompt textarea")
-        yield page
+        yield page, server.url
         browser.close()
+
+
+@pytest.fixture
+def page(browser_page):
+    """The app freshly loaded (a new gradio session), at desktop width: no test relies on another's state."""
+    page, url = browser_page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#prompt textarea")
+    return page
 
 
 def shot(page, name: str, docs: str = None):
@@ -187,3 +196,100 @@ def test_no_handler_failed_on_the_server(page):
 
     assert shared_server().alive()
     assert "unexpected error in" not in shared_server().log()
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def generate(page, prompt: str = PROMPT, steps: int = 5):
+    """Generate one image, fast (few steps, no upsampler), and wait for it in the gallery."""
+    page.fill("#prompt textarea", prompt)
+    set_slider(page, "steps", steps)
+    upsample = page.locator("#upsample input[type=checkbox]")
+    if upsample.is_checked():
+        upsample.uncheck()
+    page.click("#generate-btn")
+    wait_for(page, "#gallery img")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
+
+
+def wait_for_editor_image(page, timeout_s: float = 30):
+    """Wait until the editor shows an image (its zoom level) and no longer loads (no running timer like "2.1s")."""
+    try:
+        page.wait_for_function(
+            "(() => { const t = document.querySelector('#editor')?.innerText || '';"
+            " return t.includes('%') && !/^\\d+(\\.\\d+)?s$/m.test(t); })()", timeout=timeout_s * 1000)
+    except sync_api.TimeoutError:
+        shot(page, "editor-still-loading")
+        pytest.fail(f"the editor still loads after {timeout_s:.0f} s: {page.inner_text('#editor')!r}")
+
+
+def paint_stroke(page, dx: float = -70, dy: float = -30):
+    """A brush stroke over the editor's canvas, retried until Undo says the canvas took it."""
+    undo = page.locator("#editor button[aria-label='Undo']").first
+    for attempt in range(5):
+        # The canvas takes a moment to set up its drawing layer; a stroke before that is lost, which
+        # the still-disabled Undo button tells.
+        time.sleep(1.5)
+        box = page.locator("#editor canvas").first.bounding_box()
+        x, y = box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy
+        page.mouse.move(x, y)
+        page.mouse.down()
+        for k in range(1, 5):  # few pointer events: each one re-renders the (software-WebGL) canvas
+            page.mouse.move(x + 35 * k, y + 15 * k)
+        page.mouse.up()
+        if undo.is_enabled():
+            return
+        print(f"brush stroke {attempt + 1} did not reach the canvas; trying again")
+    shot(page, "brush-stroke-lost")
+    pytest.fail("the brush stroke never reached the canvas")
+
+
+def inpaint(page, steps: int = 5) -> str:
+    """Inpaint with few steps and no upsampler; the result image's src."""
+    if not page.locator("#inpaint-steps").is_visible():
+        page.locator("#inpaint-settings").get_by_text("Settings").first.click()
+    set_slider(page, "inpaint-steps", steps)
+    upsample = page.locator("#inpaint-upsample input[type=checkbox]")
+    if upsample.is_checked():
+        upsample.uncheck()
+    before = page.locator("#inpaint-result img").get_attribute("src") if page.locator("#inpaint-result img").count() else None
+    page.click("#inpaint-btn")
+    page.wait_for_function(
+        "(before) => { const i = document.querySelector('#inpaint-result img');"
+        " return (i && i.getAttribute('src') !== before) || document.querySelector('.toast-body'); }",
+        arg=before)
+    toasts = page.locator(".toast-body")
+    if toasts.count():
+        pytest.fail(f"the app showed an error: {toasts.first.inner_text()}")
+    return page.locator("#inpaint-result img").get_attribute("src")
+
+
+def test_two_successive_edits(page):
+    """Inpaint, use the result as the next input, paint on it, inpaint again: the second result shows."""
+    generate(page)
+    page.get_by_text("Edit the selected image in Inpainting").click()
+    wait_for_editor_image(page)
+    paint_stroke(page)
+    first = inpaint(page)
+    shot(page, "edit-1-done")
+    page.get_by_text("Use the result as the next input").click()
+    wait_for_editor_image(page)
+    paint_stroke(page, dx=10, dy=10)
+    second = inpaint(page)
+    assert second != first
+    shot(page, "edit-2-done")
+
+
+def test_sending_a_second_image_into_an_editor_that_holds_one(page):
+    """An edit of one generated image, then a second generated image sent over it, painted and inpainted."""
+    generate(page)
+    page.get_by_text("Edit the selected image in Inpainting").click()
+    wait_for_editor_image(page)
+    paint_stroke(page)
+    first = inpaint(page)
+    page.get_by_role("tab", name="Text to image").click()
+    generate(page, "a large yellow square at the top on a black background")
+    page.get_by_text("Edit the selected image in Inpainting").click()
+    wait_for_editor_image(page)
+    paint_stroke(page, dx=10, dy=10)
+    assert inpaint(page) != first
+    shot(page, "edit-second-image-done")
