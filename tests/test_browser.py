@@ -211,12 +211,18 @@ def generate(page, prompt: str = PROMPT, steps: int = 5):
     page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
 
 
-def wait_for_editor_image(page, timeout_s: float = 30):
-    """Wait until the editor shows an image (its zoom level) and no longer loads (no running timer like "2.1s")."""
+def click_and_wait_for_editor_image(page, button_text: str, timeout_s: float = 30):
+    """Click the button that sends an image to the editor; wait until the editor shows it: its zoom
+    level, no more loading (no timer like "2.1s"), and either a canvas that was not there before the
+    click (the demo mounts a fresh editor) or, should the editor keep its canvas, 3 s after the click."""
+    page.evaluate("document.querySelectorAll('#editor canvas').forEach(c => c.dataset.stale = '1')")
+    page.get_by_text(button_text).click()
     try:
         page.wait_for_function(
-            "(() => { const t = document.querySelector('#editor')?.innerText || '';"
-            " return t.includes('%') && !/^\\d+(\\.\\d+)?s$/m.test(t); })()", timeout=timeout_s * 1000)
+            "(since) => { const t = document.querySelector('#editor')?.innerText || '';"
+            " const fresh = document.querySelector('#editor canvas:not([data-stale])') || Date.now() - since > 3000;"
+            " return fresh && t.includes('%') && !/^\\d+(\\.\\d+)?s$/m.test(t); }",
+            arg=int(time.time() * 1000), timeout=timeout_s * 1000)
     except sync_api.TimeoutError:
         shot(page, "editor-still-loading")
         pytest.fail(f"the editor still loads after {timeout_s:.0f} s: {page.inner_text('#editor')!r}")
@@ -229,7 +235,9 @@ def paint_stroke(page, dx: float = -70, dy: float = -30):
         # The canvas takes a moment to set up its drawing layer; a stroke before that is lost, which
         # the still-disabled Undo button tells.
         time.sleep(1.5)
-        box = page.locator("#editor canvas").first.bounding_box()
+        canvas = page.locator("#editor canvas").first
+        canvas.scroll_into_view_if_needed()  # the mouse acts at viewport coordinates
+        box = canvas.bounding_box()
         x, y = box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy
         page.mouse.move(x, y)
         page.mouse.down()
@@ -266,13 +274,11 @@ def inpaint(page, steps: int = 5) -> str:
 def test_two_successive_edits(page):
     """Inpaint, use the result as the next input, paint on it, inpaint again: the second result shows."""
     generate(page)
-    page.get_by_text("Edit the selected image in Inpainting").click()
-    wait_for_editor_image(page)
+    click_and_wait_for_editor_image(page, "Edit the selected image in Inpainting")
     paint_stroke(page)
     first = inpaint(page)
     shot(page, "edit-1-done")
-    page.get_by_text("Use the result as the next input").click()
-    wait_for_editor_image(page)
+    click_and_wait_for_editor_image(page, "Use the result as the next input")
     paint_stroke(page, dx=10, dy=10)
     second = inpaint(page)
     assert second != first
@@ -282,14 +288,12 @@ def test_two_successive_edits(page):
 def test_sending_a_second_image_into_an_editor_that_holds_one(page):
     """An edit of one generated image, then a second generated image sent over it, painted and inpainted."""
     generate(page)
-    page.get_by_text("Edit the selected image in Inpainting").click()
-    wait_for_editor_image(page)
+    click_and_wait_for_editor_image(page, "Edit the selected image in Inpainting")
     paint_stroke(page)
     first = inpaint(page)
     page.get_by_role("tab", name="Text to image").click()
     generate(page, "a large yellow square at the top on a black background")
-    page.get_by_text("Edit the selected image in Inpainting").click()
-    wait_for_editor_image(page)
+    click_and_wait_for_editor_image(page, "Edit the selected image in Inpainting")
     paint_stroke(page, dx=10, dy=10)
     assert inpaint(page) != first
     shot(page, "edit-second-image-done")
