@@ -269,17 +269,17 @@ class TextToImageTab:
 
     def send_to(self, inpaint: "InpaintTab", tabs: gr.Tabs):
         """One click puts the selected image, and the prompt, into the inpainting tab and opens it."""
-        max_side = self.ctx.limits.max_image_side
 
         def on_send(paths, index, text):
             if not paths:
                 gr.Warning("Generate an image first, then select it in the gallery.")
-                return gr.skip(), gr.skip(), gr.skip()
+                return None, gr.skip(), gr.skip(), gr.skip()
             path = paths[min(index or 0, len(paths) - 1)]
-            return editor_value(path, max_side), text, gr.Tabs(selected="inpaint")
+            return path, gr.update(visible=False), text, gr.Tabs(selected="inpaint")
 
-        self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt],
-                                  outputs=[inpaint.editor, inpaint.prompt, tabs], queue=False, **PRIVATE)
+        inpaint.load_editor(self.to_inpaint_btn.click(
+            on_send, inputs=[self.result_paths, self.selected, self.prompt],
+            outputs=[inpaint.next_input, inpaint.editor, inpaint.prompt, tabs], **PRIVATE))
 
 
 class InpaintTab:
@@ -316,6 +316,7 @@ class InpaintTab:
                                            height=320)
                 self.again_btn = gr.Button("Use the result as the next input (successive edits)", size="sm")
         self.result_path = gr.State(None)
+        self.next_input = gr.State(None)   # the image the editor is to show next (see load_editor)
         self._wire()
 
     def _wire(self):
@@ -347,10 +348,27 @@ class InpaintTab:
         def on_again(path):
             if not path:
                 gr.Warning("Run an inpainting first: its result becomes the next input.")
-                return gr.skip()
-            return editor_value(path, ctx.limits.max_image_side)
+                return None, gr.skip()
+            return path, gr.update(visible=False)
 
-        self.again_btn.click(on_again, inputs=self.result_path, outputs=self.editor, queue=False, **PRIVATE)
+        self.load_editor(self.again_btn.click(on_again, inputs=self.result_path,
+                                              outputs=[self.next_input, self.editor], **PRIVATE))
+
+    def load_editor(self, event):
+        """After `event` has hidden the editor and set `next_input` to an image's path, show that image in it
+        (`next_input` None: nothing to show, the editor stays as it is).
+
+        gradio 6.31's ImageEditor does not take a second value well: set into an editor that already
+        shows an image, the new one stays on a spinner or takes no more brush strokes (see
+        tests/test_browser.py::test_two_successive_edits). Hidden, the editor is unmounted; shown
+        again with the new value, a fresh one is mounted, which takes its first value well.
+        """
+        max_side = self.ctx.limits.max_image_side
+
+        def show(path):
+            return gr.update(value=editor_value(path, max_side), visible=True) if path else gr.skip()
+
+        event.success(show, inputs=self.next_input, outputs=self.editor, queue=False, **PRIVATE)
 
     def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
         return [(self.rules.dropdown, "sampler"), (self.steps, "steps")]
