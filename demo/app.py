@@ -29,6 +29,9 @@ CSS = """
 #preview img, #gallery img, #compare-gallery img, #masked-input img, #inpaint-result img, #sweep img
     { image-rendering: pixelated; }
 #masked-input img, #inpaint-result img { width: 100%; height: 100%; object-fit: contain; }
+/* The progress bar's own words say the elapsed time and the time left for the whole job (widgets.follow):
+   hide gradio's timer beside them, which restarts at every update. */
+.wrap:has(.progress-level) .progress-text { display: none; }
 /* Narrow screens (phones): the prompt and its button, then the results, then the other settings, so that
    pressing Generate shows its effect without scrolling past every control (layout: demo.tabs). */
 @media (max-width: 720px) {

@@ -218,7 +218,9 @@ def grammar_words(model: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- following jobs
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    if seconds < 10:
+        return f"{max(seconds, 0):.1f} s"
+    seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d} min" if seconds >= 60 else f"{seconds} s"
 
 
@@ -284,7 +286,7 @@ class JobProgress:
         """E.g. "42% · 3 s elapsed, about 4 s left" (the bar's and the status line's words)."""
         elapsed = time.monotonic() - self.start
         left = elapsed / self.done * (self.total - self.done)
-        return (f"{100 * self.done // self.total}% · {_duration(elapsed)} elapsed"
+        return (f"{100 * self.done / self.total:.1f}% · {_duration(elapsed)} elapsed"
                 + (f", about {_duration(left)} left" if self.done < self.total else ""))
 
 
