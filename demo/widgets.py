@@ -188,9 +188,9 @@ def grammar_notice(prompt: str, model: str) -> str:
         return ""
     if shapes.parse_caption(prompt) is not None:
         return ""
+    example = shapes.caption(shapes.Scene("blue", (shapes.Shape("circle", "red", "left", "small"),)))
     return ("⚠️ **The shapes model cannot draw this prompt**: it only knows sentences like "
-            f"“{shapes.caption(shapes.Scene('blue', (shapes.Shape(shape='circle', color='red', position='left', size='small'),)))}” "
-            "(see *Words this model understands*). It will still make an image, but not of this.")
+            f"“{example}” (see *Words this model understands*). It will still make an image, but not of this.")
 
 
 def grammar_words(model: str) -> str:
@@ -202,7 +202,7 @@ def grammar_words(model: str) -> str:
     def words(items):
         return ", ".join(f"`{w}`" for w in items)
     sizes = " · ".join(" / ".join(ws) for ws in shapes.SIZE_WORDS.values())
-    positions = " · ".join(" / ".join(ps[:2]) for ps in shapes.POSITION_PHRASES.values())
+    positions = " · ".join(" / ".join(ps) for ps in shapes.POSITION_PHRASES.values())
     pairs = " or ".join(f"{a} & {b}" for a, b in shapes.OPPOSITE_PAIRS)
     one, two = shapes.TEMPLATES[1][0], shapes.TEMPLATES[2][0]
     shape = "a ‹size› ‹colour› ‹shape› ‹position›"
