@@ -38,7 +38,8 @@ CSS = """
   .tab-row { flex-direction: column !important; }
   .tab-row > .controls { display: contents !important; }
   .tab-row .controls-main { order: 0; }
-  .tab-row > .results { order: 1; }
+  .tab-row > .results { order: 1; min-width: 0 !important; width: 100%; }
+  .tab-row .controls-main textarea { min-height: 4.2em; }  /* a prompt wraps here: show two lines of it */
   .tab-row .controls-more { order: 2; }
   .model-row { flex-direction: column !important; }
 }
