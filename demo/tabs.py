@@ -15,8 +15,8 @@ from glide.pngmeta import read_settings
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
 from .service import MIN_STEPS, STRATEGY_TITLES, UPSAMPLE_STEP_CHOICES, DemoService
-from .widgets import (PRIVATE, SCALE_HELP, USER_ERRORS, PluginPanel, editor_value, gallery_items, grammar_notice, grammar_words,
-                      model_description, refuse, run_job, session_of, stop_handler, user_errors)
+from .widgets import (PRIVATE, SCALE_HELP, USER_ERRORS, PluginPanel, editor_value, gallery_items, grammar_notice,
+                      grammar_words, model_description, refuse, run_job, session_of, stop_handler, user_errors)
 
 # Sentences of the shapes grammar (glide.data.shapes); tests/test_demo.py checks that each one parses.
 EXAMPLES = [
@@ -494,7 +494,8 @@ class CompareTab:
                     self.cfg_scale = gr.Slider(0, 20, value=3.0, step=0.1, label="Classifier-free guidance scale",
                                                info=SCALE_HELP["classifier-free"])
                     self.upsample = gr.Checkbox(False, label="Upsample (slower)")
-                    self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8", elem_id="compare-sweep",
+                    self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
+                                            elem_id="compare-sweep",
                                             info=f"Samples CLIP and classifier-free guidance at each scale "
                                                  f"(at most {ctx.limits.max_sweep}) into a grid")
             with gr.Column(scale=3, elem_classes="results"):

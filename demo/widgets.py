@@ -159,7 +159,8 @@ class PluginPanel:
         plugin = self.plugins.get(name)
         if not plugin:
             return ""
-        return f"<small>{GUIDANCE_HELP.get(name, plugin['description']) if self.guidance else plugin['description']}</small>"
+        text = GUIDANCE_HELP.get(name, plugin["description"]) if self.guidance else plugin["description"]
+        return f"<small>{text}</small>"
 
     def _show(self, name):
         return [self._describe(name)] + [gr.update(visible=plugin == name) for plugin, _, _ in self.controls]

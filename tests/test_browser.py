@@ -357,7 +357,8 @@ def inpaint(page, steps: int = 5) -> str:
     upsample = page.locator("#inpaint-upsample input[type=checkbox]")
     if upsample.is_checked():
         upsample.uncheck()
-    before = page.locator("#inpaint-result img").get_attribute("src") if page.locator("#inpaint-result img").count() else None
+    result = page.locator("#inpaint-result img")
+    before = result.get_attribute("src") if result.count() else None
     page.click("#inpaint-btn")
     page.wait_for_function(
         "(before) => { const i = document.querySelector('#inpaint-result img');"

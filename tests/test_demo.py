@@ -406,10 +406,10 @@ def test_scores_mark_the_best_entry_with_fixed_decimals():
     from demo.tabs import score_rows
 
     def entry(guidance, scale, clip, verdict):
-        return dict(guidance=guidance, scale=scale, seconds=0.31, clip_score=clip, verdict=verdict)
+        return {"guidance": guidance, "scale": scale, "seconds": 0.31, "clip_score": clip, "verdict": verdict}
 
-    rows = score_rows([entry("clip", 3.0, 0.48, "✗ wrong colour"), entry("classifier-free", 3.0, 0.2312, "✓ matches"),
-                       entry("none", None, -0.05, "✓ matches")])
+    rows = score_rows([entry("clip", 3.0, 0.48, "✗ wrong colour"),
+                       entry("classifier-free", 3.0, 0.2312, "✓ matches"), entry("none", None, -0.05, "✓ matches")])
     assert [r[0] for r in rows] == ["", "★ best", ""]   # the checker first, then the CLIP score
     assert [r[3] for r in rows] == ["0.480", "0.231", "-0.050"] and rows[2][2] == "—" and rows[0][5] == "0.3 s"
     no_checker = score_rows([entry("clip", 3.0, 0.3, ""), entry("none", None, 0.1, "")])
@@ -432,5 +432,6 @@ def test_one_progress_for_the_whole_job():
         for step in range(5):
             runs.update(f"clip ×3 ({run + 1}/3) base", step, 5)
     assert runs.done == runs.total == 15
-    assert stage_title("classifier-free ×3 (2/15) base") == "Classifier-free guidance, scale 3 — run 2 of 15 (base model)"
+    assert (stage_title("classifier-free ×3 (2/15) base")
+            == "Classifier-free guidance, scale 3 — run 2 of 15 (base model)")
     assert stage_title("upsample") == "Upsampler"
