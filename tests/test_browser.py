@@ -210,6 +210,11 @@ def test_edit_before_generating_says_so(page):
     page.wait_for_selector(".toast-body")
     assert "Generate an image first" in page.inner_text(".toast-body")
     assert page.get_by_role("tab", name="Text to image").get_attribute("aria-selected") == "true"
+    page.locator(".toast-body").first.click()   # dismissed, so that the next toast is the only one
+    page.get_by_role("tab", name="Inpainting").click()
+    page.click("#again-btn")
+    page.wait_for_function("Array.from(document.querySelectorAll('.toast-body'))"
+                           ".some(t => t.innerText.includes('Run an inpainting first'))")
 
 
 def test_a_prompt_outside_the_shapes_grammar_gets_a_notice_on_every_tab(page):
