@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench train-default eval
+.PHONY: demo test test-fast bench train-default eval screenshots
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ train-default: $(STAMP)
 
 eval: $(STAMP)
 	$(PY) -m glide.eval shapes
+
+# The README's screenshots (docs/screenshots/): every tab at desktop and phone width, in headless Chromium.
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py

@@ -34,6 +34,20 @@ CSS = """
 #preview img, #gallery img, #compare-gallery img, #masked-input img, #inpaint-result img, #sweep img
     { image-rendering: pixelated; }
 #masked-input img, #inpaint-result img { width: 100%; height: 100%; object-fit: contain; }
+/* The progress bar's own words say the elapsed time and the time left for the whole job (widgets.follow):
+   hide gradio's timer beside them, which restarts at every update. */
+.wrap:has(.progress-level) .progress-text { display: none; }
+/* Narrow screens (phones): the prompt and its button, then the results, then the other settings, so that
+   pressing Generate shows its effect without scrolling past every control (layout: demo.tabs). */
+@media (max-width: 720px) {
+  .tab-row { flex-direction: column !important; }
+  .tab-row > .controls { display: contents !important; }
+  .tab-row .controls-main { order: 0; }
+  .tab-row > .results { order: 1; min-width: 0 !important; width: 100%; }
+  .tab-row .controls-main textarea { min-height: 4.2em; }  /* a prompt wraps here: show two lines of it */
+  .tab-row .controls-more { order: 2; }
+  .model-row { flex-direction: column !important; }
+}
 """
 
 
@@ -53,7 +67,7 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
                 text_to_image = TextToImageTab(ctx)
             with gr.Tab("Inpainting", id="inpaint"):
                 inpaint = InpaintTab(ctx)
-            with gr.Tab("Guidance comparison", id="compare"):
+            with gr.Tab("Compare", id="compare"):  # short labels: all three tabs fit on a phone
                 compare = CompareTab(ctx)
         text_to_image.send_to(inpaint, tabs)
         picker.wire(demo, text_to_image.follow_defaults() + inpaint.follow_defaults() + compare.follow_defaults())

@@ -17,21 +17,31 @@ from .models import APPROX_BYTES, human_bytes, model_label
 from .service import MIN_STEPS, UPSAMPLE_STEP_CHOICES, DemoService
 from .widgets import (
     PRIVATE,
+    SCALE_HELP,
+    USER_ERRORS,
     PluginPanel,
     editor_value,
     gallery_items,
+    grammar_notice,
+    grammar_words,
     model_description,
+    refuse,
     run_job,
     session_of,
     stop_handler,
     user_errors,
 )
 
+# Sentences of the shapes grammar (glide.data.shapes); tests/test_demo.py checks that each one parses.
 EXAMPLES = [
     "a small red circle on the left on a blue background",
     "a large yellow square at the top on a black background",
-    "a green triangle on the right and a purple circle on the left on a white background",
+    "a large green triangle on the right and a small purple circle on the left on a white background",
 ]
+BRUSH = "#ff00ff80"   # magenta at half opacity
+PLACEHOLDER = "Describe the image, e.g. “" + EXAMPLES[1] + "”"
+# A prompt box where Enter submits and Shift+Enter starts a new line (gradio: one line, growing up to four).
+PROMPT_BOX = dict(lines=1, max_lines=4, info="Enter to start · Shift+Enter for a new line")
 
 
 @dataclass
@@ -53,6 +63,27 @@ class Context:
         """The default model's family: its sampling defaults are the controls' initial values."""
         return FAMILIES[self.service.default_model]
 
+    def grammar_notice(self, prompt: gr.Textbox, elem_id: str) -> gr.Markdown:
+        """Under a prompt box: a notice when the chosen model cannot draw the prompt (widgets.grammar_notice)."""
+        notice = gr.Markdown(grammar_notice(prompt.value, self.service.default_model), elem_id=elem_id,
+                             elem_classes="grammar-notice")
+        gr.on([prompt.change, self.model.change], grammar_notice, inputs=[prompt, self.model], outputs=notice,
+              queue=False, show_progress="hidden", **PRIVATE)
+        return notice
+
+    def examples(self, prompt: gr.Textbox, elem_id: str) -> None:
+        """Example prompts, and the words the chosen model understands (for a model that knows only a grammar)."""
+        gr.Examples(EXAMPLES, inputs=prompt, label="Examples")
+        words = grammar_words(self.service.default_model)
+        with gr.Accordion("Words this model understands", open=False, visible=bool(words)) as box:
+            text = gr.Markdown(words, elem_id=elem_id)
+
+        def on_model(name):
+            words = grammar_words(name)
+            return gr.update(visible=bool(words)), words
+
+        self.model.change(on_model, inputs=self.model, outputs=[box, text], queue=False, **PRIVATE)
+
     def steps_slider(self, elem_id=None) -> gr.Slider:
         # A slider needs max > min; the service enforces the real limit whatever the slider allows.
         return gr.Slider(MIN_STEPS, max(self.limits.max_steps, MIN_STEPS + 1),
@@ -65,7 +96,7 @@ class ModelPicker:
 
     def __init__(self, service: DemoService):
         self.service = service
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_classes="model-row"):
             self.model = gr.Dropdown(self.choices(), value=service.default_model, label="Model", scale=2,
                                      info="Shared by everyone on this server; loaded once.", elem_id="model")
             self.info = gr.Markdown(model_description(service.default_model))
@@ -133,50 +164,64 @@ class TextToImageTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         limits = ctx.limits
-        with gr.Row():
-            with gr.Column(scale=2):
-                self.prompt = gr.Textbox(label="Prompt", lines=2, placeholder=EXAMPLES[0], elem_id="prompt")
-                self.negative = gr.Textbox(label="Negative prompt", placeholder="what to steer away from (optional)")
-                with gr.Row():
-                    self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-                    self.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
-                gr.Examples(EXAMPLES, inputs=self.prompt, label="Examples")
-                with gr.Row():
-                    with gr.Column():
-                        self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
-                    with gr.Column():
-                        self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
-                self.steps = ctx.steps_slider("steps")
-                with gr.Row():
-                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1, scale=2)
-                    with gr.Column(scale=1, min_width=160):
-                        self.random_btn = gr.Button("Random seed", size="sm")
-                        self.reuse_btn = gr.Button("Reuse last seed", size="sm")
-                self.batch = gr.Slider(1, max(limits.max_batch, 2), value=1, step=1, label="Batch size",
-                                       visible=limits.max_batch > 1)
-                with gr.Row():
-                    self.upsample = gr.Checkbox(True, label="Upsample", info="Run the upsampler after the base model")
-                    self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
-                                                   info="Scales the upsampler's initial noise")
-                with gr.Row():
-                    self.upsample_rule = gr.Dropdown([r["name"] for r in ctx.rules],
-                                                     value=ctx.family.default_upsample_sampler,
-                                                     label="Upsample step rule", elem_id="upsample-rule")
-                    self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES, value=ctx.family.default_upsample_steps,
-                                                      allow_custom_value=True,
-                                                      label="Upsample steps", elem_id="upsample-steps")
-                with gr.Accordion("Restore settings from an image", open=False):
-                    # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks and all.
-                    self.settings_drop = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                                  label="Drop a PNG made here to restore its settings", height=160,
-                                                  elem_id="settings-drop")
-            with gr.Column(scale=3):
+        # On narrow screens the results come right after the prompt and its buttons (CSS in demo.app).
+        with gr.Row(elem_classes="tab-row"):
+            with gr.Column(scale=2, elem_classes="controls"):
+                with gr.Column(elem_classes="controls-main"):
+                    self.prompt = gr.Textbox(label="Prompt", placeholder=PLACEHOLDER, elem_id="prompt", **PROMPT_BOX)
+                    ctx.grammar_notice(self.prompt, "prompt-notice")
+                    with gr.Row():
+                        self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                        self.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+                with gr.Column(elem_classes="controls-more"):
+                    ctx.examples(self.prompt, "prompt-words")
+                    self.negative = gr.Textbox(label="Negative prompt",
+                                               placeholder="what to steer away from (optional)")
+                    with gr.Row():
+                        with gr.Column():
+                            self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
+                        with gr.Column():
+                            self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free", guidance=True)
+                    self.steps = ctx.steps_slider("steps")
+                    with gr.Row():
+                        self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1, scale=2)
+                        with gr.Column(scale=1, min_width=160):
+                            self.random_btn = gr.Button("Random seed", size="sm")
+                            self.reuse_btn = gr.Button("Reuse last seed", size="sm")
+                    self.batch = gr.Slider(1, max(limits.max_batch, 2), value=1, step=1, label="Batch size",
+                                           visible=limits.max_batch > 1)
+                    with gr.Row():
+                        self.upsample = gr.Checkbox(True, label="Upsample", elem_id="upsample",
+                                                    info="Run the upsampler after the base model")
+                        self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
+                                                       info="Scales the upsampler's initial noise")
+                    with gr.Row():
+                        self.upsample_rule = gr.Dropdown([r["name"] for r in ctx.rules],
+                                                         value=ctx.family.default_upsample_sampler,
+                                                         label="Upsample step rule", elem_id="upsample-rule")
+                        self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES,
+                                                          value=ctx.family.default_upsample_steps,
+                                                          allow_custom_value=True,
+                                                          label="Upsample steps", elem_id="upsample-steps")
+                    with gr.Accordion("Restore settings from an image", open=False):
+                        # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks
+                        # and all.
+                        self.settings_drop = gr.Image(type="filepath", image_mode=None,
+                                                      sources=["upload", "clipboard"],
+                                                      label="Drop a PNG made here to restore its settings",
+                                                      height=160, elem_id="settings-drop")
+            with gr.Column(scale=3, elem_classes="results"):
                 self.status = gr.Markdown("", elem_id="status")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=256, elem_id="preview",
                                         format="png")
-                self.gallery = gr.Gallery(label="Images (final, then base)", columns=4, height="auto", format="png",
+                # Final images only (a batch of 8 is 8 thumbnails); the base model's are below when upsampled.
+                self.gallery = gr.Gallery(label="Images", columns=4, height="auto", format="png",
                                           elem_id="gallery", interactive=False)
-                self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm")
+                self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm",
+                                                elem_id="to-inpaint-btn")
+                with gr.Accordion("Base images (before upsampling)", open=False, visible=False) as self.base_box:
+                    self.base_gallery = gr.Gallery(show_label=False, columns=4, height="auto", format="png",
+                                                   elem_id="base-gallery", interactive=False)
                 with gr.Accordion("Settings of the first image", open=False):
                     self.settings_view = gr.JSON(label="Settings")
         self.last_seed = gr.State(None)
@@ -189,22 +234,30 @@ class TextToImageTab:
 
         @user_errors
         def on_generate(data, request: gr.Request, progress=gr.Progress()):
-            req = service.sample_request(
-                data[self.prompt], model=data[ctx.model], seed=data[self.seed], batch_size=data[self.batch],
-                negative_prompt=data[self.negative], sampler=data[self.rules.dropdown],
-                sampler_params=self.rules.params(data), steps=data[self.steps],
-                guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
-                upsample=data[self.upsample], upsample_sampler=data[self.upsample_rule],
-                upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp])
-            job = service.submit_generate(req, session=session_of(request), previews=True)
+            try:
+                req = service.sample_request(
+                    data[self.prompt], model=data[ctx.model], seed=data[self.seed], batch_size=data[self.batch],
+                    negative_prompt=data[self.negative], sampler=data[self.rules.dropdown],
+                    sampler_params=self.rules.params(data), steps=data[self.steps],
+                    guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
+                    upsample=data[self.upsample], upsample_sampler=data[self.upsample_rule],
+                    upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp])
+                job = service.submit_generate(req, session=session_of(request), previews=True)
+            except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
+                refuse(exc)
+                yield {self.status: gr.skip()}
+                return
             yield {self.status: "Queued…"}
             out = yield from run_job(job, progress, self.status, self.preview)
             if out is None:
                 return
             first = out.settings[0]["seed"]
             seeds = f"{first}–{first + len(out.images) - 1}" if len(out.images) > 1 else f"{first}"
-            yield {self.gallery: gallery_items(out),
-                   self.result_paths: out.images + [p for p in out.base_images if p not in out.images],
+            upsampled = out.base_images != out.images
+            yield {self.gallery: gallery_items(out.images, out.settings),
+                   self.base_gallery: gallery_items(out.base_images, out.settings) if upsampled else None,
+                   self.base_box: gr.update(visible=upsampled),
+                   self.result_paths: out.images,
                    self.selected: 0, self.last_seed: first, self.settings_view: out.settings[0],
                    self.status: f"{len(out.images)} image(s) in {out.seconds:.1f} s · seed {seeds}"}
 
@@ -214,8 +267,8 @@ class TextToImageTab:
                   *self.guidance.inputs}
         # The progress bar covers the gallery, not the live preview it would hide.
         gr.on([self.generate_btn.click, self.prompt.submit], on_generate, inputs=inputs,
-              outputs=[self.status, self.preview, self.gallery, self.result_paths, self.selected, self.last_seed,
-                       self.settings_view],
+              outputs=[self.status, self.preview, self.gallery, self.base_gallery, self.base_box, self.result_paths,
+                       self.selected, self.last_seed, self.settings_view],
               show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
         self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
         self.random_btn.click(lambda: -1, outputs=self.seed, queue=False, **PRIVATE)
@@ -230,12 +283,13 @@ class TextToImageTab:
 
         @user_errors
         def on_settings_drop(path):
-            if not path:
-                return {}
+            # gradio reads an empty dict as no update at all, which fails: say "no change" explicitly.
+            if not path:   # the image was cleared
+                return {self.status: gr.skip()}
             settings = read_settings(imaging.open_upload(path, "image", ctx.limits.max_image_side))
             if settings is None:
                 gr.Warning("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
-                return {}
+                return {self.status: gr.skip()}
             family = FAMILIES.get(settings.get("model"), ctx.family)
             # What this tab cannot set is said, rather than a "make it again" that would not.
             caveats = []
@@ -278,17 +332,17 @@ class TextToImageTab:
 
     def send_to(self, inpaint: "InpaintTab", tabs: gr.Tabs):
         """One click puts the selected image, and the prompt, into the inpainting tab and opens it."""
-        max_side = self.ctx.limits.max_image_side
 
         def on_send(paths, index, text):
             if not paths:
                 gr.Warning("Generate an image first, then select it in the gallery.")
-                return gr.skip(), gr.skip(), gr.skip()
+                return None, gr.skip(), gr.skip(), gr.skip()
             path = paths[min(index or 0, len(paths) - 1)]
-            return editor_value(path, max_side), text, gr.Tabs(selected="inpaint")
+            return path, gr.update(visible=False), text, gr.Tabs(selected="inpaint")
 
-        self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt],
-                                  outputs=[inpaint.editor, inpaint.prompt, tabs], queue=False, **PRIVATE)
+        inpaint.load_editor(self.to_inpaint_btn.click(
+            on_send, inputs=[self.result_paths, self.selected, self.prompt],
+            outputs=[inpaint.next_input, inpaint.editor, inpaint.prompt, tabs], **PRIVATE))
 
 
 class InpaintTab:
@@ -296,35 +350,46 @@ class InpaintTab:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        with gr.Row():
-            with gr.Column(scale=2):
-                self.editor = gr.ImageMask(type="pil", label="Image: paint over the region to replace",
-                                           sources=["upload", "clipboard"], format="png", height=420,
-                                           brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=16),
-                                           elem_id="editor")
-                self.prompt = gr.Textbox(label="Prompt for the painted region", lines=2, elem_id="inpaint-prompt")
-                with gr.Row():
-                    self.inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="inpaint-btn")
-                    self.stop_btn = gr.Button("Stop", variant="stop")
-                with gr.Accordion("Settings", open=False):
+        with gr.Row(elem_classes="tab-row"):
+            with gr.Column(scale=2, elem_classes="controls"):
+                with gr.Column(elem_classes="controls-main"):
+                    gr.Markdown("Paint over the region to replace, describe what goes there, and press Inpaint.",
+                                elem_classes="editor-help")
+                    # A short label: a long one runs under the editor's toolbar. The brush is translucent,
+                    # so what is being replaced shows through it; any painted pixel is in the mask.
+                    self.editor = gr.ImageMask(type="pil", label="Image", sources=["upload", "clipboard"],
+                                               format="png", height=420,
+                                               brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=4),
+                                               elem_id="editor")
+                    self.prompt = gr.Textbox(label="Prompt for the painted region", elem_id="inpaint-prompt",
+                                             placeholder=PLACEHOLDER, **PROMPT_BOX)
+                    ctx.grammar_notice(self.prompt, "inpaint-notice")
                     with gr.Row():
-                        with gr.Column():
-                            self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
-                        with gr.Column():
-                            self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free")
-                    self.steps = ctx.steps_slider("inpaint-steps")
-                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1)
-                    self.upsample = gr.Checkbox(True, label="Upsample")
-            with gr.Column(scale=3):
-                self.status = gr.Markdown("")
+                        self.inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="inpaint-btn")
+                        self.stop_btn = gr.Button("Stop", variant="stop")
+                with gr.Column(elem_classes="controls-more"):
+                    with gr.Accordion("Settings", open=False, elem_id="inpaint-settings"):
+                        with gr.Row():
+                            with gr.Column():
+                                self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
+                            with gr.Column():
+                                self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free",
+                                                            guidance=True)
+                        self.steps = ctx.steps_slider("inpaint-steps")
+                        self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1)
+                        self.upsample = gr.Checkbox(True, label="Upsample", elem_id="inpaint-upsample")
+            with gr.Column(scale=3, elem_classes="results"):
+                self.status = gr.Markdown("", elem_id="inpaint-status")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png")
                 with gr.Row():
                     self.masked_view = gr.Image(label="Input (region to replace greyed)", interactive=False,
                                                 format="png", elem_id="masked-input", height=320)
                     self.result = gr.Image(label="Result", interactive=False, format="png", elem_id="inpaint-result",
                                            height=320)
-                self.again_btn = gr.Button("Use the result as the next input (successive edits)", size="sm")
+                self.again_btn = gr.Button("Use the result as the next input (successive edits)", size="sm",
+                                           elem_id="again-btn")
         self.result_path = gr.State(None)
+        self.next_input = gr.State(None)   # the image the editor is to show next (see load_editor)
         self._wire()
 
     def _wire(self):
@@ -332,13 +397,18 @@ class InpaintTab:
 
         @user_errors
         def on_inpaint(data, request: gr.Request, progress=gr.Progress()):
-            image, mask = imaging.editor_to_image_and_mask(data[self.editor], ctx.limits.max_image_side)
-            req = service.sample_request(
-                data[self.prompt], model=data[ctx.model], seed=data[self.seed], sampler=data[self.rules.dropdown],
-                sampler_params=self.rules.params(data), steps=data[self.steps],
-                guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
-                upsample=data[self.upsample])
-            job = service.submit_inpaint(req, image, mask, session=session_of(request), previews=True)
+            try:
+                image, mask = imaging.editor_to_image_and_mask(data[self.editor], ctx.limits.max_image_side)
+                req = service.sample_request(
+                    data[self.prompt], model=data[ctx.model], seed=data[self.seed], sampler=data[self.rules.dropdown],
+                    sampler_params=self.rules.params(data), steps=data[self.steps],
+                    guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
+                    upsample=data[self.upsample])
+                job = service.submit_inpaint(req, image, mask, session=session_of(request), previews=True)
+            except USER_ERRORS as exc:   # nothing started: the previous result stays as it is
+                refuse(exc)
+                yield {self.status: gr.skip()}
+                return
             yield {self.status: "Queued…"}
             out = yield from run_job(job, progress, self.status, self.preview)
             if out is None:
@@ -356,13 +426,48 @@ class InpaintTab:
         def on_again(path):
             if not path:
                 gr.Warning("Run an inpainting first: its result becomes the next input.")
-                return gr.skip()
-            return editor_value(path, ctx.limits.max_image_side)
+                return None, gr.skip()
+            return path, gr.update(visible=False)
 
-        self.again_btn.click(on_again, inputs=self.result_path, outputs=self.editor, queue=False, **PRIVATE)
+        self.load_editor(self.again_btn.click(on_again, inputs=self.result_path,
+                                              outputs=[self.next_input, self.editor], **PRIVATE))
+
+    def load_editor(self, event):
+        """After `event` has hidden the editor and set `next_input` to an image's path, show that image in it
+        (`next_input` None: nothing to show, the editor stays as it is).
+
+        gradio 6.31's ImageEditor does not take a second value well: set into an editor that already
+        shows an image, the new one stays on a spinner or takes no more brush strokes (see
+        tests/test_browser.py::test_two_successive_edits). Hidden, the editor is unmounted; shown
+        again with the new value, a fresh one is mounted, which takes its first value well.
+        """
+        max_side = self.ctx.limits.max_image_side
+
+        def show(path):
+            return gr.update(value=editor_value(path, max_side), visible=True) if path else gr.skip()
+
+        event.success(show, inputs=self.next_input, outputs=self.editor, queue=False, **PRIVATE)
 
     def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
         return [(self.rules.dropdown, "sampler"), (self.steps, "steps")]
+
+
+SCORE_HEADERS = ["", "guidance", "scale", "CLIP score", "checker", "seconds"]
+SCORES_HELP = (
+    "<small>**CLIP score**: how close the image is to the prompt for the noised CLIP at t = 0 (the cosine "
+    "similarity of their embeddings, −1 to 1; higher = closer; CLIP guidance steers by this same score, which "
+    "flatters it). **Checker** (shapes model): does the image show the colours, shapes, sizes and positions the "
+    "prompt names. **★ best**: passes the checker, then the highest CLIP score.</small>")
+
+
+def score_rows(entries: List[dict]) -> List[list]:
+    """The scores table from the comparison's rows (glide.comparison.score_rows): fixed decimals, the best
+    row marked."""
+    return [["★ best" if e.get("best") else "", e["title"],
+             "—" if e.get("scale") is None else f"{e['scale']:g}",
+             "—" if e.get("clip_score") is None else f"{e['clip_score']:.3f}",
+             e.get("verdict") or "—", f"{e['seconds']:.1f} s"]
+            for e in entries]
 
 
 class CompareTab:
@@ -370,32 +475,42 @@ class CompareTab:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        with gr.Row():
-            with gr.Column(scale=2):
-                self.prompt = gr.Textbox(label="Prompt", lines=2, elem_id="compare-prompt")
-                with gr.Row():
-                    self.compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
-                    self.stop_btn = gr.Button("Stop", variant="stop")
-                self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all three",
-                                      minimum=-1)
-                with gr.Row():
-                    self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler, label="Step rule")
-                    self.steps = ctx.steps_slider("compare-steps")
-                self.clip_scale = gr.Slider(0, 100, value=3.0, step=0.5, label="CLIP guidance scale")
-                self.cfg_scale = gr.Slider(0, 20, value=3.0, step=0.1, label="Classifier-free guidance scale")
-                self.upsample = gr.Checkbox(False, label="Upsample (slower)")
-                self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
-                                        info=f"Samples CLIP and classifier-free guidance at each scale "
-                                             f"(at most {ctx.limits.max_sweep}) into a grid")
-            with gr.Column(scale=3):
-                self.status = gr.Markdown("")
+        with gr.Row(elem_classes="tab-row"):
+            with gr.Column(scale=2, elem_classes="controls"):
+                with gr.Column(elem_classes="controls-main"):
+                    self.prompt = gr.Textbox(EXAMPLES[0], label="Prompt", elem_id="compare-prompt",
+                                             placeholder=PLACEHOLDER, **PROMPT_BOX)
+                    ctx.grammar_notice(self.prompt, "compare-notice")
+                    with gr.Row():
+                        self.compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                        self.stop_btn = gr.Button("Stop", variant="stop")
+                with gr.Column(elem_classes="controls-more"):
+                    ctx.examples(self.prompt, "compare-words")
+                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all three",
+                                          minimum=-1)
+                    with gr.Row():
+                        self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler,
+                                                label="Step rule")
+                        self.steps = ctx.steps_slider("compare-steps")
+                    self.clip_scale = gr.Slider(0, 100, value=3.0, step=0.5, label="CLIP guidance scale",
+                                                info=SCALE_HELP["clip"])
+                    self.cfg_scale = gr.Slider(0, 20, value=3.0, step=0.1, label="Classifier-free guidance scale",
+                                               info=SCALE_HELP["classifier-free"])
+                    self.upsample = gr.Checkbox(False, label="Upsample (slower)")
+                    self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
+                                            elem_id="compare-sweep",
+                                            info=f"Samples CLIP and classifier-free guidance at each scale "
+                                                 f"(at most {ctx.limits.max_sweep}) into a grid")
+            with gr.Column(scale=3, elem_classes="results"):
+                self.status = gr.Markdown("", elem_id="compare-status")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=160, format="png")
                 self.gallery = gr.Gallery(label="Same prompt, same seed", columns=3, height="auto", format="png",
                                           elem_id="compare-gallery", interactive=False)
-                self.table = gr.Dataframe(headers=["guidance", "scale", "seconds", "CLIP score", "checker"],
-                                          label="Scores", interactive=False)
                 self.sweep_view = gr.Image(label="Sweep", interactive=False, format="png", visible=False,
                                            elem_id="sweep")
+                self.table = gr.Dataframe(headers=SCORE_HEADERS, label="Scores", interactive=False, wrap=True,
+                                          elem_id="scores")
+                gr.Markdown(SCORES_HELP, elem_id="scores-help")
         self._wire()
 
     def _wire(self):
@@ -404,17 +519,21 @@ class CompareTab:
         @user_errors
         def on_compare(text, model_name, seed, rule, steps, clip_scale, cfg_scale, upsample, sweep,
                        request: gr.Request, progress=gr.Progress()):
-            req = service.compare_request(text, model=model_name, seed=seed, sampler=rule, steps=steps,
-                                          clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample, sweep=sweep)
-            job = service.submit_compare(req, session=session_of(request), previews=True)
+            try:
+                req = service.compare_request(text, model=model_name, seed=seed, sampler=rule, steps=steps,
+                                              clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
+                                              sweep=sweep)
+                job = service.submit_compare(req, session=session_of(request), previews=True)
+            except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
+                refuse(exc)
+                yield {self.status: gr.skip()}
+                return
             yield {self.status: "Queued…"}
             out = yield from run_job(job, progress, self.status, self.preview)
             if out is None:
                 return
             yield {self.gallery: [(e["image"], e["caption"]) for e in out.entries],
-                   self.table: [[e["guidance"], e["scale"], e["seconds"],
-                                 None if e["clip_score"] is None else round(e["clip_score"], 4), e["verdict"]]
-                                for e in out.entries],
+                   self.table: score_rows(out.entries),
                    self.sweep_view: gr.update(value=out.grid, visible=out.grid is not None),
                    self.status: f"Seed {out.seed}: same prompt and seed, three kinds of guidance."}
 

@@ -3,18 +3,21 @@ import functools
 import html
 import inspect
 import logging
+import time
 from typing import Dict, List, Optional
 
 import gradio as gr
 from PIL import Image
 
+from glide.data import shapes
 from glide.errors import UserError
 from glide.model_registry import FAMILIES
 from glide.scheduler import JobCancelled, QueueFull
+from glide.settings import ComparisonSettings, step_count
 from samplers import Cancelled
 
 from . import imaging
-from .service import DemoService, settings_summary
+from .service import DemoService
 
 log = logging.getLogger("glide.demo")
 
@@ -95,9 +98,27 @@ def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def param_control(param: dict, visible: bool):
+# Plain-words help for the built-in guidance strategies, shown instead of their plugin descriptions
+# (which are written for programmers: formulas). Other plugins keep their own descriptions.
+GUIDANCE_HELP = {
+    "none": "The model follows the prompt as it was trained to, without extra steering.",
+    "classifier-free": "Runs the model with and without the prompt and pushes the image further in the "
+                       "prompt's direction. Higher scales follow the prompt more closely, with less variety.",
+    "clip": "Nudges every step towards what CLIP (a model that scores how well an image and a text match) "
+            "considers closer to the prompt.",
+}
+SCALE_HELP = {
+    "classifier-free": "1 = the model as trained (no extra push); 0 = ignores the prompt; "
+                       "3–5 usually best; higher = closer to the prompt, less varied",
+    "clip": "0 = no CLIP steering (unguided); higher = pushed harder towards the prompt",
+}
+
+
+def param_control(param: dict, visible: bool, plugin: str = ""):
     """A widget for one plugin parameter, built from its Param description (type, default, range, help)."""
     label, info, lo, hi, default = _title(param["name"]), param["help"] or None, param["min"], param["max"], param["default"]
+    if param["name"] == "guidance_scale" and plugin in SCALE_HELP:
+        info = SCALE_HELP[plugin]
     if param["type"] == "bool":
         return gr.Checkbox(value=bool(default), label=label, info=info, visible=visible)
     if param["type"] in ("int", "float") and lo is not None and hi is not None and hi - lo <= 100:
@@ -116,11 +137,12 @@ class PluginPanel:
     A newly installed sampler plugin brings its choice and controls here without touching the UI code.
     """
 
-    def __init__(self, label: str, plugins: List[dict], default: str):
+    def __init__(self, label: str, plugins: List[dict], default: str, guidance: bool = False):
+        self.guidance = guidance   # guidance strategies: the built-in ones are described in plain words
         self.plugins = {p["name"]: p for p in plugins}
         self.dropdown = gr.Dropdown([p["name"] for p in plugins], value=default, label=label)
         self.description = gr.Markdown(self._describe(default))
-        self.controls = [(p["name"], q["name"], param_control(q, p["name"] == default))
+        self.controls = [(p["name"], q["name"], param_control(q, p["name"] == default, p["name"]))
                          for p in plugins for q in p["params"]]
         self.dropdown.change(self._show, inputs=self.dropdown, outputs=[self.description] + self.widgets,
                              queue=False, **PRIVATE)
@@ -135,7 +157,10 @@ class PluginPanel:
 
     def _describe(self, name: str) -> str:
         plugin = self.plugins.get(name)
-        return f"<small>{plugin['description']}</small>" if plugin else ""
+        if not plugin:
+            return ""
+        text = GUIDANCE_HELP.get(name, plugin["description"]) if self.guidance else plugin["description"]
+        return f"<small>{text}</small>"
 
     def _show(self, name):
         return [self._describe(name)] + [gr.update(visible=plugin == name) for plugin, _, _ in self.controls]
@@ -155,13 +180,112 @@ class PluginPanel:
         return updates
 
 
+# ---------------------------------------------------------------------------------------------- the shapes grammar
+def grammar_notice(prompt: str, model: str) -> str:
+    """A notice for a prompt the model cannot draw: its family only knows the shapes grammar and the prompt is
+    not a sentence of it (or describes a scene the family never shows). Empty when there is nothing to say."""
+    family = FAMILIES.get(model)
+    if family is None or not family.has_checker or not (prompt or "").strip():
+        return ""
+    if shapes.parse_caption(prompt) is not None:
+        return ""
+    example = shapes.caption(shapes.Scene("blue", (shapes.Shape("circle", "red", "left", "small"),)))
+    return ("⚠️ **The shapes model cannot draw this prompt**: it only knows sentences like "
+            f"“{example}” (see *Words this model understands*). It will still make an image, but not of this.")
+
+
+def grammar_words(model: str) -> str:
+    """The words the model's family understands, from the grammar itself (glide.data.shapes); empty for
+    families that take any text."""
+    family = FAMILIES.get(model)
+    if family is None or not family.has_checker:
+        return ""
+    def words(items):
+        return ", ".join(f"`{w}`" for w in items)
+    sizes = " · ".join(" / ".join(ws) for ws in shapes.SIZE_WORDS.values())
+    positions = " · ".join(" / ".join(ps) for ps in shapes.POSITION_PHRASES.values())
+    pairs = " or ".join(f"{a} & {b}" for a, b in shapes.OPPOSITE_PAIRS)
+    one, two = shapes.TEMPLATES[1][0], shapes.TEMPLATES[2][0]
+    shape = "a ‹size› ‹colour› ‹shape› ‹position›"
+    return (f"- **Colours** (shapes and background): {words(shapes.PALETTE)}\n"
+            f"- **Shapes**: {words(shapes.SHAPES)}\n"
+            f"- **Sizes**: {sizes}\n"
+            f"- **Positions**: {positions}\n"
+            f"- **Backgrounds**: “on a ‹colour› background”\n"
+            f"- **Sentences**: “{one.format(s1=shape, bg='‹colour›')}”, or two shapes: "
+            f"“{two.format(s1=shape, s2=shape, bg='‹colour›')}”, at opposite positions ({pairs}), "
+            "in different colours, neither in the background's colour.")
+
+
 # ---------------------------------------------------------------------------------------------- following jobs
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{max(seconds, 0):.1f} s"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d} min" if seconds >= 60 else f"{seconds} s"
+
+
+def stage_title(stage: str) -> str:
+    """A stage in words: "Base model", "Upsampler"; a comparison's runs come already in words
+    ("Classifier-free guidance, scale 3 — run 2 of 15 (base model)", glide.runs.run_label)."""
+    return STAGE_TITLES.get(stage, stage)
+
+
+def planned_steps(job) -> List[int]:
+    """The steps of each stage a job will run, in order, from its settings (what the whole-job bar counts)."""
+    payload = job.payload[0] if isinstance(job.payload, tuple) else job.payload
+    compared = payload if isinstance(payload, ComparisonSettings) else None
+    settings = compared.base if compared else payload
+    length = FAMILIES[settings.model].diffusion_steps
+    stages = [step_count(settings.steps, length)]
+    if settings.upsample:
+        stages.append(step_count(settings.upsample_steps, length))
+    return stages * (len(compared.runs()) if compared else 1)
+
+
+class JobProgress:
+    """One bar for a whole job across its stages (base model, upsampler; a comparison's runs), with the time
+    elapsed and an estimate of the time left. A stage that turns out longer or shorter than planned corrects
+    the plan as it starts."""
+
+    def __init__(self, planned: List[int]):
+        self.planned, self.index, self.stage, self.last_step = list(planned), -1, None, -1
+        self.start = time.monotonic()
+
+    def update(self, stage: str, step: int, total: int) -> None:
+        if stage != self.stage or step < self.last_step:
+            self.index, self.stage = self.index + 1, stage
+            if self.index == 0:
+                self.start = time.monotonic()   # time waiting in the queue is not part of the estimate
+        if self.index < len(self.planned):
+            self.planned[self.index] = total
+        else:
+            self.planned.append(total)
+        self.last_step = step
+
+    @property
+    def done(self) -> int:
+        return sum(self.planned[:self.index]) + self.last_step + 1
+
+    @property
+    def total(self) -> int:
+        return max(sum(self.planned), self.done)
+
+    def describe(self) -> str:
+        """E.g. "42% · 3 s elapsed, about 4 s left" (the bar's and the status line's words)."""
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        return (f"{100 * self.done / self.total:.1f}% · {_duration(elapsed)} elapsed"
+                + (f", about {_duration(left)} left" if self.done < self.total else ""))
+
+
 def follow(job, progress: gr.Progress, status, preview):
-    """Yield UI updates while a job waits and runs: queue position, a progress bar per stage, x0 previews.
+    """Yield UI updates while a job waits and runs: queue position, one progress bar for the whole job (all
+    stages) with elapsed time and time left, the same in words on the status line, and x0 previews.
 
     Raises JobCancelled once the user pressed Stop (run_job shows "stopped").
     """
-    last_ahead = None
+    last_ahead, bar, said = None, JobProgress(planned_steps(job)), 0.0
     for event in job.stream():
         if event is None:
             if not job.started.is_set():
@@ -171,11 +295,19 @@ def follow(job, progress: gr.Progress, status, preview):
                     yield {status: f"Waiting for the device: {ahead} request(s) ahead of yours."
                                    if ahead else "Starting…"}
             continue
-        title = STAGE_TITLES.get(event.stage, event.stage)
-        progress((event.step + 1, event.total), desc=title, unit="steps")
+        bar.update(event.stage, event.step, event.total)
+        title = stage_title(event.stage)
+        words = f"{title}: step {event.step + 1} of {event.total} · {bar.describe()}"
+        progress(bar.done / bar.total, desc=words)
+        update = {}
         if event.x0 is not None:
-            yield {preview: imaging.preview_image(event.x0),
-                   status: f"{title}: step {event.step + 1} of {event.total} (preview of the current x0 prediction)"}
+            update[preview] = imaging.preview_image(event.x0)
+        # The status line says what the bar says, a few times a second (each update is a message to the page).
+        now = time.monotonic()
+        if update or now - said > 0.25 or event.step + 1 == event.total:
+            update[status], said = words, now
+        if update:
+            yield update
 
 
 def run_job(job, progress, status, preview):
@@ -191,9 +323,11 @@ def run_job(job, progress, status, preview):
             job.cancel()  # the page went away or the handler was cancelled: free the device
 
 
-def gallery_items(out) -> list:
-    """(path, caption) pairs: the final images, then the base images when they differ."""
-    items = [(p, f"{settings_summary(s)} · final") for p, s in zip(out.images, out.settings)]
-    if out.base_images != out.images:
-        items += [(p, f"{settings_summary(s)} · base") for p, s in zip(out.base_images, out.settings)]
-    return items
+def refuse(exc: Exception) -> None:
+    """Say what is wrong with a request as a warning toast, leaving the page's results as they are."""
+    gr.Warning(html.escape(str(exc), quote=False), title="Please check the input")
+
+
+def gallery_items(paths: List[str], settings: List[Dict]) -> list:
+    """(path, caption) pairs with short captions (the seed): the full settings are in the PNG and beside it."""
+    return [(p, f"seed {s['seed']}") for p, s in zip(paths, settings)]

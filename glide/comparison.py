@@ -12,7 +12,7 @@ _FONT_SIZE = 13
 _LINE = _FONT_SIZE + 4
 _PAD = 8
 _CAPTION_LINES = 3
-BUILTIN_TITLES = {"clip": "CLIP guidance", "classifier-free": "Classifier-free", "none": "Unguided"}
+BUILTIN_TITLES = {"clip": "CLIP guidance", "classifier-free": "Classifier-free guidance", "none": "Unguided"}
 
 CLIP_SCORE_HELP = ("CLIP score: cosine similarity between the image and the prompt under the model's noised "
                    "CLIP at t = 0, from -1 to 1; higher = closer to the prompt. Compare scores of one prompt "

@@ -140,9 +140,9 @@ def _compare(pipe: Pipeline, compared: ComparisonSettings, report: Report, shoul
 
 
 def run_label(run: Tuple[str, Dict], index: int, total: int, stage: str) -> str:
-    """A comparison's progress in words: "Classifier-free, scale 3: run 2 of 15, upsampler"."""
+    """A comparison's progress in words: "Classifier-free guidance, scale 3 — run 2 of 15 (upsampler)"."""
     name, params = run
     registry = samplers.get_registry()
     scale = registry.scale_of(registry.guidance_strategy(name))
     label = comparison.title(name) + (f", scale {params[scale.name]:g}" if scale is not None else "")
-    return f"{label}: run {index + 1} of {total}" + (", upsampler" if stage == "upsample" else "")
+    return f"{label} — run {index + 1} of {total} ({'upsampler' if stage == 'upsample' else 'base model'})"

@@ -1,13 +1,13 @@
 """The demo in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-Types a prompt and generates (with a live preview), restores settings from a generated PNG, sends
-the image to the inpainting tab, paints a brush stroke and inpaints, and compares guidance. Each
-step leaves a screenshot under artifacts/screenshots/ (look at them); with
-GLIDE_UPDATE_SCREENSHOTS=1 one screenshot per tab also replaces those in docs/screenshots/ for the
-README (opt-in, so that running the tests leaves the work tree clean). Chromium is installed with
+Every test loads the page afresh and sets up what it needs (fast settings: few steps, no upsampler
+unless the point is the upsampler). Generating with one progress bar for both stages, Stop, Enter
+and an empty prompt, restoring settings from a PNG, warnings, the out-of-grammar notice, the
+comparison's scores, the narrow layout, and successive inpainting edits. Each test leaves a
+screenshot under artifacts/screenshots/ (look at them); the README's screenshots come from
+`make screenshots` (scripts/screenshots.py), never from the tests. Chromium is installed with
 apt-get when missing; the tests are skipped, saying why, when that is impossible.
 """
-import os
 import re
 import shutil
 import subprocess
@@ -18,7 +18,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
-DOCS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -47,7 +46,8 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def page(chromium):
+def browser_page(chromium):
+    """One browser and page for the module; the `page` fixture reloads the app for every test."""
     from demo.testing import missing_weights, shared_server
 
     if missing_weights():
@@ -59,17 +59,22 @@ def page(chromium):
         browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(server.url)
-        page.wait_for_selector("#prompt textarea")
-        yield page
+        yield page, server.url
         browser.close()
 
 
-def shot(page, name: str, docs: str = None):
-    path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if docs and os.environ.get("GLIDE_UPDATE_SCREENSHOTS") == "1":
-        shutil.copy(path, DOCS / docs)
+@pytest.fixture
+def page(browser_page):
+    """The app freshly loaded (a new gradio session), at desktop width: no test relies on another's state."""
+    page, url = browser_page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#prompt textarea")
+    return page
+
+
+def shot(page, name: str):
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def wait_for(page, selector: str):
@@ -87,29 +92,84 @@ def set_slider(page, elem_id: str, value: int):
     box.press("Enter")
 
 
-def test_generate_shows_progress_preview_and_images(page):
+# A recorder of the progress bar and the status line, polled every 25 ms while a job runs.
+RECORD_PROGRESS = """() => { window.progressSamples = []; window.progressTimer = setInterval(() => {
+    const bar = document.querySelector('#gallery')?.closest('.block')?.querySelector('.progress-bar')
+             || document.querySelector('.progress-bar');
+    const words = document.querySelector('.progress-level-inner');
+    window.progressSamples.push({width: bar ? parseFloat(bar.style.width) : null,
+                                 words: words ? words.innerText : '',
+                                 status: document.querySelector('#status').innerText}); }, 25); }"""
+
+
+def test_generate_shows_one_progress_bar_for_both_stages_and_the_images(page):
+    """One bar from 0 to 100% across the base model and the upsampler, with elapsed time; the status line
+    says the same; the live preview arrives; the gallery shows the final image (the base one apart)."""
     page.fill("#prompt textarea", PROMPT)
-    set_slider(page, "steps", 12)
+    set_slider(page, "steps", 30)
+    page.evaluate(RECORD_PROGRESS)
     page.click("#generate-btn")
     page.wait_for_selector("#preview img")            # the live x0 preview arrives during sampling
-    shot(page, "1-generate-running")
     wait_for(page, "#gallery img")
     page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
-    assert page.locator("#gallery img").count() >= 2  # the final image and the base image
-    shot(page, "2-generate-done", docs="text-to-image.png")
+    samples = page.evaluate("clearInterval(window.progressTimer) || window.progressSamples")
+    bars = [(x["width"], x["words"]) for x in samples if x["width"] is not None]
+    assert any("Base model" in w for _, w in bars) and any("Upsampler" in w for _, w in bars), bars
+    widths = [w for w, _ in bars]
+    assert widths == sorted(widths), f"the bar went back: {widths}"   # no restart at 0 for the upsampler
+    first_upsampler = next(w for w, words in bars if "Upsampler" in words)
+    assert first_upsampler > 70, "the upsampler's steps start where the base model's end (30 of 38 steps)"
+    assert all("elapsed" in words for _, words in bars)
+    statuses = [x["status"] for x in samples]
+    assert any(st.startswith("Upsampler: step 8 of 8 · 100.0%") for st in statuses), statuses[-5:]
+    # The status line and the bar say the same thing (the bar adds its percentage).
+    assert any(words.startswith(st) for st in statuses for _, words in bars if "step" in st)
+    assert page.locator("#gallery img").count() == 1   # the final image; the base one is in its accordion
+    page.get_by_text("Base images (before upsampling)").click()
+    page.wait_for_selector("#base-gallery img")
+    shot(page, "generate-done")
 
 
 def test_stop_cancels_a_running_generation(page):
+    page.fill("#prompt textarea", PROMPT)
     set_slider(page, "steps", 250)
     page.click("#generate-btn")
     page.wait_for_function("document.querySelector('#status').innerText.includes('step')")
     page.click("#stop-btn")
     page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')")
-    shot(page, "2b-generate-stopped")
-    set_slider(page, "steps", 12)
+    shot(page, "generate-stopped")
 
 
-def test_dropping_a_generated_png_restores_its_settings(page, tmp_path):
+def test_enter_generates_and_an_empty_prompt_leaves_the_results_in_place(page):
+    page.fill("#prompt textarea", PROMPT)
+    set_slider(page, "steps", 5)
+    page.locator("#upsample input[type=checkbox]").uncheck()
+    page.press("#prompt textarea", "Enter")           # Enter starts; Shift+Enter would add a line
+    wait_for(page, "#gallery img")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
+    status, image = page.inner_text("#status"), page.locator("#gallery img").first.get_attribute("src")
+    page.fill("#prompt textarea", "")
+    page.click("#generate-btn")
+    page.wait_for_selector(".toast-body")
+    assert "prompt is empty" in page.inner_text(".toast-body")
+    time.sleep(1)
+    assert page.inner_text("#status") == status
+    assert page.locator("#gallery img").first.get_attribute("src") == image
+    assert page.locator("#preview img").count() == 1
+    assert "Error" not in page.inner_text("#gallery").split("\n")[0:3]
+    shot(page, "empty-prompt")
+
+
+def test_shift_enter_adds_a_line(page):
+    page.fill("#prompt textarea", "a small red circle")
+    page.press("#prompt textarea", "Shift+Enter")
+    page.keyboard.type("on the left")
+    assert page.input_value("#prompt textarea") == "a small red circle\non the left"
+    assert page.inner_text("#status") == ""
+
+
+def test_dropping_a_generated_png_restores_its_settings_and_clearing_it_is_harmless(page, tmp_path):
+    generate(page)
     src = page.locator("#gallery img").first.get_attribute("src")
     png = tmp_path / "generated.png"
     png.write_bytes(page.request.get(src).body())
@@ -118,34 +178,62 @@ def test_dropping_a_generated_png_restores_its_settings(page, tmp_path):
     page.locator("#settings-drop input[type=file]").set_input_files(str(png))
     page.wait_for_function(f"document.querySelector('#prompt textarea').value === {PROMPT!r}")
     assert "Restored the settings" in page.inner_text("#status")
-    shot(page, "3-settings-restored")
+    shot(page, "settings-restored")
+    log_before = len(shared_log())
+    page.locator("#settings-drop button[aria-label='Remove Image']").click()
+    page.wait_for_function("!document.querySelector('#settings-drop img')")
+    time.sleep(1.5)
+    assert page.locator(".toast-body").count() == 0, page.inner_text(".toast-body")
+    assert "Traceback" not in shared_log()[log_before:] and "Error" not in shared_log()[log_before:]
+    assert "Restored the settings" in page.inner_text("#status")
 
 
-def test_inpaint_a_brush_stroke(page):
-    page.get_by_text("Edit the selected image in Inpainting").click()
-    # The editor shows its zoom level once the sent image is on the canvas.
-    page.wait_for_function("document.querySelector('#editor')?.innerText.includes('%')")
-    undo = page.locator("#editor button[aria-label='Undo']").first
-    for attempt in range(5):
-        # The canvas takes a moment to set up its drawing layer; a stroke before that is lost, which
-        # the still-disabled Undo button tells.
-        time.sleep(3)
-        box = page.locator("#editor canvas").first.bounding_box()
-        x, y = box["x"] + box["width"] / 2 - 70, box["y"] + box["height"] / 2 - 30
-        page.mouse.move(x, y)
-        page.mouse.down()
-        for k in range(1, 5):  # few pointer events: each one re-renders the (software-WebGL) canvas
-            page.mouse.move(x + 35 * k, y + 15 * k)
-        page.mouse.up()
-        if undo.is_enabled():
-            break
-        print(f"brush stroke {attempt + 1} did not reach the canvas; trying again")
-    assert undo.is_enabled(), "the brush stroke never reached the canvas"
-    shot(page, "4-inpaint-stroke")
-    page.click("#inpaint-btn")
-    wait_for(page, "#inpaint-result img")
-    page.wait_for_selector("#masked-input img")
-    shot(page, "5-inpaint-done", docs="inpainting.png")
+def test_a_png_without_settings_gets_a_warning_and_nothing_else(page, tmp_path):
+    from PIL import Image
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (32, 32), (30, 60, 220)).save(plain)
+    page.fill("#prompt textarea", PROMPT)
+    page.get_by_text("Restore settings from an image").click()
+    log_before = len(shared_log())
+    page.locator("#settings-drop input[type=file]").set_input_files(str(plain))
+    page.wait_for_selector(".toast-body")
+    time.sleep(1)
+    toasts = page.locator(".toast-body").all_inner_texts()
+    assert len(toasts) == 1 and "carries no GLIDE settings" in toasts[0], toasts
+    assert "Traceback" not in shared_log()[log_before:]
+    assert page.input_value("#prompt textarea") == PROMPT
+
+
+def test_edit_before_generating_says_so(page):
+    page.click("#to-inpaint-btn")
+    page.wait_for_selector(".toast-body")
+    assert "Generate an image first" in page.inner_text(".toast-body")
+    assert page.get_by_role("tab", name="Text to image").get_attribute("aria-selected") == "true"
+    page.locator(".toast-body").first.click()   # dismissed, so that the next toast is the only one
+    page.get_by_role("tab", name="Inpainting").click()
+    page.click("#again-btn")
+    page.wait_for_function("Array.from(document.querySelectorAll('.toast-body'))"
+                           ".some(t => t.innerText.includes('Run an inpainting first'))")
+
+
+def test_a_prompt_outside_the_shapes_grammar_gets_a_notice_on_every_tab(page):
+    for tab, box, notice in (("Text to image", "#prompt", "#prompt-notice"),
+                             ("Inpainting", "#inpaint-prompt", "#inpaint-notice"),
+                             ("Compare", "#compare-prompt", "#compare-notice")):
+        page.get_by_role("tab", name=tab).click()
+        page.fill(f"{box} textarea", "a corgi wearing a bow tie")
+        page.wait_for_function(f"document.querySelector('{notice}')?.innerText.includes('cannot draw')")
+        page.fill(f"{box} textarea", PROMPT)
+        page.wait_for_function(f"!document.querySelector('{notice}')?.innerText.includes('cannot draw')")
+    page.get_by_role("tab", name="Text to image").click()
+    page.get_by_text("Words this model understands").first.click()
+    words = page.inner_text("#prompt-words")
+    for word in ("purple", "triangle", "tiny", "at the top", "background"):
+        assert word in words
+    page.fill("#prompt textarea", "a corgi wearing a bow tie")
+    page.wait_for_function("document.querySelector('#prompt-notice')?.innerText.includes('cannot draw')")
+    shot(page, "out-of-grammar")
 
 
 def upsampler_settings(page):
@@ -170,20 +258,150 @@ def test_choosing_a_model_offers_the_download_and_applies_its_sampling_defaults(
     assert upsampler_settings(page) == ("ddim", "8")
 
 
-def test_compare_shows_three_guidance_kinds(page):
-    page.get_by_role("tab", name="Guidance comparison").click()
-    page.fill("#compare-prompt textarea", PROMPT)
-    set_slider(page, "compare-steps", 10)
+def test_compare_marks_the_best_score(page):
+    page.get_by_role("tab", name="Compare").click()
+    assert page.input_value("#compare-prompt textarea") == PROMPT   # starts with an example
+    set_slider(page, "compare-steps", 5)
     page.click("#compare-btn")
     page.wait_for_function("document.querySelectorAll('#compare-gallery img').length >= 3")
+    page.wait_for_function("document.querySelector('#scores')?.innerText.includes('best')")
     captions = page.inner_text("#compare-gallery")
     for kind in ("CLIP guidance", "Classifier-free", "Unguided"):
         assert kind in captions
-    shot(page, "6-compare-done", docs="guidance-comparison.png")
+    table = page.inner_text("#scores")
+    assert table.count("★ best") == 1, table
+    assert len(re.findall(r"\n-?\d\.\d{3}\n", table)) == 3, table     # CLIP scores with three decimals
+    assert "higher = closer" in page.inner_text("#scores-help")
+    # The checker column is not cut off: every cell's text fits in it.
+    cut = page.evaluate("Array.from(document.querySelectorAll('#scores .cell-wrap span')).filter("
+                        "e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert cut == []
+    shot(page, "compare-done")
+
+
+def test_narrow_screen_shows_all_tabs_and_the_results_right_after_the_button(page):
+    page.set_viewport_size({"width": 420, "height": 900})
+    time.sleep(0.5)
+    tabs = page.evaluate("Array.from(document.querySelectorAll('[role=tab]')).map(t => t.innerText)")
+    assert tabs == ["Text to image", "Inpainting", "Compare"], tabs   # none behind an overflow menu
+    model = page.locator("#model input")
+    assert model.evaluate("e => e.scrollWidth <= e.clientWidth"), "the model's name is clipped"
+    button, preview = page.locator("#generate-btn").bounding_box(), page.locator("#preview").bounding_box()
+    negative = page.get_by_label("Negative prompt").bounding_box()
+    assert button["y"] < preview["y"] < negative["y"], (button, preview, negative)
+    # The results start within the first screenful, right under the button: pressing it shows a change.
+    assert preview["y"] < 900 and preview["y"] - (button["y"] + button["height"]) < 150, (button, preview)
+    generate(page)
+    shot(page, "narrow")
+
+
+def shared_log() -> str:
+    from demo.testing import shared_server
+
+    return shared_server().log()
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def generate(page, prompt: str = PROMPT, steps: int = 5):
+    """Generate one image, fast (few steps, no upsampler), and wait for it in the gallery."""
+    page.fill("#prompt textarea", prompt)
+    set_slider(page, "steps", steps)
+    upsample = page.locator("#upsample input[type=checkbox]")
+    if upsample.is_checked():
+        upsample.uncheck()
+    page.click("#generate-btn")
+    wait_for(page, "#gallery img")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
+
+
+def click_and_wait_for_editor_image(page, button_text: str, timeout_s: float = 30):
+    """Click the button that sends an image to the editor; wait until the editor shows it: its zoom
+    level, no more loading (no timer like "2.1s"), and either a canvas that was not there before the
+    click (the demo mounts a fresh editor) or, should the editor keep its canvas, 3 s after the click."""
+    page.evaluate("document.querySelectorAll('#editor canvas').forEach(c => c.dataset.stale = '1')")
+    page.get_by_text(button_text).click()
+    try:
+        page.wait_for_function(
+            "(since) => { const t = document.querySelector('#editor')?.innerText || '';"
+            " const fresh = document.querySelector('#editor canvas:not([data-stale])') || Date.now() - since > 3000;"
+            " return fresh && t.includes('%') && !/^\\d+(\\.\\d+)?s$/m.test(t); }",
+            arg=int(time.time() * 1000), timeout=timeout_s * 1000)
+    except sync_api.TimeoutError:
+        shot(page, "editor-still-loading")
+        pytest.fail(f"the editor still loads after {timeout_s:.0f} s: {page.inner_text('#editor')!r}")
+
+
+def paint_stroke(page, dx: float = -70, dy: float = -30):
+    """A brush stroke over the editor's canvas, retried until Undo says the canvas took it."""
+    undo = page.locator("#editor button[aria-label='Undo']").first
+    for attempt in range(5):
+        # The canvas takes a moment to set up its drawing layer; a stroke before that is lost, which
+        # the still-disabled Undo button tells.
+        time.sleep(1.5)
+        canvas = page.locator("#editor canvas").first
+        canvas.scroll_into_view_if_needed()  # the mouse acts at viewport coordinates
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy
+        page.mouse.move(x, y)
+        page.mouse.down()
+        for k in range(1, 5):  # few pointer events: each one re-renders the (software-WebGL) canvas
+            page.mouse.move(x + 35 * k, y + 15 * k)
+        page.mouse.up()
+        if undo.is_enabled():
+            return
+        print(f"brush stroke {attempt + 1} did not reach the canvas; trying again")
+    shot(page, "brush-stroke-lost")
+    pytest.fail("the brush stroke never reached the canvas")
+
+
+def inpaint(page, steps: int = 5) -> str:
+    """Inpaint with few steps and no upsampler; the result image's src."""
+    if not page.locator("#inpaint-steps").is_visible():
+        page.locator("#inpaint-settings").get_by_text("Settings").first.click()
+    set_slider(page, "inpaint-steps", steps)
+    upsample = page.locator("#inpaint-upsample input[type=checkbox]")
+    if upsample.is_checked():
+        upsample.uncheck()
+    result = page.locator("#inpaint-result img")
+    before = result.get_attribute("src") if result.count() else None
+    page.click("#inpaint-btn")
+    page.wait_for_function(
+        "(before) => { const i = document.querySelector('#inpaint-result img');"
+        " return (i && i.getAttribute('src') !== before) || document.querySelector('.toast-body'); }",
+        arg=before)
+    toasts = page.locator(".toast-body")
+    if toasts.count():
+        pytest.fail(f"the app showed an error: {toasts.first.inner_text()}")
+    return page.locator("#inpaint-result img").get_attribute("src")
+
+
+def test_two_successive_edits(page):
+    """Inpaint, use the result as the next input, paint on it, inpaint again: the second result shows."""
+    generate(page)
+    click_and_wait_for_editor_image(page, "Edit the selected image in Inpainting")
+    paint_stroke(page)
+    first = inpaint(page)
+    shot(page, "edit-1-done")
+    click_and_wait_for_editor_image(page, "Use the result as the next input")
+    paint_stroke(page, dx=10, dy=10)
+    second = inpaint(page)
+    assert second != first
+    shot(page, "edit-2-done")
+
+
+def test_sending_a_second_image_into_an_editor_that_holds_one(page):
+    """An edit of one generated image, then a second generated image sent over it, painted and inpainted."""
+    generate(page)
+    click_and_wait_for_editor_image(page, "Edit the selected image in Inpainting")
+    paint_stroke(page)
+    first = inpaint(page)
+    page.get_by_role("tab", name="Text to image").click()
+    generate(page, "a large yellow square at the top on a black background")
+    click_and_wait_for_editor_image(page, "Edit the selected image in Inpainting")
+    paint_stroke(page, dx=10, dy=10)
+    assert inpaint(page) != first
+    shot(page, "edit-second-image-done")
 
 
 def test_no_handler_failed_on_the_server(page):
-    from demo.testing import shared_server
-
-    assert shared_server().alive()
-    assert "unexpected error in" not in shared_server().log()
+    assert "unexpected error in" not in shared_log()

@@ -369,3 +369,76 @@ def test_the_server_refuses_at_start_what_it_could_never_serve(argv, message, ca
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- UI helpers
+def test_the_examples_are_sentences_of_the_shapes_grammar():
+    from demo.tabs import EXAMPLES
+    from glide.data.shapes import parse_caption
+
+    assert all(parse_caption(e) is not None for e in EXAMPLES)
+
+
+def test_out_of_grammar_notice_only_for_families_with_a_grammar():
+    from demo.widgets import grammar_notice, grammar_words
+
+    assert "cannot draw" in grammar_notice("a corgi wearing a bow tie", "shapes")
+    assert grammar_notice(PROMPT, "shapes") == "" and grammar_notice("", "shapes") == ""
+    assert grammar_notice("a corgi wearing a bow tie", "glide-filtered") == ""
+    words = grammar_words("shapes")
+    for word in ("orange", "triangle", "little", "near the top", "background"):
+        assert word in words
+    assert grammar_words("glide-filtered") == ""
+
+
+def test_scores_mark_the_best_entry_with_fixed_decimals():
+    from types import SimpleNamespace
+
+    from demo.tabs import score_rows
+    from glide import comparison
+
+    def entry(guidance, scale, clip, passes):
+        checker = None if passes is None else {"all": passes, "background": True, "count": True,
+                                                "shapes": [{"colour": passes}]}
+        return SimpleNamespace(guidance=guidance, guidance_params={} if scale is None else {"guidance_scale": scale},
+                               seconds=0.31, clip_score=clip, checker=checker)
+
+    rows = score_rows(comparison.score_rows([entry("clip", 3.0, 0.48, False), entry("classifier-free", 3.0, 0.2312, True),
+                                             entry("none", None, -0.05, True)]))
+    assert [r[0] for r in rows] == ["", "★ best", ""]   # the checker first, then the CLIP score
+    assert [r[3] for r in rows] == ["0.480", "0.231", "-0.050"] and rows[2][2] == "—" and rows[0][5] == "0.3 s"
+    assert rows[0][4] == "✗ wrong colour" and rows[1][1] == "Classifier-free guidance"
+    no_checker = score_rows(comparison.score_rows([entry("clip", 3.0, 0.3, None), entry("none", None, 0.1, None)]))
+    assert [r[0] for r in no_checker] == ["★ best", ""]
+
+
+def test_one_progress_for_the_whole_job():
+    from demo.widgets import JobProgress, stage_title
+    from glide.runs import run_label
+
+    bar = JobProgress([10, 8])
+    bar.update("base", 0, 10)
+    assert (bar.done, bar.total) == (1, 18)
+    bar.update("base", 9, 10)
+    bar.update("upsample", 0, 8)
+    assert bar.done == 11 and bar.describe().startswith("61.1% · ") and "elapsed" in bar.describe()
+    bar.update("upsample", 7, 8)
+    assert bar.done == bar.total == 18 and "left" not in bar.describe()
+    runs = JobProgress([5] * 3)   # a comparison: each run's stage has its own label
+    for run in range(3):
+        for step in range(5):
+            runs.update(run_label(("clip", {"guidance_scale": 3.0}), run, 3, "base"), step, 5)
+    assert runs.done == runs.total == 15
+    assert (stage_title(run_label(("classifier-free", {"guidance_scale": 3.0}), 1, 15, "base"))
+            == "Classifier-free guidance, scale 3 — run 2 of 15 (base model)")
+    assert stage_title("upsample") == "Upsampler"
+
+
+def test_the_whole_job_bar_plans_every_stage_from_the_settings():
+    from demo.widgets import planned_steps
+    from glide.settings import ComparisonSettings, GenerationSettings
+
+    settings = GenerationSettings.create(PROMPT, seed=0, steps=7, upsample_steps="fast27")
+    assert planned_steps(Job("generate", settings, prompts=[PROMPT], seeds=[0])) == [7, 27]
+    compared = ComparisonSettings.create(PROMPT, seed=0, steps=5, sweep="1, 2")   # 3 strategies, 2 swept twice
+    assert planned_steps(Job("compare", compared, prompts=[PROMPT], seeds=[0])) == [5] * 7

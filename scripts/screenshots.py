@@ -1,0 +1,96 @@
+"""The README's screenshots: every tab of the demo, at desktop and phone width, after a real run.
+
+    python scripts/screenshots.py [--url http://127.0.0.1:7860/] [--out docs/screenshots]
+
+Starts the demo (embedded shapes family, CPU) unless --url is given, drives Debian's headless
+Chromium with Playwright (as tests/test_browser.py does) and writes <tab>.png and <tab>-narrow.png.
+`make screenshots` runs it; the tests never do, so running them leaves the work tree clean.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+PROMPT = "a small red circle on the left on a blue background"
+WIDTHS = {"": (1400, 1000), "-narrow": (420, 900)}
+
+
+def set_slider(page, elem_id: str, value):
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def fill_tabs(page):
+    """One run on every tab, so that the screenshots show results rather than empty boxes."""
+    page.fill("#prompt textarea", PROMPT)
+    set_slider(page, "steps", 10)
+    page.click("#generate-btn")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
+    page.click("#to-inpaint-btn")
+    page.wait_for_function("(document.querySelector('#editor')?.innerText || '').includes('%')")
+    time.sleep(3)
+    canvas = page.locator("#editor canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    x, y = box["x"] + box["width"] / 2 - 70, box["y"] + box["height"] / 2 - 20
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(1, 5):
+        page.mouse.move(x + 30 * k, y + 10 * k)
+    page.mouse.up()
+    page.fill("#inpaint-prompt textarea", "a small red circle on the left on a blue background")
+    page.click("#inpaint-btn")
+    page.wait_for_function("(document.querySelector('#inpaint-status')?.innerText || '').includes('Done')")
+    page.get_by_role("tab", name="Compare").click()
+    set_slider(page, "compare-steps", 10)
+    page.fill("#compare-sweep textarea", "1, 3, 6")
+    page.click("#compare-btn")
+    page.wait_for_function("(document.querySelector('#compare-status')?.innerText || '').includes('Seed')")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running demo (default: start one)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args(argv)
+    server = None
+    if not args.url:
+        from demo.testing import start_server
+        server = start_server()
+    url = args.url or server.url
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(180_000)
+            page.goto(url)
+            page.wait_for_selector("#prompt textarea")
+            fill_tabs(page)
+            for suffix, (width, height) in WIDTHS.items():
+                page.set_viewport_size({"width": width, "height": height})
+                for tab, name in (("Text to image", "text-to-image"), ("Inpainting", "inpainting"),
+                                  ("Compare", "guidance-comparison")):
+                    page.get_by_role("tab", name=tab).click()
+                    time.sleep(1.5)
+                    page.evaluate("window.scrollTo(0, 0)")
+                    path = args.out / f"{name}{suffix}.png"
+                    page.screenshot(path=str(path), full_page=not suffix)
+                    print(path)
+            browser.close()
+    finally:
+        if server:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
