@@ -11,6 +11,7 @@ import gradio as gr
 
 from glide.model_registry import FAMILIES
 from glide.pngmeta import read_settings
+from glide.settings import COMPARE_STRATEGIES, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
@@ -57,6 +58,11 @@ class Context:
     @property
     def limits(self):
         return self.service.limits
+
+    def default_scale(self, strategy: str) -> float:
+        """A strategy's declared scale's default (the registry's, not a number written here)."""
+        described = next(g for g in self.strategies if g["name"] == strategy)
+        return next(p["default"] for p in described["params"] if p["name"] == described["scale"])
 
     @property
     def family(self):
@@ -193,7 +199,8 @@ class TextToImageTab:
                     with gr.Row():
                         self.upsample = gr.Checkbox(True, label="Upsample", elem_id="upsample",
                                                     info="Run the upsampler after the base model")
-                        self.upsample_temp = gr.Slider(0.5, 1.0, value=0.997, step=0.001, label="Upsample temperature",
+                        self.upsample_temp = gr.Slider(*UPSAMPLE_TEMP_RANGE, value=UPSAMPLE_TEMP, step=0.001,
+                                                       label="Upsample temperature",
                                                        info="Scales the upsampler's initial noise")
                     with gr.Row():
                         self.upsample_rule = gr.Dropdown([r["name"] for r in ctx.rules],
@@ -301,7 +308,7 @@ class TextToImageTab:
             updates = {self.prompt: settings.get("prompt", ""), self.negative: settings.get("negative_prompt", ""),
                        self.seed: settings.get("seed", -1), self.batch: 1,
                        self.upsample: settings.get("upsample", True),
-                       self.upsample_temp: settings.get("upsample_temp", 0.997),
+                       self.upsample_temp: settings.get("upsample_temp", UPSAMPLE_TEMP),
                        self.upsample_steps: str(settings.get("upsample_steps", family.default_upsample_steps)),
                        self.upsample_rule: settings.get("upsample_sampler", family.default_upsample_sampler),
                        self.status: f"Restored the settings of seed {settings.get('seed')} "
@@ -486,21 +493,28 @@ class CompareTab:
                         self.stop_btn = gr.Button("Stop", variant="stop")
                 with gr.Column(elem_classes="controls-more"):
                     ctx.examples(self.prompt, "compare-words")
-                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all three",
+                    names = [g["name"] for g in ctx.strategies]
+                    self.strategies = gr.CheckboxGroup(
+                        names, value=[n for n in COMPARE_STRATEGIES if n in names], label="Guidance strategies",
+                        info="Any installed strategy, each at its default scale (CLIP and classifier-free: the "
+                             "sliders below)", elem_id="compare-strategies")
+                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all",
                                           minimum=-1)
                     with gr.Row():
                         self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler,
                                                 label="Step rule")
                         self.steps = ctx.steps_slider("compare-steps")
-                    self.clip_scale = gr.Slider(0, 100, value=3.0, step=0.5, label="CLIP guidance scale",
+                    self.clip_scale = gr.Slider(0, 100, value=ctx.default_scale("clip"), step=0.5,
+                                                label="CLIP guidance scale",
                                                 info=SCALE_HELP["clip"])
-                    self.cfg_scale = gr.Slider(0, 20, value=3.0, step=0.1, label="Classifier-free guidance scale",
+                    self.cfg_scale = gr.Slider(0, 20, value=ctx.default_scale("classifier-free"), step=0.1,
+                                               label="Classifier-free guidance scale",
                                                info=SCALE_HELP["classifier-free"])
                     self.upsample = gr.Checkbox(False, label="Upsample (slower)")
                     self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
                                             elem_id="compare-sweep",
-                                            info=f"Samples CLIP and classifier-free guidance at each scale "
-                                                 f"(at most {ctx.limits.max_sweep}) into a grid")
+                                            info=f"Samples every chosen strategy that has a scale at each "
+                                                 f"scale (at most {ctx.limits.max_sweep}) into a grid")
             with gr.Column(scale=3, elem_classes="results"):
                 self.status = gr.Markdown("", elem_id="compare-status")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=160, format="png")
@@ -517,12 +531,12 @@ class CompareTab:
         ctx, service = self.ctx, self.ctx.service
 
         @user_errors
-        def on_compare(text, model_name, seed, rule, steps, clip_scale, cfg_scale, upsample, sweep,
+        def on_compare(text, model_name, seed, rule, steps, clip_scale, cfg_scale, upsample, sweep, strategies,
                        request: gr.Request, progress=gr.Progress()):
             try:
                 req = service.compare_request(text, model=model_name, seed=seed, sampler=rule, steps=steps,
                                               clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
-                                              sweep=sweep)
+                                              sweep=sweep, strategies=strategies or None)
                 job = service.submit_compare(req, session=session_of(request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
                 refuse(exc)
@@ -535,11 +549,11 @@ class CompareTab:
             yield {self.gallery: [(e["image"], e["caption"]) for e in out.entries],
                    self.table: score_rows(out.entries),
                    self.sweep_view: gr.update(value=out.grid, visible=out.grid is not None),
-                   self.status: f"Seed {out.seed}: same prompt and seed, three kinds of guidance."}
+                   self.status: f"Seed {out.seed}: same prompt and seed, {len(out.entries)} kinds of guidance."}
 
         gr.on([self.compare_btn.click, self.prompt.submit], on_compare,
               inputs=[self.prompt, ctx.model, self.seed, self.rule, self.steps, self.clip_scale, self.cfg_scale,
-                      self.upsample, self.sweep],
+                      self.upsample, self.sweep, self.strategies],
               outputs=[self.status, self.preview, self.gallery, self.table, self.sweep_view],
               show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
         self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)

@@ -116,6 +116,7 @@ def grid(rows: Sequence[Sequence], heading: str, tile: int = TILE) -> Image.Imag
             if c == best:
                 draw.rectangle((x - 3, y - 3, x + tile + 2, y + tile + 2), outline=(0, 160, 0), width=3)
             for i, text in enumerate(caption_lines(entry)):
+                text = text.replace("✓ ", "").replace("✗ ", "")   # the default font has no check marks
                 draw.text((x, y + tile + 2 + i * _LINE), _fit(draw, text, font, tile), fill="black", font=font)
     return sheet
 

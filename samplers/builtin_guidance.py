@@ -38,7 +38,7 @@ class ClassifierFree:
                    "1 is the plain conditional model, larger follows the prompt more closely")
     params = [Param("guidance_scale", float, 3.0, 0.0, 50.0,
                     "s in eps(x|empty) + s * (eps(x|prompt) - eps(x|empty)): 0 = ignore the prompt, "
-                    "1 = unguided, larger = closer to the prompt")]
+                    "1 = the conditional model as trained (no extra push), larger = closer to the prompt")]
     scale = "guidance_scale"
     requires = ()
 

@@ -404,4 +404,4 @@ def test_sending_a_second_image_into_an_editor_that_holds_one(page):
 
 
 def test_no_handler_failed_on_the_server(page):
-    assert "unexpected error in" not in shared_log()
+    assert "internal error in" not in shared_log()
