@@ -31,6 +31,7 @@ from .respace import space_timesteps
 MAX_PROMPT_CHARS = 1000
 MIN_STEPS = 1
 MAX_SEED = 2 ** 53 - 1         # seeds travel through JSON and JavaScript numbers: keep them exact
+RANDOM_SEEDS_BELOW = 2 ** 32   # random seeds are drawn shorter than the limit: people read and type them
 UPSAMPLE_TEMP = 0.997          # GLIDE's upsampler temperature (the reference notebook's)
 UPSAMPLE_TEMP_RANGE = (0.01, 2.0)
 DEFAULT_GUIDANCE = "classifier-free"
@@ -76,8 +77,8 @@ def number(value, name: str, kind=float, lo=None, hi=None):
 
 
 def random_seeds(n: int) -> List[int]:
-    """n seeds drawn from system randomness, each in [0, MAX_SEED]."""
-    return [_random.randint(0, MAX_SEED) for _ in range(n)]
+    """n seeds drawn from system randomness, each below RANDOM_SEEDS_BELOW (so within [0, MAX_SEED])."""
+    return [_random.randrange(RANDOM_SEEDS_BELOW) for _ in range(n)]
 
 
 def step_count(spec, diffusion_steps: int = 1000) -> int:
