@@ -5,7 +5,7 @@ Sampling events are generators: they stream the queue position, a progress bar p
 live x0 previews, and end with the images (see widgets.run_job).
 """
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import gradio as gr
 
@@ -68,6 +68,16 @@ class Context:
     def family(self):
         """The default model's family: its sampling defaults are the controls' initial values."""
         return FAMILIES[self.service.default_model]
+
+    def prompt_row(self, label: str, action: str, prompt_id: str, button_id: str, notice_id: str,
+                   stop_id: Optional[str] = None, value: Optional[str] = None):
+        """The top of every tab: the prompt box, its out-of-grammar notice, the run and Stop buttons."""
+        prompt = gr.Textbox(value, label=label, placeholder=PLACEHOLDER, elem_id=prompt_id, **PROMPT_BOX)
+        self.grammar_notice(prompt, notice_id)
+        with gr.Row():
+            run = gr.Button(action, variant="primary", elem_id=button_id)
+            stop = gr.Button("Stop", variant="stop", elem_id=stop_id)
+        return prompt, run, stop
 
     def grammar_notice(self, prompt: gr.Textbox, elem_id: str) -> gr.Markdown:
         """Under a prompt box: a notice when the chosen model cannot draw the prompt (widgets.grammar_notice)."""
@@ -174,11 +184,8 @@ class TextToImageTab:
         with gr.Row(elem_classes="tab-row"):
             with gr.Column(scale=2, elem_classes="controls"):
                 with gr.Column(elem_classes="controls-main"):
-                    self.prompt = gr.Textbox(label="Prompt", placeholder=PLACEHOLDER, elem_id="prompt", **PROMPT_BOX)
-                    ctx.grammar_notice(self.prompt, "prompt-notice")
-                    with gr.Row():
-                        self.generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-                        self.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+                    self.prompt, self.generate_btn, self.stop_btn = ctx.prompt_row(
+                        "Prompt", "Generate", "prompt", "generate-btn", "prompt-notice", stop_id="stop-btn")
                 with gr.Column(elem_classes="controls-more"):
                     ctx.examples(self.prompt, "prompt-words")
                     self.negative = gr.Textbox(label="Negative prompt",
@@ -368,12 +375,8 @@ class InpaintTab:
                                                format="png", height=420,
                                                brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=4),
                                                elem_id="editor")
-                    self.prompt = gr.Textbox(label="Prompt for the painted region", elem_id="inpaint-prompt",
-                                             placeholder=PLACEHOLDER, **PROMPT_BOX)
-                    ctx.grammar_notice(self.prompt, "inpaint-notice")
-                    with gr.Row():
-                        self.inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="inpaint-btn")
-                        self.stop_btn = gr.Button("Stop", variant="stop")
+                    self.prompt, self.inpaint_btn, self.stop_btn = ctx.prompt_row(
+                        "Prompt for the painted region", "Inpaint", "inpaint-prompt", "inpaint-btn", "inpaint-notice")
                 with gr.Column(elem_classes="controls-more"):
                     with gr.Accordion("Settings", open=False, elem_id="inpaint-settings"):
                         with gr.Row():
@@ -485,12 +488,8 @@ class CompareTab:
         with gr.Row(elem_classes="tab-row"):
             with gr.Column(scale=2, elem_classes="controls"):
                 with gr.Column(elem_classes="controls-main"):
-                    self.prompt = gr.Textbox(EXAMPLES[0], label="Prompt", elem_id="compare-prompt",
-                                             placeholder=PLACEHOLDER, **PROMPT_BOX)
-                    ctx.grammar_notice(self.prompt, "compare-notice")
-                    with gr.Row():
-                        self.compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
-                        self.stop_btn = gr.Button("Stop", variant="stop")
+                    self.prompt, self.compare_btn, self.stop_btn = ctx.prompt_row(
+                        "Prompt", "Compare", "compare-prompt", "compare-btn", "compare-notice", value=EXAMPLES[0])
                 with gr.Column(elem_classes="controls-more"):
                     ctx.examples(self.prompt, "compare-words")
                     names = [g["name"] for g in ctx.strategies]

@@ -44,7 +44,7 @@ from ray.serve.exceptions import RequestCancelledError
 
 from .pipeline import load_pipeline
 from .runs import run_batch
-from .scheduler import RESTARTING, FairQueue, Job, JobCancelled, ServerRestarting, progress_of
+from .scheduler import RESTARTING, Backend, Job, JobCancelled, ServerRestarting, progress_of
 from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
 
 log = logging.getLogger("glide.serve")
@@ -225,7 +225,7 @@ def status(samples: int = 16) -> Dict:
 
 
 # ---------------------------------------------------------------------------------------------- front end
-class RayBackend:
+class RayBackend(Backend):
     """The front end's side of the Serve application: `submit(job)` streams the job from a replica.
 
     Jobs wait here in a FairQueue (round-robin across sessions, a cap per session) and at most
@@ -234,36 +234,28 @@ class RayBackend:
     """
 
     def __init__(self, deployment_handle, max_pending: int = 64, max_per_session: int = 4, in_flight: int = 32):
+        super().__init__(max_pending, max_per_session)
         self.handle = deployment_handle.options(stream=True)
         self.in_flight = in_flight
-        self._queue = FairQueue(max_pending, max_per_session)
         self._streams: Dict[Job, object] = {}     # jobs sent -> their response stream (None until it exists)
-        self._cond = threading.Condition()
         self.run_ids: set = set()                 # distinct sampling runs seen (batching shows as fewer runs)
-        self._closing = False
         threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True).start()
 
-    def submit(self, job: Job) -> Job:
-        with self._cond:
-            if self._closing:
-                raise ServerRestarting(RESTARTING)
-            self._queue.add(job)
-            job._backend = self
-            self._cond.notify_all()
-        return job
+    def _running(self) -> List[Job]:
+        return list(self._streams)
 
     def _dispatch(self) -> None:
         """Send waiting jobs to Serve in the fair order, keeping at most `in_flight` there."""
         while True:
             with self._cond:
                 while True:
-                    self._queue.drop_cancelled()
-                    order = self._queue.order()
+                    self._pending.drop_cancelled()
+                    order = self._pending.order()
                     if order and len(self._streams) < self.in_flight:
                         break
                     self._cond.wait()
                 job = order[0]
-                self._queue.take([job])
+                self._pending.take([job])
                 self._streams[job] = None
             threading.Thread(target=self._follow, args=(job,), name=f"ray-job-{job.id}", daemon=True).start()
 
@@ -322,32 +314,15 @@ class RayBackend:
         if stream is not None:
             stream.cancel()
 
-    def cancel_session(self, session: str) -> int:
-        with self._cond:
-            jobs = [j for j in self._queue.jobs + list(self._streams)
-                    if j.session == session and not j.cancelled.is_set()]
-        for job in jobs:
-            job.cancel()
-        return len(jobs)
-
-    def position(self, job: Job) -> int:
-        with self._cond:   # the jobs ahead here; once sent, Serve queues it in a replica and we see no more
-            return self._queue.position(job)
-
     def stats(self) -> Dict[str, int]:
         with self._cond:
-            return {"waiting": self._queue.waiting(), "running": len(self._streams), "runs": len(self.run_ids)}
+            return {"waiting": self._pending.waiting(), "running": len(self._streams), "runs": len(self.run_ids)}
 
     def drain(self, grace_s: float) -> None:
         """Refuse new jobs and tell the waiting ones the server is restarting; give the ones sent `grace_s`
         seconds, then cancel them (their users are told the same). The Serve application keeps running for
         other front ends."""
-        with self._cond:
-            self._closing = True
-            waiting, self._queue.jobs = self._queue.jobs, []
-        for job in waiting:
-            job.error = ServerRestarting(RESTARTING)
-            job.done.set()
+        self._refuse_and_release_waiting()
         deadline = time.monotonic() + grace_s
         while self._streams and time.monotonic() < deadline:
             time.sleep(0.1)

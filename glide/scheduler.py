@@ -218,49 +218,32 @@ class FairQueue:
         return sum(1 for j in self.jobs if not j.cancelled.is_set())
 
 
-# A runner does one batch's work: runner(batch, report, should_stop) -> one result per job,
-# where report(stage, step, total, x0) is the pipeline's progress callback for the whole run.
-Runner = Callable[[Batch, Callable, Callable[[], bool]], List[Any]]
+class Backend:
+    """What both backends share: jobs wait in a FairQueue behind one condition; once draining, new jobs are
+    refused and waiting ones told the server is restarting. Subclasses keep their running jobs in
+    `_running()` and start work when `submit` notifies the condition."""
 
-
-class Scheduler:
-    """The local backend: worker threads that take jobs in arrival order, merging compatible ones (see the
-    module docstring)."""
-
-    def __init__(self, runner: Runner, *, workers: int = 1, max_batch: int = 8,
-                 max_pending: int = 64, max_per_session: int = 4, preview_every: int = 5):
-        if workers < 1 or max_batch < 1:
-            raise ValueError("workers and max_batch must be at least 1")
-        self.runner = runner
-        self.max_batch = max_batch
-        self.preview_every = preview_every
+    def __init__(self, max_pending: int, max_per_session: int):
         self._pending = FairQueue(max_pending, max_per_session)
-        self._running: List[Job] = []
-        self._closing = False       # drain() began: no new jobs
-        self._stopping = False      # the grace period is over: running runs stop and report the restart
         self._cond = threading.Condition()
-        self.runs = 0  # how many sampling runs were made (tests check batching through it)
-        self._threads = [threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
-                         for i in range(workers)]
-        for t in self._threads:
-            t.start()
+        self._closing = False       # drain() began: no new jobs
 
-    # ------------------------------------------------------------------ public
+    def _running(self) -> List[Job]:
+        raise NotImplementedError
+
     def submit(self, job: Job) -> Job:
-        if len(job.prompts) > self.max_batch:
-            raise ValueError(f"at most {self.max_batch} images per request")
         with self._cond:
             if self._closing:
                 raise ServerRestarting(RESTARTING)
             self._pending.add(job)
             job._backend = self
-            self._cond.notify()
+            self._cond.notify_all()
         return job
 
     def cancel_session(self, session: str) -> int:
         """Cancel every waiting or running job of one user session; returns how many were cancelled."""
         with self._cond:
-            jobs = [j for j in self._pending.jobs + self._running
+            jobs = [j for j in self._pending.jobs + self._running()
                     if j.session == session and not j.done.is_set() and not j.cancelled.is_set()]
         for job in jobs:
             job.cancel()
@@ -271,27 +254,66 @@ class Scheduler:
         with self._cond:
             return self._pending.position(job)
 
-    def drain(self, grace_s: float) -> None:
-        """Shut down: refuse new jobs, fail the waiting ones with ServerRestarting, let running runs finish
-        for up to `grace_s` seconds, then fail (and stop) those too."""
+    def _refuse_and_release_waiting(self) -> None:
+        """The start of a drain: no new jobs; the waiting ones are told the server is restarting."""
         with self._cond:
             self._closing = True
             waiting, self._pending.jobs = self._pending.jobs, []
         for job in waiting:
             job.error = ServerRestarting(RESTARTING)
             job.done.set()
+
+
+# A runner does one batch's work: runner(batch, report, should_stop) -> one result per job,
+# where report(stage, step, total, x0) is the pipeline's progress callback for the whole run.
+Runner = Callable[[Batch, Callable, Callable[[], bool]], List[Any]]
+
+
+class Scheduler(Backend):
+    """The local backend: worker threads that take jobs in arrival order, merging compatible ones (see the
+    module docstring)."""
+
+    def __init__(self, runner: Runner, *, workers: int = 1, max_batch: int = 8,
+                 max_pending: int = 64, max_per_session: int = 4, preview_every: int = 5):
+        if workers < 1 or max_batch < 1:
+            raise ValueError("workers and max_batch must be at least 1")
+        super().__init__(max_pending, max_per_session)
+        self.runner = runner
+        self.max_batch = max_batch
+        self.preview_every = preview_every
+        self._active: List[Job] = []
+        self._stopping = False      # the grace period is over: running runs stop and report the restart
+        self.runs = 0  # how many sampling runs were made (tests check batching through it)
+        self._threads = [threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------ public
+    def submit(self, job: Job) -> Job:
+        if len(job.prompts) > self.max_batch:
+            raise ValueError(f"at most {self.max_batch} images per request")
+        return super().submit(job)
+
+    def _running(self) -> List[Job]:
+        return self._active
+
+    def drain(self, grace_s: float) -> None:
+        """Shut down: refuse new jobs, fail the waiting ones with ServerRestarting, let running runs finish
+        for up to `grace_s` seconds, then fail (and stop) those too."""
+        self._refuse_and_release_waiting()
         deadline = time.monotonic() + grace_s
         with self._cond:
-            while self._running and time.monotonic() < deadline:
+            while self._active and time.monotonic() < deadline:
                 self._cond.wait(max(0.0, min(0.2, deadline - time.monotonic())))
-            self._stopping = bool(self._running)   # runs still going stop at their next step
-            while self._running:
+            self._stopping = bool(self._active)   # runs still going stop at their next step
+            while self._active:
                 self._cond.wait(0.2)
 
     def stats(self) -> Dict[str, int]:
         with self._cond:
             return {"waiting": self._pending.waiting(),
-                    "running": len(self._running), "runs": self.runs}
+                    "running": len(self._active), "runs": self.runs}
 
     def cancelled(self, job: Job) -> None:
         """A job was cancelled: wake the workers, which drop it or stop its run if nobody else needs it."""
@@ -309,14 +331,14 @@ class Scheduler:
                 while batch is None:
                     self._cond.wait()
                     batch = self._next_batch()
-                self._running.extend(batch.jobs)
+                self._active.extend(batch.jobs)
                 self.runs += 1
             try:
                 self._run(batch)
             finally:
                 with self._cond:
                     for job in batch.jobs:
-                        self._running.remove(job)
+                        self._active.remove(job)
                     self._cond.notify_all()   # drain() waits for running jobs
 
     def _next_batch(self) -> Optional[Batch]:
