@@ -214,23 +214,50 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ commands
+def _run_job(args, kind: str, payload, prompts, seeds):
+    """One job on the chosen backend, with a progress bar: this process's pipeline (default), or the Ray Serve
+    application at --ray-address. The same job, the same images, whichever runs it."""
+    from .runs import run_batch
+    from .scheduler import Job, Scheduler
+
+    if args.backend == "ray":
+        from . import ray_serve
+
+        if not args.ray_address:
+            raise UsageError("--backend ray sends the job to a running application: give --ray-address (the "
+                             "cluster where `glide serve` deployed it)")
+        ray_serve.connect(args.ray_address)
+        backend = ray_serve.RayBackend(ray_serve.handle())
+    else:
+        def runner(batch, report, should_stop):
+            return run_batch(lambda model: _load_pipeline(args, model), batch.kind, [j.payload for j in batch.jobs],
+                             batch.prompts, batch.seeds, [len(j.prompts) for j in batch.jobs], report, should_stop)
+
+        backend = Scheduler(runner, max_batch=len(prompts))
+    job = backend.submit(Job(kind, payload, prompts=list(prompts), seeds=list(seeds)))
+    with _Progress() as progress:
+        for event in job.stream():
+            if event is not None:
+                progress(event.stage, event.step, event.total, None)
+    return job.outcome()
+
+
 def cmd_generate(args) -> int:
     settings = _settings(args, "generate", args.prompts)
-    pipe = _load_pipeline(args, settings.model)
-    with _Progress() as progress:
-        result = pipe.run(settings, callback=progress)
+    result = _run_job(args, "generate", settings, settings.prompts, settings.seeds)
     for path in _write_images(result, args.out):
         print(path)
     return 0
 
 
 def cmd_inpaint(args) -> int:
+    from .images import check_mask_fits
+
     image = _open_image(args.image, "image")
     mask = _open_image(args.mask, "mask")
+    check_mask_fits(mask, image)
     settings = _settings(args, "inpaint", [args.prompt] if args.prompt else [])
-    pipe = _load_pipeline(args, settings.model)
-    with _Progress() as progress:
-        result = pipe.inpaint(image, mask, settings, callback=progress)
+    result = _run_job(args, "inpaint", (settings, image, mask), settings.prompts, settings.seeds)
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -264,10 +291,9 @@ def cmd_compare(args) -> int:
         args.prompt, model=args.model or "shapes", seed=args.seed, sampler=args.sampler, steps=args.steps,
         strategies=names, scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None,
         sweep=scales[1:])
-    pipe = _load_pipeline(args, compared.base.model)
-    with _Progress() as progress:
-        entries = pipe.compare(compared, callback=progress)
-    heading = (f"{compared.prompt}  |  {pipe.name}, seed {compared.seed}, {compared.base.sampler} "
+    made = _run_job(args, "compare", compared, [compared.prompt], [compared.seed])
+    entries = made.entries + made.sweep
+    heading = (f"{compared.prompt}  |  {compared.base.model}, seed {compared.seed}, {compared.base.sampler} "
                f"{compared.base.steps} steps")
     settings = {**compared.describe(), "results": [
         {"guidance": e.guidance, "guidance_params": e.guidance_params, "seconds": e.seconds,
@@ -361,6 +387,13 @@ def _model_options(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the PNGs (default outputs/)")
 
 
+def _backend_options(parser) -> None:
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: sample in this process (default); ray: on the Ray Serve application")
+    parser.add_argument("--ray-address", metavar="ADDRESS", help="with --backend ray: the cluster ('auto', "
+                                                                 "ray://host:10001) where `glide serve` deployed")
+
+
 def _sampling_options(parser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default 0)")
     parser.add_argument("--batch-size", type=int, help="images per prompt when one prompt is given")
@@ -387,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="text to image")
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="one image per prompt (or --batch-size per one)")
     _model_options(p)
+    _backend_options(p)
     _sampling_options(p)
     p.set_defaults(run=cmd_generate)
 
@@ -395,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mask", type=Path, metavar="MASK", help="white = the region to replace")
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="(optional with --from-png)")
     _model_options(p)
+    _backend_options(p)
     _sampling_options(p)
     p.set_defaults(run=cmd_inpaint)
 
@@ -412,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one prompt and seed under several guidance strategies, as one grid PNG")
     p.add_argument("prompt", metavar="PROMPT")
     _model_options(p)
+    _backend_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", help="step rule (default: the model's)")
     p.add_argument("--steps", type=_steps, help="base sampling steps (default: the model's)")

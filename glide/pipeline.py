@@ -238,6 +238,8 @@ class Pipeline:
             raise UserError(f"settings of mode {settings.mode!r} need "
                             + {"inpaint": "an image and a mask", "upsample": "images to upsample"}.get(
                                 settings.mode, "no input images"))
+        if inpaint is not None:
+            check_mask_fits(inpaint[1], inpaint[0])
         start = time.time()
         result = Result(settings=settings.per_image())
         if settings.mode == "upsample":
@@ -336,7 +338,6 @@ class Pipeline:
             raise InputError("give an image to edit")
         if mask is None:
             raise InputError("give a mask: paint the region to replace")
-        check_mask_fits(mask, image)
         return self.run(settings, inpaint=(image, mask), callback=callback, should_stop=should_stop)
 
     def _given(self, prompts, mode: str, kwargs: Dict, defaults: Dict) -> GenerationSettings:

@@ -207,3 +207,17 @@ def test_the_ui_restarting_leaves_the_application_serving(ray_cluster):
     assert ray_serve.status(samples=1)["application"] == "RUNNING"
     settings = GenerationSettings.create(PROMPT, seed=4, steps=2, upsample=False)
     assert submit(ray_serve.RayBackend(ray_serve.handle()), settings).outcome(timeout=120).images
+
+
+def test_the_cli_runs_a_job_on_either_backend(ray_cluster, tmp_path):
+    from PIL import Image
+    from test_cli import glide, ok
+
+    args = ["generate", PROMPT, "--steps", 3, "--no-upsample", "--seed", 8]
+    (remote,) = ok(glide(*args, "--backend", "ray", "--ray-address", ray_cluster, "--out", "ray", cwd=tmp_path))
+    (local,) = ok(glide(*args, "--out", "local", cwd=tmp_path))
+    a, b = (pixels(Image.open(tmp_path / p)) for p in (remote, local))
+    assert np.abs(a - b).max() <= 1        # one thread per replica here, the test process's threads there
+    compared = ok(glide("compare", PROMPT, "--steps", 2, "--strategies", "none,classifier-free", "--backend", "ray",
+                        "--ray-address", ray_cluster, cwd=tmp_path))
+    assert [line.split()[0] for line in compared[1:3]] == ["none", "classifier-free"]
