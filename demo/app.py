@@ -178,10 +178,15 @@ def main(argv=None) -> None:
         service.warm_up()    # replicas load their own models
     demo = build_demo(service, concurrency=concurrency, queue_size=args.queue_size)
     in_flight = concurrency * args.max_batch
-    demo.launch(server_name=args.host, server_port=args.port,
-                auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
-                allowed_paths=[str(service.out_dir)], max_file_size="25mb", show_error=False,
-                max_threads=max(40, 2 * in_flight + 8), css=CSS, theme=gr.themes.Soft())
+    try:
+        demo.launch(server_name=args.host, server_port=args.port,
+                    auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
+                    allowed_paths=[str(service.out_dir)], max_file_size="25mb", show_error=False,
+                    max_threads=max(40, 2 * in_flight + 8), css=CSS, theme=gr.themes.Soft())
+    except KeyboardInterrupt:
+        # The signal came while launch() was still starting, before gradio's own wait loop could catch it:
+        # the drain has run; close the server the same way, and exit 0 rather than die of the interrupt.
+        demo.close()
 
 
 if __name__ == "__main__":
