@@ -218,7 +218,8 @@ class GenerationSettings:
         stage, classifier-free guidance, GLIDE's upsampler temperature, random seeds. `guidance_scale`
         sets the strategy's declared scale parameter (ignored by strategies without one; a value in
         `guidance_params` wins). `plugin_params` go to whichever of the step rule and strategy declares
-        each. Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
+        each, over what `sampler_params`/`guidance_params` say (they are the later word: a `--param`
+        on a PNG's settings). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
         """
         family = get_model(model)
         if mode not in MODES:
@@ -230,7 +231,7 @@ class GenerationSettings:
         rule = registry.step_rule(sampler or family.default_sampler)
         strategy = registry.guidance_strategy(guidance or DEFAULT_GUIDANCE)
         routed_rule, routed_strategy = _route(plugin_params, rule, strategy)
-        guidance_params = {**routed_strategy, **dict(guidance_params or {})}
+        guidance_params = {**dict(guidance_params or {}), **routed_strategy}
         scale = registry.scale_of(strategy)
         if not _is_blank(guidance_scale) and scale is not None:
             guidance_params.setdefault(scale.name, number(guidance_scale, "guidance_scale"))
@@ -242,7 +243,7 @@ class GenerationSettings:
         return cls(
             model=family.name, prompts=prompts, seeds=_seeds(seed, len(prompts)), mode=mode,
             negative_prompt=_text(negative_prompt, "negative prompt", required=False),
-            sampler=rule.name, sampler_params=_plugin_params(rule, {**routed_rule, **dict(sampler_params or {})}),
+            sampler=rule.name, sampler_params=_plugin_params(rule, {**dict(sampler_params or {}), **routed_rule}),
             steps=_steps(steps, "steps", min(family.default_base_steps, limits.max_steps), limits, family),
             guidance=strategy.name, guidance_params=_plugin_params(strategy, guidance_params),
             upsample=mode == "upsample" or bool(upsample), upsample_sampler=upsample_rule.name,

@@ -92,6 +92,9 @@ def test_png_round_trip_and_overrides():
     changed = GenerationSettings.from_png(saved[0], steps=12, guidance_scale=7, sampler="ddim")
     assert changed.steps == 12 and changed.guidance_params == {"guidance_scale": 7.0} and changed.sampler == "ddim"
     assert changed.sampler_params == {"eta": 0.0} and changed.seeds == (5,)
+    # A parameter given on top of the PNG's (`--param eta=0.5`) wins over the recorded one.
+    assert GenerationSettings.from_png(changed.per_image()[0], plugin_params={"eta": 0.5}).sampler_params == {
+        "eta": 0.5}
     # Another strategy drops the recorded one's parameters instead of failing on them.
     assert GenerationSettings.from_png(saved[0], guidance="none").guidance_params == {}
 
