@@ -66,7 +66,7 @@ class DemoService:
                  queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
                  cuda_graphs: bool = False, backend=None):
         """`backend` runs the jobs: None for the local one (worker threads in this process, `concurrency`
-        of them), or a glide.serve.RayBackend attached to a Ray Serve application."""
+        of them), or a glide.ray_serve.RayBackend attached to a Ray Serve application."""
         if default_model not in FAMILIES:
             raise ValueError(f"unknown model {default_model!r}; available: {', '.join(FAMILIES)}")
         self.default_model = default_model

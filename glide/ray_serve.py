@@ -48,7 +48,7 @@ from .runs import run_batch
 from .scheduler import RESTARTING, Backend, Job, JobCancelled, ServerRestarting, progress_of
 from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
 
-log = logging.getLogger("glide.serve")
+log = logging.getLogger("glide.ray_serve")
 
 RETRIES = 1   # a request whose replica died is sent once more, to whichever replica Serve picks
 

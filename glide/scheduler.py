@@ -2,7 +2,7 @@
 
 A `Job` is one user's request as a front end follows it: a stream of progress events, then the
 result (or an error), and `cancel()`. Both serving backends hand out Jobs: `Scheduler` here runs
-them in this process (the default), `glide.serve.RayBackend` on a Ray Serve application. The
+them in this process (the default), `glide.ray_serve.RayBackend` on a Ray Serve application. The
 front end never knows which.
 
 Why a scheduler of our own for the local backend rather than gradio's `batch=True`:
@@ -98,7 +98,7 @@ class Job:
         self.done = threading.Event()
         self.cancelled = threading.Event()
         self._events: "queue.Queue[Progress]" = queue.Queue()
-        self._backend = None            # the backend that took it (Scheduler or glide.serve.RayBackend)
+        self._backend = None            # the backend that took it (Scheduler or glide.ray_serve.RayBackend)
 
     def cancel(self) -> None:
         """Stop waiting for this job; its run stops too if no other job still needs it."""
