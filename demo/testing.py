@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Dict, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+# Debian's Chromium, headless, kept off the network it cannot reach (the browser tests and `make screenshots`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 LOG_DIR = ROOT / "artifacts" / "logs"
 
 
@@ -100,3 +104,10 @@ def runs_in(server: Server) -> int:
     text = server.log()
     ray_runs = set(re.findall(r"result from run (\S+)", text))
     return len(ray_runs) if ray_runs else text.count("generate run:")
+
+
+def set_slider(page, elem_id: str, value) -> None:
+    """Type into the number box of the gr.Slider with `elem_id` (a Playwright page)."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")

@@ -16,17 +16,11 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+from demo.testing import CHROMIUM, CHROMIUM_ARGS, set_slider  # noqa: E402
+
 PROMPT = "a small red circle on the left on a blue background"
 WIDTHS = {"": (1400, 1000), "-narrow": (420, 900)}
 
-
-def set_slider(page, elem_id: str, value):
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
 
 
 def fill_tabs(page):
@@ -70,7 +64,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(180_000)
             page.goto(url)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from demo.testing import CHROMIUM, CHROMIUM_ARGS, set_slider
+
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PROMPT = "a small red circle on the left on a blue background"
 TIMEOUT_MS = 120_000
 
@@ -56,7 +55,7 @@ def browser_page(chromium):
     server = shared_server()
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         yield page, server.url
@@ -84,12 +83,6 @@ def wait_for(page, selector: str):
     if toasts.count():
         pytest.fail(f"the app showed an error: {toasts.first.inner_text()}")
 
-
-def set_slider(page, elem_id: str, value: int):
-    """Type into the number box of a gr.Slider."""
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
 
 
 # A recorder of the progress bar and the status line, polled every 25 ms while a job runs.
