@@ -36,12 +36,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def local_backend(device: str, max_batch: int) -> Scheduler:
-    def runner(batch, report, should_stop):
-        return runs.run_batch(lambda model: load_pipeline(model, device), batch.kind,
-                              [job.payload for job in batch.jobs], batch.prompts, batch.seeds,
-                              [len(job.prompts) for job in batch.jobs], report, should_stop)
-
-    return Scheduler(runner, workers=1, max_batch=max_batch, max_pending=1024)
+    return Scheduler(runs.batch_runner(lambda model: load_pipeline(model, device)), workers=1, max_batch=max_batch,
+                     max_pending=1024)
 
 
 def load(backend, clients: int, requests: int, seed0: int) -> Dict:

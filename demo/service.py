@@ -27,8 +27,8 @@ from glide.images import InputError
 from glide.model_registry import FAMILIES, ModelNotAvailable
 from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
-from glide.scheduler import Batch, Job, Scheduler
-from glide.settings import MIN_STEPS, ComparisonSettings, GenerationSettings, Limits  # noqa: F401 (MIN_STEPS: UI)
+from glide.scheduler import Job, Scheduler
+from glide.settings import ComparisonSettings, GenerationSettings, Limits
 
 from . import imaging
 from .models import APPROX_BYTES, Downloads, model_rows
@@ -84,8 +84,8 @@ class DemoService:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
         self._last_prune = 0.0
-        self.backend = backend or Scheduler(self._run_batch, workers=concurrency, max_batch=limits.max_batch,
-                                            max_pending=queue_size)
+        self.backend = backend or Scheduler(runs.batch_runner(self._pipeline), workers=concurrency,
+                                            max_batch=limits.max_batch, max_pending=queue_size)
 
     # ------------------------------------------------------------------ models
     def models(self) -> Dict[str, dict]:
@@ -218,11 +218,6 @@ class DemoService:
                     path.unlink()
             except OSError:
                 pass
-
-    def _run_batch(self, batch: Batch, report, should_stop) -> List:
-        """The local backend's runner: the batch on this process's pipelines."""
-        return runs.run_batch(self._pipeline, batch.kind, [job.payload for job in batch.jobs], batch.prompts,
-                              batch.seeds, [len(job.prompts) for job in batch.jobs], report, should_stop)
 
     def _pipeline(self, model: str):
         return load_pipeline(model, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,

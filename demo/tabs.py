@@ -11,11 +11,11 @@ import gradio as gr
 
 from glide.model_registry import FAMILIES
 from glide.pngmeta import read_settings
-from glide.settings import COMPARE_STRATEGIES, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE
+from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
-from .service import MIN_STEPS, UPSAMPLE_STEP_CHOICES, DemoService
+from .service import UPSAMPLE_STEP_CHOICES, DemoService
 from .widgets import (
     PRIVATE,
     SCALE_HELP,

@@ -217,7 +217,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _run_job(args, kind: str, payload, prompts, seeds):
     """One job on the chosen backend, with a progress bar: this process's pipeline (default), or the Ray Serve
     application at --ray-address. The same job, the same images, whichever runs it."""
-    from .runs import run_batch
+    from .runs import batch_runner
     from .scheduler import Job, Scheduler
 
     if args.backend == "ray":
@@ -229,11 +229,7 @@ def _run_job(args, kind: str, payload, prompts, seeds):
         ray_serve.connect(args.ray_address)
         backend = ray_serve.RayBackend(ray_serve.handle())
     else:
-        def runner(batch, report, should_stop):
-            return run_batch(lambda model: _load_pipeline(args, model), batch.kind, [j.payload for j in batch.jobs],
-                             batch.prompts, batch.seeds, [len(j.prompts) for j in batch.jobs], report, should_stop)
-
-        backend = Scheduler(runner, max_batch=len(prompts))
+        backend = Scheduler(batch_runner(lambda model: _load_pipeline(args, model)), max_batch=len(prompts))
     job = backend.submit(Job(kind, payload, prompts=list(prompts), seeds=list(seeds)))
     with _Progress() as progress:
         for event in job.stream():

@@ -93,6 +93,15 @@ def run_batch(pipeline_of: Callable[[str], Pipeline], kind: str, payloads: Seque
     return out
 
 
+def batch_runner(pipeline_of: Callable[[str], Pipeline]) -> Callable:
+    """The local backend's runner (glide.scheduler.Scheduler): each batch on the pipelines `pipeline_of` gives."""
+    def runner(batch, report, should_stop):
+        return run_batch(pipeline_of, batch.kind, [job.payload for job in batch.jobs], batch.prompts, batch.seeds,
+                         [len(job.prompts) for job in batch.jobs], report, should_stop)
+
+    return runner
+
+
 def _fitting(pipe: Pipeline, settings: GenerationSettings, inpaint, report: Report, should_stop) -> Tuple[List, Any]:
     """Per image (final, base, settings) or OutOfDeviceMemory, and the inpainting preview (or None)."""
     try:
