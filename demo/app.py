@@ -21,8 +21,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 import gradio as gr  # noqa: E402
 
 from glide import serving  # noqa: E402
+from glide.cli import DEVICE_HELP, DTYPE_HELP  # noqa: E402
 from glide.model_registry import FAMILIES  # noqa: E402
-from glide.pipeline import check_device  # noqa: E402
+from glide.precision import DTYPE_CHOICES, resolve_device  # noqa: E402
 from glide.settings import LIBRARY_LIMITS, MIN_STEPS  # noqa: E402
 
 from .api import add_api  # noqa: E402
@@ -60,6 +61,7 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
     with gr.Blocks(title="GLIDE demo", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# GLIDE\nText-conditional diffusion with guidance ([paper](https://arxiv.org/abs/2112.10741)). "
                     "Images are PNGs that remember their settings: drop one back in to restore them.")
+        gr.Markdown(service.hardware(), elem_id="hardware")
         picker = ModelPicker(service)
         ctx = Context(service, picker.model, described["step_rules"], described["guidance"], device_events)
         with gr.Tabs() as tabs:
@@ -79,16 +81,14 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
 # ---------------------------------------------------------------------------------------------- command line
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line of `python app.py` (and of the `glide-demo` script)."""
-    import torch
-
     parser = argparse.ArgumentParser(description="The GLIDE Gradio demo")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
                         help="port (default $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--model", default="shapes", choices=sorted(FAMILIES), help="the model selected at start")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="replay each sampling step from a CUDA graph, captured once per batch shape (CUDA only)")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
@@ -119,7 +119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.max_steps > LIBRARY_LIMITS.max_steps:
         parser.error(f"--max-steps must be at most {LIBRARY_LIMITS.max_steps}")
     try:
-        device = check_device(args.device)
+        device = resolve_device(args.device)
     except ValueError as exc:
         parser.error(f"--device: {exc}")
     if args.cuda_graphs and device.type != "cuda":

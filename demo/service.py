@@ -27,6 +27,7 @@ from glide.images import InputError
 from glide.model_registry import FAMILIES, ModelNotAvailable
 from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
+from glide.precision import choose_precision, resolve_device
 from glide.scheduler import Job, Scheduler
 from glide.settings import ComparisonSettings, GenerationSettings, Limits
 
@@ -61,7 +62,7 @@ class CompareOutput:
 class DemoService:
     """The demo's shared state: the pipelines in use, the job scheduler, downloads and the output folder."""
 
-    def __init__(self, default_model: str = "shapes", device: str = "cpu", dtype: str = "float32",
+    def __init__(self, default_model: str = "shapes", device: str = "auto", dtype: str = "auto",
                  checkpoint_dir: Optional[Path] = None, limits: Limits = DEMO_LIMITS, concurrency: int = 1,
                  queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
                  cuda_graphs: bool = False, backend=None):
@@ -70,7 +71,11 @@ class DemoService:
         if default_model not in FAMILIES:
             raise ValueError(f"unknown model {default_model!r}; available: {', '.join(FAMILIES)}")
         self.default_model = default_model
-        self.device, self.dtype, self.cuda_graphs = device, dtype, cuda_graphs
+        # "auto" resolved once here, so every pipeline, log line and the page's header agree.
+        self.device = resolve_device(device)
+        self.precision = choose_precision(dtype, self.device) if backend is None else None
+        self.dtype = self.precision.dtype if self.precision else dtype
+        self.cuda_graphs = cuda_graphs
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.limits = limits
         self.registry = samplers.get_registry()
@@ -88,6 +93,12 @@ class DemoService:
                                             max_batch=limits.max_batch, max_pending=queue_size)
 
     # ------------------------------------------------------------------ models
+    def hardware(self) -> str:
+        """Where and in what precision the images are computed, for the page's header."""
+        if self.precision is None:
+            return f"Computed on Ray Serve replicas; each picks its own device and precision (asked: {self.dtype})."
+        return f"Computed on {self.device} in {self.precision.describe()}."
+
     def models(self) -> Dict[str, dict]:
         return model_rows(self.checkpoint_dir)
 
@@ -112,7 +123,7 @@ class DemoService:
                     f"click Download (≈{human_bytes(APPROX_BYTES[model])}), or use another model meanwhile.")
             raise ModelNotAvailable(f"the {model} model has no trained weights for {', '.join(missing)}; "
                                     "run `make train-default` to train them")
-        return load_pipeline(model, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,
+        return load_pipeline(model, device=self.device, dtype=self.precision or self.dtype, checkpoint_dir=self.checkpoint_dir,
                              cuda_graphs=self.cuda_graphs)
 
     def warm_up(self, model: Optional[str] = None) -> None:
@@ -220,7 +231,7 @@ class DemoService:
                 pass
 
     def _pipeline(self, model: str):
-        return load_pipeline(model, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,
+        return load_pipeline(model, device=self.device, dtype=self.precision or self.dtype, checkpoint_dir=self.checkpoint_dir,
                              cuda_graphs=self.cuda_graphs)
 
     def _images_output(self, made: runs.Images) -> Output:

@@ -124,10 +124,9 @@ def _open_image(path: Path, what: str) -> Image.Image:
 
 
 def _load_pipeline(args, model: str):
-    from .pipeline import check_device, load_pipeline
+    from .pipeline import load_pipeline
 
-    return load_pipeline(model, check_device(args.device), args.dtype, args.checkpoint_dir,
-                         cuda_graphs=args.cuda_graphs)
+    return load_pipeline(model, args.device, args.dtype, args.checkpoint_dir, cuda_graphs=args.cuda_graphs)
 
 
 def _reserve_path(out_dir: Path, suffix: str) -> Path:
@@ -214,9 +213,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ commands
-def _run_job(args, kind: str, payload, prompts, seeds):
+def _run_job(args, kind: str, model: str, payload, prompts, seeds):
     """One job on the chosen backend, with a progress bar: this process's pipeline (default), or the Ray Serve
-    application at --ray-address. The same job, the same images, whichever runs it."""
+    application at --ray-address. The same job, the same images, whichever runs it. Then where and in what
+    precision the images were computed, on stderr (their PNGs record it too)."""
     from .runs import batch_runner
     from .scheduler import Job, Scheduler
 
@@ -235,12 +235,16 @@ def _run_job(args, kind: str, payload, prompts, seeds):
         for event in job.stream():
             if event is not None:
                 progress(event.stage, event.step, event.total, None)
-    return job.outcome()
+    outcome = job.outcome()
+    if args.backend != "ray":
+        pipe = _load_pipeline(args, model)   # loaded by the job: this only looks it up
+        print(f"computed on {pipe.device} in {pipe.precision.describe()}", file=sys.stderr)
+    return outcome
 
 
 def cmd_generate(args) -> int:
     settings = _settings(args, "generate", args.prompts)
-    result = _run_job(args, "generate", settings, settings.prompts, settings.seeds)
+    result = _run_job(args, "generate", settings.model, settings, settings.prompts, settings.seeds)
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -253,7 +257,7 @@ def cmd_inpaint(args) -> int:
     mask = _open_image(args.mask, "mask")
     check_mask_fits(mask, image)
     settings = _settings(args, "inpaint", [args.prompt] if args.prompt else [])
-    result = _run_job(args, "inpaint", (settings, image, mask), settings.prompts, settings.seeds)
+    result = _run_job(args, "inpaint", settings.model, (settings, image, mask), settings.prompts, settings.seeds)
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -287,7 +291,7 @@ def cmd_compare(args) -> int:
         args.prompt, model=args.model or "shapes", seed=args.seed, sampler=args.sampler, steps=args.steps,
         strategies=names, scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None,
         sweep=scales[1:])
-    made = _run_job(args, "compare", compared, [compared.prompt], [compared.seed])
+    made = _run_job(args, "compare", compared.base.model, compared, [compared.prompt], [compared.seed])
     entries = made.entries + made.sweep
     heading = (f"{compared.prompt}  |  {compared.base.model}, seed {compared.seed}, {compared.base.sampler} "
                f"{compared.base.steps} steps")
@@ -373,10 +377,14 @@ def cmd_serve(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ parser
+# Also app.py's. "auto" is resolved by glide.precision, which validates the names too.
+DEVICE_HELP = "torch device: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps"
+DTYPE_HELP = ("auto (default): the fastest precision this machine runs well (bfloat16 on a CPU with bf16 units, "
+              "float16 on a GPU); or float32, bfloat16, float16")
 def _model_options(parser) -> None:
     parser.add_argument("--model", help="model family: shapes (default, embedded) or glide-filtered")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu (default) or cuda")
-    parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16 (autocast)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     parser.add_argument("--checkpoint-dir", type=Path, help="where downloaded checkpoints are cached")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="CUDA only: replay each sampling step from a CUDA graph (captured once per shape)")
@@ -466,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_options(p)
     p.add_argument("--status", action="store_true", help="show the application's replicas, devices and queues")
     p.add_argument("--max-batch", type=int, default=8, help="images per batched run (default 8)")
-    p.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16 (autocast)")
+    p.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     p.add_argument("--checkpoint-dir", type=Path, help="where downloaded checkpoints are cached, on every machine")
     p.set_defaults(run=cmd_serve)
 

@@ -62,14 +62,15 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 1000
     return embedding
 
 
-def convert_to_f16(module: nn.Module, types: tuple = (nn.Conv1d, nn.Conv2d, nn.Conv3d)) -> None:
-    """Cast the weights of every submodule of the given `types` to float16 (norms stay float32).
+def convert_to_half(module: nn.Module, dtype: torch.dtype = torch.float16,
+                    types: tuple = (nn.Conv1d, nn.Conv2d, nn.Conv3d)) -> None:
+    """Cast the weights of every submodule of the given `types` to `dtype` (norms stay float32).
 
     The reference converts only convolutions in the UNet torso and only linear layers in the text
-    transformer; callers pass the types so both keep the exact float16 set of the reference.
+    transformer, to float16; callers pass the types so both keep that exact set, in float16 or bfloat16.
     """
     for sub in module.modules():
         if isinstance(sub, types):
-            sub.weight.data = sub.weight.data.half()
+            sub.weight.data = sub.weight.data.to(dtype)
             if sub.bias is not None:
-                sub.bias.data = sub.bias.data.half()
+                sub.bias.data = sub.bias.data.to(dtype)

@@ -15,7 +15,6 @@ the exact settings that made them. Image i uses seeds[i] (an int seed s means s,
 image regenerates alone from its settings: exactly when it was made alone, and to within one 8-bit
 level when it came from a larger batch (the math libraries sum in a batch-size-dependent order).
 """
-import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,10 +38,10 @@ from .images import (
     tensor_to_pil,
 )
 from .model_registry import COMPONENTS, Family, get_family
+from .precision import DTYPES, Precision, choose_precision, resolve_device
 from .settings import ComparisonSettings, GenerationSettings
 
 UPSAMPLE_SEED_OFFSET = 1_000_003  # the upsampler's noise stream, distinct from the base's
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 # callback(stage, step, total, x0_preview) with stage "base" or "upsample"
 ProgressCallback = Callable[[str, int, int, torch.Tensor], None]
@@ -73,35 +72,25 @@ class Comparison:
     settings: Dict
 
 
-def check_device(device: Union[str, torch.device]) -> torch.device:
-    """`device` as a torch.device this machine has; a ValueError naming the problem otherwise.
-
-    Checked up front because torch's own failure comes late, from deep inside model loading.
-    """
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise UserError(f"bad device {device!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device} was asked for but no CUDA GPU is available to torch")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"device {device} was asked for but torch sees {torch.cuda.device_count()} GPU(s)")
-    return device
-
-
 class Pipeline:
-    """A loaded model family on one device and dtype (see the module docstring)."""
+    """A loaded model family on one device and dtype (see the module docstring).
 
-    def __init__(self, family: Family, device="cpu", dtype: str = "float32", checkpoint_dir: Optional[Path] = None,
-                 cuda_graphs: bool = False):
-        if dtype not in DTYPES:
-            raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    `device` "auto" is cuda, then mps, then cpu; `dtype` "auto" is the precision that measures fastest
+    on this machine without losing quality (`glide.precision`): `self.precision` says which and why.
+    In a half precision the diffusion models' weights are converted once, in the reference's fp16
+    layout (norms, timestep embedding and output layer in float32); the samplers, the guidance and the
+    noised CLIP stay in float32.
+    """
+
+    def __init__(self, family: Family, device="auto", dtype: Union[str, Precision] = "auto",
+                 checkpoint_dir: Optional[Path] = None, cuda_graphs: bool = False):
         self.family = family
         self.name = family.name
-        self.device = check_device(device)
+        self.device = resolve_device(device)
         if cuda_graphs and self.device.type != "cuda":
             raise UserError(f"cuda_graphs needs a CUDA device, got {self.device}")
-        self.dtype = dtype
+        self.precision = dtype if isinstance(dtype, Precision) else choose_precision(dtype, self.device)
+        self.dtype = self.precision.dtype
         self.checkpoint_dir = checkpoint_dir
         self.cuda_graphs = cuda_graphs
         self._components: Dict[str, object] = {}
@@ -115,7 +104,10 @@ class Pipeline:
         with self._lock:
             if name not in self._components:
                 if name in COMPONENTS:
-                    self._components[name] = self.family.load(name, self.device, self.checkpoint_dir)
+                    loaded = self.family.load(name, self.device, self.checkpoint_dir)
+                    if name != "clip" and self.dtype != "float32":
+                        loaded[0].convert_to_half(DTYPES[self.dtype])
+                    self._components[name] = loaded
                 else:
                     provided = samplers.get_registry().components
                     if name not in provided:
@@ -140,11 +132,6 @@ class Pipeline:
                 self._graphed[name] = GraphedModel(model)
             return self._graphed[name]
 
-    def _autocast(self):
-        if self.dtype == "float32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
-
     def _text_kwargs(self, model, prompts: List[str], negative_prompt: str):
         """Model kwargs for the prompts and for the negative (or empty) prompt, text encoded once."""
         tok = model.tokenizer
@@ -168,24 +155,23 @@ class Pipeline:
         size = self.family.upsample_size if stage == "upsample" else self.family.base_size
         prompts = list(settings.prompts)
         components = self._required(guidance)
-        with self._autocast():
-            cond, uncond = self._text_kwargs(model, prompts, settings.negative_prompt)
-            for kwargs in (cond, uncond):
-                kwargs.update(extra_kwargs or {})
-            denoised_fn = None
-            if inpaint is not None:
-                keep, known = inpaint
+        cond, uncond = self._text_kwargs(model, prompts, settings.negative_prompt)
+        for kwargs in (cond, uncond):
+            kwargs.update(extra_kwargs or {})
+        denoised_fn = None
+        if inpaint is not None:
+            keep, known = inpaint
 
-                # Paste the known region into every x0 prediction (the reference inpainting notebook).
-                def denoised_fn(x0):
-                    return x0 * (1 - keep) + known * keep
-            out = samplers.sample(
-                self._sampling_model(component, model), diffusion, (len(prompts), 3, size, size), steps=steps,
-                prompts=prompts, cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
-                guidance=guidance, guidance_params=guidance_params, components=components, seeds=seeds,
-                denoised_fn=denoised_fn, temperature=temperature,
-                callback=(lambda i, n, x0: callback(stage, i, n, x0)) if callback else None,
-                should_stop=should_stop)
+            # Paste the known region into every x0 prediction (the reference inpainting notebook).
+            def denoised_fn(x0):
+                return x0 * (1 - keep) + known * keep
+        out = samplers.sample(
+            self._sampling_model(component, model), diffusion, (len(prompts), 3, size, size), steps=steps,
+            prompts=prompts, cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
+            guidance=guidance, guidance_params=guidance_params, components=components, seeds=seeds,
+            denoised_fn=denoised_fn, temperature=temperature,
+            callback=(lambda i, n, x0: callback(stage, i, n, x0)) if callback else None,
+            should_stop=should_stop)
         return out.float().clamp(-1, 1)
 
     def _inpaint_tensors(self, inpaint, size: int, n: int):
@@ -241,7 +227,10 @@ class Pipeline:
         if inpaint is not None:
             check_mask_fits(inpaint[1], inpaint[0])
         start = time.time()
-        result = Result(settings=settings.per_image())
+        # Each image records what computed it too: the same settings on other hardware or in another
+        # precision make a close image, not always the identical one.
+        computed_by = {"device": str(self.device), "dtype": self.dtype}
+        result = Result(settings=[{**s, **computed_by} for s in settings.per_image()])
         if settings.mode == "upsample":
             base = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
             final = self.upsample_stage(settings, base, callback=callback, should_stop=should_stop)
@@ -413,14 +402,17 @@ _PIPELINES: Dict[tuple, Pipeline] = {}
 _PIPELINES_LOCK = threading.Lock()
 
 
-def load_pipeline(name: str = "shapes", device: Union[str, torch.device] = "cpu", dtype: str = "float32",
+def load_pipeline(name: str = "shapes", device: Union[str, torch.device] = "auto", dtype: Union[str, Precision] = "auto",
                   checkpoint_dir: Optional[Union[str, Path]] = None, cuda_graphs: bool = False) -> Pipeline:
     """The pipeline of a model family ("shapes" or "glide-filtered"), shared per (name, device, dtype, dir,
-    cuda_graphs). `cuda_graphs` (CUDA only) replays each sampling forward from a CUDA graph."""
+    cuda_graphs) once "auto" is resolved. `cuda_graphs` (CUDA only) replays each sampling forward from a
+    CUDA graph."""
     family = get_family(name)
-    key = (name, str(torch.device(device)), dtype, str(checkpoint_dir), cuda_graphs)
+    device = resolve_device(device)
+    precision = dtype if isinstance(dtype, Precision) else choose_precision(dtype, device)
+    key = (name, str(device), precision.dtype, str(checkpoint_dir), cuda_graphs)
     with _PIPELINES_LOCK:
         if key not in _PIPELINES:
-            _PIPELINES[key] = Pipeline(family, device, dtype, Path(checkpoint_dir) if checkpoint_dir else None,
+            _PIPELINES[key] = Pipeline(family, device, precision, Path(checkpoint_dir) if checkpoint_dir else None,
                                        cuda_graphs=cuda_graphs)
         return _PIPELINES[key]

@@ -28,7 +28,7 @@ class ServeConfig:
     cpus_per_replica: float = 1.0
     threads: Optional[int] = None           # torch threads per replica on a CPU (None: one per reserved CPU)
     max_batch: int = 8                      # images per batched run
-    dtype: str = "float32"
+    dtype: str = "auto"                     # each replica resolves "auto" on its own device
     checkpoint_dir: Optional[str] = None
     preview_every: int = 5
 
@@ -57,7 +57,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-replicas", type=int, help="autoscale: at most this many replicas")
 
 
-def config_of(args, max_batch: int, dtype: str = "float32", checkpoint_dir=None) -> ServeConfig:
+def config_of(args, max_batch: int, dtype: str = "auto", checkpoint_dir=None) -> ServeConfig:
     return ServeConfig(replicas=args.replicas or 1, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                        gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
                        max_batch=max_batch, dtype=dtype,

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nn import LayerNorm, convert_to_f16, timestep_embedding
+from .nn import LayerNorm, convert_to_half, timestep_embedding
 from .unet import UNetModel
 from .xf import Transformer
 
@@ -58,16 +58,16 @@ class Text2ImUNet(UNetModel):
         self.cache_text_emb = cache_text_emb
         self.cache = None
 
-    def convert_to_fp16(self):
-        """The reference's fp16 layout: UNet convolutions, transformer linears, token embedding.
+    def convert_to_half(self, dtype: torch.dtype = torch.float16):
+        """The reference's fp16 layout, in `dtype`: UNet convolutions, transformer linears, token embedding.
 
         Positional and padding embeddings stay float32 (the reference's `Parameter.to` is not in place).
         """
-        super().convert_to_fp16()
+        super().convert_to_half(dtype)
         if self.xf_width:
-            convert_to_f16(self.transformer, (nn.Linear,))
-            self.transformer_proj.to(torch.float16)
-            self.token_embedding.to(torch.float16)
+            convert_to_half(self.transformer, dtype, (nn.Linear,))
+            self.transformer_proj.to(dtype)
+            self.token_embedding.to(dtype)
 
     def encode_text(self, tokens: torch.Tensor, mask: Optional[torch.Tensor]) -> dict:
         """Encode tokens [N, text_ctx] -> {'xf_proj': [N, 4*model_channels], 'xf_out': [N, xf_width, text_ctx]}."""

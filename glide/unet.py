@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .nn import convert_to_f16, normalization, timestep_embedding, zero_module
+from .nn import convert_to_half, normalization, timestep_embedding, zero_module
 
 
 class TimestepBlock(nn.Module):
@@ -280,11 +280,17 @@ class UNetModel(nn.Module):
             zero_module(nn.Conv2d(input_ch, out_channels, 3, padding=1)),
         )
 
-    def convert_to_fp16(self):
-        """Cast the torso's convolutions to float16 (the reference's mixed-precision layout)."""
+    def convert_to_half(self, dtype: torch.dtype = torch.float16):
+        """Cast the torso's convolutions to `dtype`, the reference's mixed-precision layout: the
+        timestep embedding, norms and output layer stay float32, so the samplers' arithmetic does too.
+        The weights are converted once, instead of autocast casting them on every call."""
         for part in (self.input_blocks, self.middle_block, self.output_blocks):
-            convert_to_f16(part)
-        self.dtype = torch.float16
+            convert_to_half(part, dtype)
+        self.dtype = dtype
+
+    def convert_to_fp16(self):
+        """The reference's name for `convert_to_half(torch.float16)`."""
+        self.convert_to_half(torch.float16)
 
     def run_unet(self, x, emb, encoder_out=None):
         """The UNet body: input blocks, middle block, output blocks with skip connections, output head."""

@@ -15,7 +15,7 @@ FAST = dict(steps=8, upsample_steps="6")
 
 @pytest.fixture(scope="module")
 def pipe():
-    return load_pipeline("shapes", device="cpu")
+    return load_pipeline("shapes", device="cpu", dtype="float32")  # bf16: tests/test_precision.py
 
 
 def pixels(img):
