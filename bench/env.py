@@ -16,9 +16,9 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from glide import precision
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # CPU features that decide whether half-precision matmuls have hardware support. Without
 # avx512_bf16 / amx_bf16, oneDNN emulates bf16 and it is far slower than float32.
@@ -37,21 +37,12 @@ def resolve_device(name: Optional[str]) -> torch.device:
 
 
 def _cpu_info() -> Dict:
-    model, flags = None, set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        model = match.group(1).strip() if match else None
-        match = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-        flags = set(match.group(1).split()) if match else set()
-    except OSError:  # not Linux: platform has less detail, but something
-        pass
-    model = model or platform.processor() or platform.machine()
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count()
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), "cpus_usable": affinity,
+    flags = precision.cpu_flags()
+    return {"cpu_model": precision.cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": affinity,
             "cpu_flags": sorted(f for f in _CPU_FLAGS_OF_INTEREST if f in flags),
             "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
@@ -59,7 +50,9 @@ def _cpu_info() -> Dict:
 def device_info(device: torch.device) -> Dict:
     """A description of the device precise enough to compare runs: model, threads or GPU, versions."""
     info = {"type": device.type, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), **_cpu_info()}
+            "platform": platform.platform(), **_cpu_info(),
+            # What the pipeline's dtype="auto" picks here, and why (glide.precision).
+            "auto_dtype": precision.choose_precision("auto", device).describe()}
     try:
         info["loadavg_1m"] = round(os.getloadavg()[0], 2)  # a busy machine makes every number slower
     except OSError:

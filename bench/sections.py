@@ -5,18 +5,24 @@ forward  one forward of the full-size base model and upsampler per precision/lay
 sample   text -> 256x256 sample: the reference's settings against our fastest of equal quality
 batch    throughput vs batch size
 shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
+recipe   the fast recipe at 256 px from checkpoint files in a fresh process, loading included
+Sections that compare precisions run float32 and what dtype="auto" picks on this machine.
 
 With a wall-clock budget (`--budget-s`), a section, variant, setting or batch that would start after
 the budget is spent is not run: it is recorded as `skipped` with a note saying so.
 """
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -25,6 +31,7 @@ import samplers
 from glide.cuda_graphs import GraphedModel
 from glide.model_registry import FAMILIES, channels_last_on_cpu
 from glide.pipeline import Pipeline
+from glide.precision import DTYPES, choose_precision
 from glide.settings import GenerationSettings
 from samplers import Cancelled
 
@@ -33,7 +40,7 @@ from .report import Table, fmt, fmt_err, fmt_pct, fmt_rate
 
 # Run order: what a GPU run must show first (MFU's denominator, forward MFU, sampling time, batch
 # scaling), then the embedded model's CPU figures, so a budget cut loses the least important part.
-SECTIONS = ("matmul", "forward", "sample", "batch", "shapes")
+SECTIONS = ("matmul", "forward", "sample", "batch", "shapes", "recipe")
 SHAPES_PROMPT = "a small red circle on the left on a blue background"
 
 
@@ -72,11 +79,6 @@ def profile_for(device: torch.device, quick: bool) -> Profile:
                    matmul_max_n=4096, matmul_budget_s=1.5, sample_steps=2)
 
 
-def _is_channels_last(model: torch.nn.Module) -> bool:
-    conv_weight = next(p for p in model.parameters() if p.dim() == 4)
-    return conv_weight.is_contiguous(memory_format=torch.channels_last) and not conv_weight.is_contiguous()
-
-
 class Bench:
     """Shared state of one run: options, device, the models (built once), the measured matmul rates."""
 
@@ -94,7 +96,7 @@ class Bench:
         self._pipelines: Dict[tuple, Pipeline] = {}
         self._flops_per_item: Dict[str, Tuple[float, float]] = {}
         self.rates: Dict[str, Dict] = {}
-        self.warmed = set()    # (model, batch, compute) shapes that have run once (see warm_up)
+        self.reference_s: Optional[float] = None   # the notebook's settings, one image (the sample section)
         self.budget_s = budget_s
         self.started = time.monotonic() if started is None else started   # time.monotonic() at the start
 
@@ -123,16 +125,22 @@ class Bench:
             self._models[name] = models.build(self.options[name], self.device)
         return self._models[name]
 
-    def pipeline(self, compute: str, cuda_graphs: bool = False) -> Pipeline:
-        """A pipeline over this run's models (the GLIDE (filtered) family's shape, random weights), in the
-        `compute` precision: the sample section runs the pipeline's own stages, as users do."""
-        key = (compute, cuda_graphs)
+    def pipeline(self, dtype: str, cuda_graphs: bool = False) -> Pipeline:
+        """A pipeline over this run's models (the GLIDE (filtered) family's shape, random weights) in `dtype`
+        ("auto" included): the sample section runs the pipeline's own stages, as users do."""
+        precision = choose_precision(dtype, self.device)
+        key = (precision.dtype, cuda_graphs)
         if key not in self._pipelines:
+            def load(component, _device, _checkpoint_dir):
+                model, diffusion = self.model(component)
+                # A half-precision pipeline converts its weights: give it a copy, keep the float32 original.
+                return (model if precision.dtype == "float32" else copy.deepcopy(model)), diffusion
+
             family = replace(
                 FAMILIES["glide-filtered"], base_size=self.options["base"]["image_size"],
                 upsample_size=self.options["upsample"]["image_size"], text_ctx=self.options["base"]["text_ctx"],
-                load=lambda component, _device, _checkpoint_dir: self.model(component))
-            self._pipelines[key] = Pipeline(family, self.device, dtype=compute, cuda_graphs=cuda_graphs)
+                load=load)
+            self._pipelines[key] = Pipeline(family, self.device, dtype=precision, cuda_graphs=cuda_graphs)
         return self._pipelines[key]
 
     def graphed(self, name: str) -> GraphedModel:
@@ -140,17 +148,6 @@ class Bench:
         if name not in self._graphed:
             self._graphed[name] = GraphedModel(self.model(name)[0])
         return self._graphed[name]
-
-    def warm_up(self, name: str, batch: int, compute: str = "float32"):
-        """One untimed forward at this shape, precision and weight layout unless one already ran: a first
-        call pays for memory allocation (and cuDNN/oneDNN set-up), which would skew a measurement of two steps."""
-        model, _ = self.model(name)
-        key = (name, batch, compute, _is_channels_last(model))
-        if key not in self.warmed:
-            log(f"warm-up {name} batch {batch} {compute}")
-            with torch.no_grad(), _autocast(self, compute):
-                models.forward_fn(model, self.inputs(name, batch))()
-            self.warmed.add(key)
 
     def inputs(self, name: str, batch: int, seed: int = 0) -> Dict:
         return models.make_inputs(self.options[name], batch, self.device, models.low_res_size(self.options), seed)
@@ -224,7 +221,7 @@ def section_matmul(b: Bench):
         old = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32 if b.gpu else old
         try:
-            r = env.matmul_rate(b.device, env.DTYPES["float32" if tf32 else name], target_s=p.matmul_target_s,
+            r = env.matmul_rate(b.device, DTYPES["float32" if tf32 else name], target_s=p.matmul_target_s,
                                 max_n=p.matmul_max_n, budget_s=p.matmul_budget_s, max_repeats=50)
             r = {"dtype": name, "status": "ok", **r}
             b.rates[name] = r
@@ -254,14 +251,25 @@ class Variant:
     channels_last: bool = False
     compiled: bool = False
     cuda_graph: bool = False          # captured once, replayed (--cuda-graphs, GPU only)
+    weights: str = "float32"          # converted once to this dtype, the pipeline's half layout (convert_to_half)
+
+    @property
+    def precision(self) -> str:
+        return self.weights if self.weights != "float32" else self.compute
 
 
 def forward_variants(b: Bench) -> List[Variant]:
+    """float32, then autocast (casts the weights every call), then weights converted once: what the pipeline
+    runs in a half precision (`dtype="auto"` picks one where it measures faster: see the table's notes)."""
     out = [Variant("float32"), Variant("channels_last", channels_last=True)]
     for half in b.half_dtypes():
         out.append(Variant(f"{SHORT[half]}-autocast", compute=half))
     if b.gpu and "bfloat16" in b.half_dtypes():
         out.append(Variant("bf16-autocast+channels_last", compute="bfloat16", channels_last=True))
+    for half in b.half_dtypes():
+        out.append(Variant(f"{SHORT[half]}-weights", weights=half))
+        if not b.gpu:   # the pipeline loads GLIDE channels-last on a CPU
+            out.append(Variant(f"{SHORT[half]}-weights+channels_last", weights=half, channels_last=True))
     if b.compile:
         out.append(Variant("compile", compiled=True))
         if b.gpu and b.half_dtypes():
@@ -284,27 +292,30 @@ def forward_batches(b: Bench, name: str) -> List[int]:
 def _autocast(b: Bench, compute: str):
     if compute == "float32":
         return nullcontext()
-    return torch.autocast(b.device.type, dtype=env.DTYPES[compute])
+    return torch.autocast(b.device.type, dtype=DTYPES[compute])
 
 
 def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
                 reference: Optional[torch.Tensor]) -> Tuple[Dict, Optional[torch.Tensor]]:
     """Time one (model, batch, variant); returns its result row and its output (for error comparison)."""
     p = b.profile
-    row = {"model": name, "batch": batch, "variant": v.name, "compute": v.compute,
+    row = {"model": name, "batch": batch, "variant": v.name, "compute": v.precision, "weights": v.weights,
            "channels_last": v.channels_last, "compiled": v.compiled, "cuda_graph": v.cuda_graph,
            "gflop": flops / 1e9,
            "gflop_per_item": flops / batch / 1e9}
-    peak = b.peak_rate(v.compute)
+    peak = b.peak_rate(v.precision)
     row["peak_gflop_per_s"] = None if peak is None else peak / 1e9
     if peak and flops / peak > p.skip_over_s and not b.full:
         # Running it would blow the time budget (bf16 on a CPU without bf16 units): report the
         # estimate from this run's own matmul rate, clearly labelled, and measure it only with --full.
         row.update(status="skipped", estimated_ms=flops / peak * 1e3,
-                   note=f"not run: {fmt(flops / peak)} s per call estimated from the measured {v.compute} matmul "
+                   note=f"not run: {fmt(flops / peak)} s per call estimated from the measured {v.precision} matmul "
                         f"rate ({fmt_rate(peak)}); --full measures it")
         return row, None
     model, _ = b.model(name)
+    if v.weights != "float32":   # a converted copy: the float32 model serves the other variants
+        model = copy.deepcopy(model)
+        model.convert_to_half(DTYPES[v.weights])
     inputs = b.inputs(name, batch)
     if v.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -329,8 +340,6 @@ def run_variant(b: Bench, name: str, batch: int, v: Variant, flops: float,
             model.to(memory_format=torch.contiguous_format)
         if v.compiled:
             torch._dynamo.reset()  # drop compiled graphs (and their memory) before the next variant
-    if not v.channels_last and not v.compiled and not v.cuda_graph:
-        b.warmed.add((name, batch, v.compute, False))
     out = holder.pop("out").float()
     sec = stats["median_s"]
     row.update(status="ok", ms=sec * 1e3, ms_samples=[s * 1e3 for s in stats["samples_s"]], repeats=stats["repeats"],
@@ -407,15 +416,18 @@ class Stage:
 
 class Setting(NamedTuple):
     stages: List[Stage]
-    compute: str                 # autocast dtype, or float32
+    dtype: str                   # the pipeline's dtype: float32, bfloat16, float16 or "auto"
     cuda_graphs: bool = False    # every model call replayed from a CUDA graph (glide.cuda_graphs)
 
 
-SAMPLE_SETTINGS = ("reference", "fast", "fast-bf16", "fast-graphs", "fast-bf16-graphs")
+SAMPLE_SETTINGS = ("reference", "fast", "fast-auto", "fast-bf16", "fast-fp16", "fast-graphs", "fast-bf16-graphs",
+                   "fast-fp16-graphs")
+GPU_THROUGHPUT_IMAGES = 16   # images per run of the GPU's throughput row
 
 
 def sample_settings(b: Bench) -> Dict[str, Setting]:
-    """The settings this device runs: bf16 on GPUs only, CUDA-graph replay with --cuda-graphs."""
+    """The settings this device runs: the fast recipe in float32 and in the precision "auto" picks here,
+    bf16 on GPUs, CUDA-graph replay with --cuda-graphs."""
     a = b.args
     fast = [Stage("base", "dpm++2m", a["fast_base_steps"], "classifier-free"),
             Stage("upsample", a["fast_upsample_sampler"], a["fast_upsample_steps"], "none", 0.997)]
@@ -423,19 +435,20 @@ def sample_settings(b: Bench) -> Dict[str, Setting]:
         "reference": Setting([Stage("base", "ddpm", a["ref_base_steps"], "classifier-free"),
                               Stage("upsample", "ddpm", a["ref_upsample_steps"], "none", 0.997)], "float32"),
         "fast": Setting(fast, "float32"),
+        "fast-auto": Setting(fast, "auto"),
     }
-    bf16 = b.gpu and "bfloat16" in b.half_dtypes()
-    if bf16:
-        settings["fast-bf16"] = Setting(fast, "bfloat16")
+    halves = b.half_dtypes() if b.gpu else []
+    for half in halves:
+        settings[f"fast-{SHORT[half]}"] = Setting(fast, half)
     if b.cuda_graphs:
         settings["fast-graphs"] = Setting(fast, "float32", cuda_graphs=True)
-        if bf16:
-            settings["fast-bf16-graphs"] = Setting(fast, "bfloat16", cuda_graphs=True)
+        for half in halves:
+            settings[f"fast-{SHORT[half]}-graphs"] = Setting(fast, half, cuda_graphs=True)
     chosen = a.get("sample_settings")
     return {name: s for name, s in settings.items() if chosen is None or name in chosen}
 
 
-def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[torch.Tensor],
+def run_stage(b: Bench, s: Stage, dtype: str, images: int, low_res: Optional[torch.Tensor],
               stop_after: Optional[int], cuda_graphs: bool = False) -> Dict:
     """One sampling stage through the pipeline's own stage (text encoding, guidance batch and sampler as users
     run them); with stop_after, only that many steps (then extrapolate).
@@ -445,7 +458,7 @@ def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[t
     wall time of the whole loop, synchronised once at its end. The first step's time includes the
     prompt's text encoding, done once per stage.
     """
-    pipe = b.pipeline(compute, cuda_graphs)
+    pipe = b.pipeline(dtype, cuda_graphs)
     settings = GenerationSettings.create(
         ["benchmark"] * images, model=pipe.name, seed=list(range(images)), sampler=s.sampler, steps=s.steps,
         guidance=s.guidance, upsample_sampler=s.sampler, upsample_steps=s.steps,
@@ -491,7 +504,7 @@ def run_stage(b: Bench, s: Stage, compute: str, images: int, low_res: Optional[t
     extrapolated = done < total_steps
     seconds = first_s + step_s * (total_steps - 1) if extrapolated else loop_s
     return {"stage": s.stage, "sampler": s.sampler, "steps": s.steps, "total_steps": total_steps,
-            "guidance": s.guidance, "model_batch": images * pairs, "compute": compute, "measured_steps": done,
+            "guidance": s.guidance, "model_batch": images * pairs, "compute": pipe.dtype, "measured_steps": done,
             "ms_per_step": step_s * 1e3, "first_step_ms": first_s * 1e3, "seconds": seconds,
             "extrapolated": extrapolated, "output": out}
 
@@ -507,33 +520,31 @@ def _sample_once(b: Bench, setting: Setting, images: int, stop_after: Optional[i
             # the upsampler's cost does not depend on the pixels.
             prev = rows[-1].pop("output", None) if rows else None
             low_res = prev if prev is not None else torch.rand(images, 3, lr, lr, device=b.device) * 2 - 1
-        rows.append(run_stage(b, s, setting.compute, images, low_res, stop_after, setting.cuda_graphs))
+        rows.append(run_stage(b, s, setting.dtype, images, low_res, stop_after, setting.cuda_graphs))
     for r in rows:
         r.pop("output", None)  # tensors stay out of the JSON
     return rows
 
 
-def _run_settings(b: Bench, images: int, stop_after: Optional[int], repeats: int, table: Table) -> List[Dict]:
-    """Each sampling setting in turn: its rows in `table`, its results returned."""
+def _run_settings(b: Bench, images: int, stop_after: Optional[int], repeats: int, table: Table,
+                  settings: Optional[Dict[str, Setting]] = None) -> List[Dict]:
+    """Each sampling setting (default: `sample_settings`) in turn: its rows in `table`, its results returned."""
     results = []
-    for setting, chosen in sample_settings(b).items():
-        stages, compute = chosen.stages, chosen.compute
+    for setting, chosen in (settings or sample_settings(b)).items():
+        compute = b.pipeline(chosen.dtype, chosen.cuda_graphs).dtype   # "auto" resolved
         if b.out_of_budget():
             results.append({"setting": setting, "status": "skipped", "budget": True, "compute": compute,
                             "note": b.budget_note()})
             table.add(setting, "skipped (budget)", *[""] * 8)
             continue
         try:
-            for s in stages:
-                b.warm_up(s.stage, images * (2 if s.guidance == "classifier-free" else 1), compute)
-            capture_s = None
-            if chosen.cuda_graphs:
-                # Graphs are captured on a shape's first call: an untimed one-step run captures both stages',
-                # so the timed runs are replays, as every request after a server's first is.
-                log(f"sample {setting}: capturing")
-                started = time.perf_counter()
-                _sample_once(b, chosen, images, stop_after=1)
-                capture_s = time.perf_counter() - started
+            # An untimed one-step run of both stages first: a first call pays for memory allocation and
+            # oneDNN/cuDNN set-up, and captures the CUDA graphs (then the timed runs are replays, as every
+            # request after a server's first is).
+            log(f"sample {setting}: warm-up" + (" and graph capture" if chosen.cuda_graphs else ""))
+            started = time.perf_counter()
+            _sample_once(b, chosen, images, stop_after=1)
+            capture_s = time.perf_counter() - started if chosen.cuda_graphs else None
             log(f"sample {setting}")
             runs: List[List[Dict]] = []
             with env.PeakMemory(b.device) as mem:
@@ -580,13 +591,32 @@ def section_sample(b: Bench):
         channels_last_on_cpu(b.model(name)[0], b.device)
     try:
         results = _run_settings(b, images, stop_after, repeats, table)
+        if b.gpu:
+            # Throughput: the fastest batch-1 setting again with a full batch of images.
+            fastest = min((r for r in results if r["status"] == "ok" and r["setting"] != "reference"),
+                          key=lambda r: r["seconds"], default=None)
+            if fastest:
+                many = _run_settings(b, GPU_THROUGHPUT_IMAGES, None, 1, table,
+                                     {fastest["setting"]: sample_settings(b)[fastest["setting"]]})
+                for r in many:
+                    r["setting"] += f" x{GPU_THROUGHPUT_IMAGES}"
+                    if r["status"] == "ok":
+                        r["images_per_s"] = GPU_THROUGHPUT_IMAGES / r["seconds"]
+                        table.notes.append(f"{r['setting']}: {fmt(r['images_per_s'])} images/s")
+                results += many
     finally:
         for name in ("base", "upsample"):
             b.model(name)[0].to(memory_format=torch.contiguous_format)
     ok = {r["setting"]: r for r in results if r["status"] == "ok"}
+    if "reference" in ok:
+        b.reference_s = ok["reference"]["seconds"]
     if "reference" in ok and "fast" in ok:
         speedup = ok["reference"]["seconds"] / ok["fast"]["seconds"]
         table.notes.append(f"fast vs reference: {fmt(speedup)}x less time per image")
+    if "reference" in ok and "fast-auto" in ok:
+        ratio = ok["fast-auto"]["seconds"] / ok["reference"]["seconds"]
+        table.notes.append(f"fast-auto ({ok['fast-auto']['compute']}, the automatic choice here) takes "
+                           f"{fmt(ratio)} of the reference's time")
     table.notes.append("reference = GLIDE's notebook: base DDPM, classifier-free (model batch 2 per image), "
                        "upsampler DDPM fast27 unguided, temperature 0.997; fast = DPM-Solver++(2M) base + "
                        "upsampler DDIM, the fewest steps measured as good as the reference's on the shapes family "
@@ -610,20 +640,44 @@ spawn = float(sys.argv[1]); t0 = time.time()
 import torch
 import glide.pipeline as gp
 t1 = time.time()
-pipe = gp.load_pipeline("shapes", device="cpu")
+pipe = gp.load_pipeline("shapes", device="cpu", dtype=sys.argv[2])
 pipe.component("base"); pipe.component("upsample")
 t2 = time.time()
-kwargs = json.loads(sys.argv[2])
-result = pipe.generate([sys.argv[3]], **kwargs)
+kwargs = json.loads(sys.argv[3])
+result = pipe.generate([sys.argv[4]], **kwargs)
 t3 = time.time()
 assert result.images
 print("BENCH_RESULT " + json.dumps({"interpreter_s": t0 - spawn, "import_s": t1 - t0, "load_s": t2 - t1,
-      "generate_s": t3 - t2, "first_image_s": t3 - spawn, "threads": torch.get_num_threads()}))
+      "generate_s": t3 - t2, "first_image_s": t3 - spawn, "threads": torch.get_num_threads(), "dtype": pipe.dtype,
+      "precision": pipe.precision.describe()}))
 """
+
+
+def _run_child(b: Bench, what: str, script: str, *argv: str, extra_env: Optional[Dict] = None) -> Dict:
+    """`script` in a fresh Python process (this checkout's glide, this process's threads): its BENCH_RESULT."""
+    child_env = dict(os.environ, **(extra_env or {}))
+    # The child imports glide from this checkout even when the project is not pip-installed.
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(env.REPO_ROOT), child_env.get("PYTHONPATH")]))
+    child_env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # the same threads as this process
+    left = b.budget_left()
+    # Within a budget the child may overrun what is left by a little, not by minutes.
+    child_timeout = 1800 if left is None else max(30.0, left + 15.0)
+    proc = subprocess.run([sys.executable, "-c", script, repr(time.time()), *argv], capture_output=True, text=True,
+                          env=child_env, cwd=env.REPO_ROOT, timeout=child_timeout)
+    line = [out for out in proc.stdout.splitlines() if out.startswith("BENCH_RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"{what} child failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return {"status": "ok", **json.loads(line[-1].split(" ", 1)[1])}
+
+
+def _dtypes_to_compare(device: torch.device) -> List[str]:
+    """float32 and the automatic choice, or only float32 where "auto" is float32 on this machine."""
+    return ["float32"] + (["auto"] if choose_precision("auto", device).dtype != "float32" else [])
 
 
 def section_shapes(b: Bench):
     from glide.model_registry import list_models
+    from glide.pipeline import load_pipeline
 
     info = next(m for m in list_models() if m["name"] == "shapes")
     if not info["ready"]:
@@ -633,65 +687,57 @@ def section_shapes(b: Bench):
     # Quick mode: the real family (it is small) with a couple of steps, so the code path is exercised fast.
     gen_kwargs = dict(steps=2, upsample_steps="2") if b.quick else {}
     throughput_batch = 2 if b.quick else 8
-    table = Table("Embedded default model (shapes), CPU end to end", ["measure", "value", "detail"])
-    out = {"status": "ok", "device": "cpu", "settings": gen_kwargs or "pipeline defaults"}
-
-    if b.out_of_budget():
-        table.notes.append(b.budget_note())
-        return {"status": "skipped", "note": b.budget_note(), "budget": True}, [table]
-    log("shapes: cold start in a fresh process")
-    child_env = dict(os.environ)
-    # The child imports glide from this checkout even when the project is not pip-installed.
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(env.REPO_ROOT), child_env.get("PYTHONPATH")]))
-    child_env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # the same threads as this process
-    left = b.budget_left()
-    # Within a budget the child may overrun what is left by a little, not by minutes.
-    child_timeout = 600 if left is None else max(30.0, left + 15.0)
-    try:
-        proc = subprocess.run([sys.executable, "-c", _COLD_START, repr(time.time()), json.dumps(gen_kwargs),
-                               SHAPES_PROMPT], capture_output=True, text=True, env=child_env, cwd=env.REPO_ROOT,
-                              timeout=child_timeout)
-        line = [out for out in proc.stdout.splitlines() if out.startswith("BENCH_RESULT ")]
-        if proc.returncode != 0 or not line:
-            raise RuntimeError(f"cold-start child failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}")
-        cold = json.loads(line[-1].split(" ", 1)[1])
-        out["cold_start"] = {"status": "ok", **cold}
-        table.add("cold start to first image", f"{fmt(cold['first_image_s'])} s",
-                  f"interpreter {fmt(cold['interpreter_s'])} s + import {fmt(cold['import_s'])} s + load "
-                  f"{fmt(cold['load_s'])} s + generate {fmt(cold['generate_s'])} s ({cold['threads']} threads)")
-    except Exception as e:
-        out["cold_start"] = {"status": "error", "error": _error(e)}
-        table.add("cold start to first image", "error", out["cold_start"]["error"])
-
-    try:
+    table = Table("Embedded default model (shapes), CPU end to end", ["measure", "dtype", "value", "detail"])
+    cpu = torch.device("cpu")
+    out = {"status": "ok", "device": "cpu", "settings": gen_kwargs or "pipeline defaults",
+           "auto": asdict(choose_precision("auto", cpu)), "runs": []}
+    for dtype in _dtypes_to_compare(cpu):
+        run: Dict = {"dtype_asked": dtype}
+        out["runs"].append(run)
         if b.out_of_budget():
-            raise _BudgetSpent()
-        log(f"shapes: warm generate, batch 1 then {throughput_batch}")
-        from glide.pipeline import load_pipeline
-
-        pipe = load_pipeline("shapes", device="cpu")
-        one = pipe.generate([SHAPES_PROMPT], seed=0, **gen_kwargs)   # also the warm-up
-        many = pipe.generate(SHAPES_PROMPT, batch_size=throughput_batch, seed=0, **gen_kwargs)
-        s = many.settings[0]
-        out["warm_batch1_s"] = one.seconds
-        out["throughput"] = {"status": "ok", "batch": throughput_batch, "seconds": many.seconds,
-                             "images_per_s": throughput_batch / many.seconds,
-                             "settings": {k: s[k] for k in ("sampler", "steps", "guidance", "upsample",
-                                                            "upsample_steps", "upsample_sampler")}}
-        table.add("warm, 1 image", f"{fmt(one.seconds)} s", "")
-        table.add(f"throughput, batch {throughput_batch}", f"{fmt(throughput_batch / many.seconds)} images/s",
-                  f"{fmt(many.seconds)} s; {s['sampler']} {s['steps']} steps {s['guidance']}, upsampler "
-                  f"{s['upsample_sampler']} {s['upsample_steps']}")
-    except _BudgetSpent:
-        out["throughput"] = {"status": "skipped", "budget": True, "note": b.budget_note()}
-        table.add(f"throughput, batch {throughput_batch}", "skipped", b.budget_note())
-    except Exception as e:
-        log(traceback.format_exc())
-        out["throughput"] = {"status": "error", "error": _error(e)}
-        table.add(f"throughput, batch {throughput_batch}", "error", out["throughput"]["error"])
+            run.update(status="skipped", budget=True, note=b.budget_note())
+            table.add("cold start and throughput", dtype, "skipped", b.budget_note())
+            continue
+        log(f"shapes: cold start in a fresh process, dtype {dtype}")
+        try:
+            cold = _run_child(b, "cold-start", _COLD_START, dtype, json.dumps(gen_kwargs), SHAPES_PROMPT)
+            run["cold_start"] = cold
+            table.add("cold start to first image", cold["dtype"], f"{fmt(cold['first_image_s'])} s",
+                      f"interpreter {fmt(cold['interpreter_s'])} s + import {fmt(cold['import_s'])} s + load "
+                      f"{fmt(cold['load_s'])} s + generate {fmt(cold['generate_s'])} s ({cold['threads']} threads)")
+        except Exception as e:
+            run["cold_start"] = {"status": "error", "error": _error(e)}
+            table.add("cold start to first image", dtype, "error", run["cold_start"]["error"])
+        try:
+            if b.out_of_budget():
+                raise _BudgetSpent()
+            log(f"shapes: warm generate, batch 1 then {throughput_batch}, dtype {dtype}")
+            pipe = load_pipeline("shapes", device="cpu", dtype=dtype)
+            one = pipe.generate([SHAPES_PROMPT], seed=0, **gen_kwargs)   # also the warm-up
+            many = pipe.generate(SHAPES_PROMPT, batch_size=throughput_batch, seed=0, **gen_kwargs)
+            s = many.settings[0]
+            run["warm_batch1_s"] = one.seconds
+            run["throughput"] = {"status": "ok", "dtype": pipe.dtype, "batch": throughput_batch,
+                                 "seconds": many.seconds, "images_per_s": throughput_batch / many.seconds,
+                                 "settings": {k: s[k] for k in ("sampler", "steps", "guidance", "upsample",
+                                                                "upsample_steps", "upsample_sampler")}}
+            table.add("warm, 1 image", pipe.dtype, f"{fmt(one.seconds)} s", "")
+            table.add(f"throughput, batch {throughput_batch}", pipe.dtype,
+                      f"{fmt(throughput_batch / many.seconds)} images/s",
+                      f"{fmt(many.seconds)} s; {s['sampler']} {s['steps']} steps {s['guidance']}, upsampler "
+                      f"{s['upsample_sampler']} {s['upsample_steps']}")
+        except _BudgetSpent:
+            run["throughput"] = {"status": "skipped", "budget": True, "note": b.budget_note()}
+            table.add(f"throughput, batch {throughput_batch}", dtype, "skipped", b.budget_note())
+        except Exception as e:
+            log(traceback.format_exc())
+            run["throughput"] = {"status": "error", "error": _error(e)}
+            table.add(f"throughput, batch {throughput_batch}", dtype, "error", run["throughput"]["error"])
+        run["status"] = _status([run["cold_start"], run["throughput"]])
+    table.notes.append(f"dtype \"auto\" on this machine: {choose_precision('auto', cpu).describe()}")
     if b.quick:
         table.notes.append("quick mode: 2 base + 2 upsampler steps, not the defaults")
-    out["status"] = _status([out["cold_start"], out["throughput"]])
+    out["status"] = _status(out["runs"])
     return out, [table]
 
 
@@ -749,5 +795,89 @@ def section_batch(b: Bench):
     return {"status": _status(results), "results": results}, [table]
 
 
+# ---------------------------------------------------------------------------------------------- 5. recipe
+_RECIPE = r"""
+import json, sys, time
+spawn = float(sys.argv[1]); t0 = time.time()
+import torch
+import glide.pipeline as gp
+pipe = gp.load_pipeline("glide-filtered", device=sys.argv[2], dtype=sys.argv[3], checkpoint_dir=sys.argv[4])
+pipe.component("base"); pipe.component("upsample")
+t1 = time.time()
+result = pipe.generate([sys.argv[6]], seed=0, **json.loads(sys.argv[5]))
+t2 = time.time()
+assert result.images[0].size == (256, 256)
+print("BENCH_RESULT " + json.dumps({"interpreter_s": t0 - spawn, "load_s": t1 - t0, "generate_s": t2 - t1,
+      "seconds": t2 - spawn, "threads": torch.get_num_threads(), "dtype": pipe.dtype,
+      "precision": pipe.precision.describe()}))
+"""
+RECIPE_PROMPT = "an oil painting of a corgi"
+GLIDE_TOKENIZER_FILES = ("encoder.json.gz", "vocab.bpe.gz")
+
+
+def _tokenizer_files() -> Optional[Path]:
+    """A folder holding GLIDE's tokenizer files (the user's cache, else the reference data), or None."""
+    from glide.download import default_cache_dir
+
+    reference = Path(os.environ.get("GLIDE_REFERENCE_DIR", env.REPO_ROOT.parent / "shared" / "reference"))
+    for folder in (default_cache_dir(), reference / "vocab"):
+        if all((folder / name).is_file() for name in GLIDE_TOKENIZER_FILES):
+            return folder
+    return None
+
+
+def section_recipe(b: Bench):
+    """The README's fast recipe at full size, end to end in a fresh process, from checkpoint files in the
+    official format (random weights): interpreter, import, loading and both stages, as a user runs it."""
+    from glide.download import CHECKPOINT_FILENAMES
+
+    a = b.args
+    recipe = dict(sampler="dpm++2m", steps=a["fast_base_steps"], upsample_sampler=a["fast_upsample_sampler"],
+                  upsample_steps=str(a["fast_upsample_steps"]))
+    table = Table("The fast recipe at 256 px, end to end from checkpoint files (random weights, fresh process)",
+                  ["dtype", "total s", "load s", "generate s", "detail"])
+    vocab = _tokenizer_files()
+    if b.quick or vocab is None:
+        note = ("quick mode: full-size models only" if b.quick else
+                "needs GLIDE's tokenizer files (encoder.json.gz, vocab.bpe.gz) in the cache; they come with the model "
+                "download, or set GLIDE_REFERENCE_DIR")
+        table.notes.append(note)
+        return {"status": "skipped", "note": note}, [table]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="glide-bench-") as folder:
+        folder = Path(folder)
+        log("recipe: writing official-format checkpoints with random weights")
+        for name in ("base", "upsample"):
+            torch.save(b.model(name)[0].state_dict(), folder / CHECKPOINT_FILENAMES[name])
+        for name in GLIDE_TOKENIZER_FILES:
+            shutil.copy(vocab / name, folder / name)
+        for dtype in _dtypes_to_compare(b.device):
+            if b.out_of_budget():
+                results.append({"dtype_asked": dtype, "status": "skipped", "budget": True, "note": b.budget_note()})
+                table.add(dtype, "skipped (budget)", "", "", "")
+                continue
+            log(f"recipe: dtype {dtype}")
+            try:
+                row = _run_child(b, "recipe", _RECIPE, str(b.device), dtype, str(folder), json.dumps(recipe),
+                                 RECIPE_PROMPT, extra_env={"GLIDE_CACHE_DIR": str(folder)})
+                row["dtype_asked"] = dtype
+                if b.reference_s:
+                    row["of_reference"] = row["seconds"] / b.reference_s
+                table.add(row["dtype"], row["seconds"], row["load_s"], row["generate_s"],
+                          row["precision"] + (f"; {fmt(row['of_reference'])} of the notebook's settings"
+                                              if b.reference_s else ""))
+            except Exception as e:
+                row = {"dtype_asked": dtype, "status": "error", "error": _error(e)}
+                table.add(dtype, "error", "", "", row["error"])
+            results.append(row)
+    table.notes.append(f"recipe: base DPM-Solver++(2M) {recipe['steps']} steps classifier-free, upsampler "
+                       f"{recipe['upsample_sampler']} {recipe['upsample_steps']}; one image; total = from the "
+                       "interpreter's start to the PNG-ready image")
+    if b.reference_s:
+        table.notes.append(f"the notebook's settings (sample section, float32, loading excluded): "
+                           f"{fmt(b.reference_s)} s per image")
+    return {"status": _status(results), "recipe": recipe, "results": results}, [table]
+
+
 RUNNERS: Dict[str, Callable] = {"matmul": section_matmul, "forward": section_forward, "sample": section_sample,
-                                "shapes": section_shapes, "batch": section_batch}
+                                "shapes": section_shapes, "batch": section_batch, "recipe": section_recipe}

@@ -18,7 +18,7 @@ import json
 import platform
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, FrozenSet, Optional, Union
 
@@ -179,8 +179,3 @@ def choose_precision(dtype: str, device: torch.device, *, flags: Optional[Frozen
                                     "float32's speed here", auto=True)
     return Precision("bfloat16", f"auto: CPU has {native[0]}; bf16 measured {measured:.1f}x float32's speed",
                      auto=True)
-
-
-def precision_record(p: Precision, device: torch.device) -> dict:
-    """What an image's settings record of how it was computed."""
-    return {"device": str(device), **{k: v for k, v in asdict(p).items() if k != "auto"}}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One session on a lent GPU, unattended: the benchmark suite on an idle GPU (CUDA-graph variants
-# included), then the shapes family trained side by side (`glide.train_default --recipe gpu`, exported
-# into glide/assets/shapes/), then its evaluation on the GPU. Each step is time-bounded, so the whole
-# fits in ~9.5 minutes; GLIDE_STEPS picks steps, e.g. GLIDE_STEPS=bench for the speed figures alone.
+# included: the 256 px fast recipe at batch 1 in fp16 and bf16, replayed from graphs, images/s at batch
+# 16, forward MFU at batch 16), then the demo on CUDA answering 8 concurrent gradio_client users (a
+# one-minute soak), then the shapes family trained side by side (`glide.train_default --recipe gpu`,
+# exported into glide/assets/shapes/), then its evaluation on the GPU. Each step is time-bounded;
+# GLIDE_STEPS picks steps: GLIDE_STEPS=bench,demo is the speed figures alone, in under 5 minutes.
 #
 #   scripts/gpu-session.sh OUT_DIR        # writes OUT_DIR/*.safetensors and OUT_DIR/session.tar.gz
-#   GLIDE_STEPS=bench GLIDE_BENCH_BUDGET=240 scripts/gpu-session.sh OUT_DIR
+#   GLIDE_STEPS=bench,demo scripts/gpu-session.sh OUT_DIR
 #
 # GLIDE_DEVICE=cpu GLIDE_MINUTES_SCALE=0.02 GLIDE_QUICK=1 scripts/gpu-session.sh /tmp/x   # a dry run on a CPU
 set -u
@@ -14,8 +16,8 @@ device=${GLIDE_DEVICE:-cuda}
 scale=${GLIDE_MINUTES_SCALE:-1}
 quick=${GLIDE_QUICK:+--quick}
 python=${PYTHON:-python3}
-steps=",${GLIDE_STEPS:-bench,train,eval},"
-budget=${GLIDE_BENCH_BUDGET:-100}
+steps=",${GLIDE_STEPS:-bench,demo,train,eval},"
+budget=${GLIDE_BENCH_BUDGET:-150}
 work=$(mktemp -d)
 mkdir -p "$out" "$work/logs"
 export PYTHONUNBUFFERED=1
@@ -31,6 +33,14 @@ if [[ $steps == *,bench,* ]]; then
     timeout -k 10 $((budget + 30)) $python -m bench --device "$device" --budget-s "$budget" $cuda_graphs $quick \
         --out "$work/bench" > "$work/logs/bench.log" 2>&1
     step "benchmark exit $?"; tail -5 "$work/logs/bench.log"
+fi
+
+if [[ $steps == *,demo,* ]]; then
+    step "demo: 8 gradio_client users on app.py (device auto)"
+    soak_minutes=$([[ -n $quick ]] && echo 0.2 || echo 1)
+    timeout -k 10 150 $python -m bench.soak --clients 8 --minutes "$soak_minutes" --warm-up 20 \
+        --out "$work/bench" > "$work/logs/demo.log" 2>&1
+    step "demo exit $?"; tail -8 "$work/logs/demo.log"
 fi
 
 if [[ $steps == *,train,* ]]; then
