@@ -224,6 +224,8 @@ def test_generate(client):
         assert settings["sampler"] == FAMILIES["shapes"].default_sampler and settings["guidance"] == "classifier-free"
         assert settings["guidance_params"] == {"guidance_scale": 3.0} and settings["steps"] == 2
         assert settings["upsample_sampler"] == FAMILIES["shapes"].default_upsample_sampler
+        # What computed it: the server's automatic choice (on Ray, the replica's own).
+        assert settings["device"] == "cpu" and settings["dtype"] in ("float32", "bfloat16")
     # The upsampler's step rule can be chosen too.
     ddpm = client.predict(PROMPT, seed=11, **FAST, upsample_sampler="ddpm", api_name="/generate")
     assert read_settings(image_of(ddpm[0]))["upsample_sampler"] == "ddpm"

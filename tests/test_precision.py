@@ -128,3 +128,11 @@ def test_auto_shares_the_pipeline_of_its_resolved_choice():
     assert load_pipeline("shapes", device="auto", dtype="auto") is load_pipeline(
         "shapes", device=resolve_device("auto"), dtype=chosen.dtype)
     assert load_pipeline("shapes").dtype == chosen.dtype
+
+
+def test_the_demo_header_says_where_and_in_what_precision():
+    from demo.service import DemoService
+
+    assert DemoService(device="cpu", dtype="float32").hardware() == "Computed on cpu in float32 (asked for)."
+    auto = DemoService().hardware()
+    assert auto.startswith(f"Computed on {resolve_device('auto')} in ") and "(auto: " in auto
