@@ -30,7 +30,8 @@ def vocab_dir(reference_dir) -> Path:
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray (2 CPUs, no dashboard) with the Serve application deployed: 2 CPU replicas, one thread
-    each. Yields the cluster's address, for demo servers that attach to it; shut down at the end."""
+    each, in float32 (the serving tests compare images across batch sizes to one 8-bit level, which is
+    float32's promise). Yields the cluster's address, for demo servers that attach to it; shut down at the end."""
     ray_serve = pytest.importorskip("glide.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
     from demo.testing import missing_weights
     from glide.serving import ServeConfig
@@ -39,7 +40,7 @@ def ray_cluster():
         pytest.skip(missing_weights())
     ray_serve.connect(num_cpus=2)
     try:
-        ray_serve.deploy(ServeConfig(replicas=2, threads=1))
+        ray_serve.deploy(ServeConfig(replicas=2, threads=1, dtype="float32"))
         import ray
 
         yield ray.get_runtime_context().gcs_address

@@ -5,6 +5,7 @@ a faked probe; what runs for real (a bf16 pipeline) runs on any CPU, just slower
 """
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,10 +102,14 @@ def test_bf16_pipeline_converts_weights_once_and_keeps_the_rest_float32():
     clip = pipe.component("clip")
     assert all(p.dtype == torch.float32 for p in clip.image_encoder.parameters()), "CLIP guidance stays float32"
 
-    res = pipe.generate(["a small red circle on the left on a blue background"], seed=0, steps=3,
-                        upsample_steps="2")
-    assert res.images[0].size == (128, 128)
+    # Base only: on a CPU without bf16 units this runs emulated, slowly.
+    prompts = ["a small red circle on the left on a blue background", "a big green square on a white background"]
+    res = pipe.generate(prompts, seed=5, steps=3, upsample=False)
     assert res.settings[0]["dtype"] == "bfloat16" and res.settings[0]["device"] == "cpu"
+    # An image from a batch regenerates alone to within a few 8-bit levels (README: 3 measured; float32: 1).
+    alone = pipe.generate(prompts[1:], seed=6, steps=3, upsample=False)
+    diff = np.abs(np.asarray(alone.images[0], int) - np.asarray(res.images[1], int)).max()
+    assert diff <= 6
 
 
 def test_bf16_forward_is_close_to_float32_on_the_trained_model():

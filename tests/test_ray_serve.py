@@ -32,13 +32,13 @@ def submit(backend, settings: GenerationSettings, previews=False) -> Job:
 
 
 def local_images(settings: GenerationSettings):
-    """The same settings on the local pipeline, on one thread as each replica runs."""
+    """The same settings on the local pipeline, on one thread and in float32 as each replica runs."""
     from glide.pipeline import load_pipeline
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return load_pipeline(settings.model).run(settings).images
+        return load_pipeline(settings.model, device="cpu", dtype="float32").run(settings).images
     finally:
         torch.set_num_threads(threads)
 
@@ -57,7 +57,7 @@ def wait_for_progress(job: Job, timeout: float = 60.0) -> None:
 def test_same_seed_and_settings_give_the_same_image_on_both_backends(backend):
     settings = GenerationSettings.create(PROMPT, seed=21, steps=4, upsample_steps=3)
     remote = submit(backend, settings).outcome(timeout=120)
-    assert remote.settings == settings.per_image()
+    assert remote.settings == [{**s, "device": "cpu", "dtype": "float32"} for s in settings.per_image()]
     assert np.array_equal(pixels(remote.images[0]), pixels(local_images(settings)[0]))   # bitwise
 
 
