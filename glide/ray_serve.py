@@ -44,6 +44,7 @@ from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RequestCancelledError
 
 from .pipeline import load_pipeline
+from .precision import choose_precision
 from .runs import run_batch
 from .scheduler import RESTARTING, Backend, Job, JobCancelled, ServerRestarting, progress_of
 from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
@@ -68,6 +69,8 @@ class GlideReplica:
         torch.set_num_threads(threads)
         # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it reserved for this replica (none: the CPU).
         self.device = "cuda" if self.config.gpus_per_replica > 0 and torch.cuda.is_available() else "cpu"
+        # "auto" resolved here, on the replica's own machine: replicas on different hosts may differ.
+        self.precision = choose_precision(self.config.dtype, torch.device(self.device))
         self.name = ray.get_runtime_context().get_actor_name() or f"replica-{os.getpid()}"
         self.cancelled: set = set()          # ids of requests whose callers went away
         self.active = 0                      # requests this replica holds (waiting or running)
@@ -77,10 +80,11 @@ class GlideReplica:
         self._batched.set_max_batch_size(self.config.max_batch)
 
     def pipeline_of(self, model: str):
-        return load_pipeline(model, self.device, self.config.dtype, self.config.checkpoint_dir)
+        return load_pipeline(model, self.device, self.precision, self.config.checkpoint_dir)
 
     def describe(self) -> Dict:
-        return {"replica": self.name, "device": self.device, "threads": torch.get_num_threads(),
+        return {"replica": self.name, "device": self.device, "dtype": self.precision.describe(),
+                "threads": torch.get_num_threads(),
                 "cuda_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "requests": self.active,
                 "running": self.running}
 

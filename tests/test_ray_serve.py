@@ -158,6 +158,7 @@ def test_serve_status_from_the_command_line(ray_cluster, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["deployments"]["GlideReplica"]["status"] == "HEALTHY"
     assert {r["device"] for r in shown["replicas"]} == {"cpu"} and all(r["threads"] == 1 for r in shown["replicas"])
+    assert {r["dtype"] for r in shown["replicas"]} == {"float32 (asked for)"}   # the test cluster's (conftest)
 
 
 def test_the_front_end_sends_jobs_to_serve_fairly(ray_cluster):
