@@ -31,7 +31,7 @@ from .fileio import write_text_atomic
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 DEVICE_AUTO = "auto"
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")   # x86 flags of native bf16 arithmetic
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")   # native bf16 arithmetic: x86 AVX-512 and AMX, Arm
 # bf16 must beat float32 by this factor in the probe: a tie is not worth bf16's lost precision.
 PROBE_MIN_SPEEDUP = 1.2
 PROBE_VERSION = 1   # bump when the probe's workload changes, so cached results are measured again
@@ -93,8 +93,8 @@ def cpu_flags() -> FrozenSet[str]:
 
 
 def native_bf16_flags(flags: FrozenSet[str]) -> list:
-    """The flags that say the CPU computes bf16 natively (x86 avx512_bf16 / AMX, Arm bf16)."""
-    return [f for f in (*BF16_CPU_FLAGS, "bf16") if f in flags]
+    """The flags that say the CPU computes bf16 natively."""
+    return [f for f in BF16_CPU_FLAGS if f in flags]
 
 
 def probe_bf16_speedup(size: int = 256, repeats: int = 3) -> float:
