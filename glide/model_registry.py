@@ -46,6 +46,7 @@ class Family:
     default_upsample_steps: str = "fast27"
     has_checker: bool = False
     diffusion_steps: int = 1000   # the trained processes' length, which step specs are resolved against
+    tradeoff_report: Optional[Path] = None   # its measured guidance trade-off (glide.eval --tradeoff), if any
 
 
 # ------------------------------------------------------------------------------------------ shapes
@@ -121,7 +122,7 @@ FAMILIES: Dict[str, Family] = {
         # As accurate as DDIM 25 / DDPM 100 and as faithful as DDPM fast27 (glide.eval; README), in a third of
         # DDIM 25's model calls.
         default_sampler="dpm++2m", default_base_steps=10, default_upsample_sampler="ddim", default_upsample_steps="8",
-        has_checker=True),
+        has_checker=True, tradeoff_report=shapes_family.ASSET_DIR / "EVAL_TRADEOFF.json"),
     "glide-filtered": Family(
         name="glide-filtered", license="MIT (OpenAI, glide-text2im)",
         description="OpenAI's released GLIDE (filtered): 64 px base, 256 px upsampler, noised CLIP; "
