@@ -211,45 +211,47 @@ def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
     return {"distractors": distractors, "accuracy": measures.wilson(correct, n)}
 
 
-CFG_SCALES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-CLIP_SCALES = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+# Both strategies at their neutral scale sample the conditional model alone, exactly as unguided sampling
+# does (same images for the same seeds), so that point is measured once and starts both curves.
+CFG_SCALES = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+CLIP_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)
+UNGUIDED_SCALE = {"classifier-free": 1.0, "clip": 0.0}
 
 
 def eval_tradeoff(pipe, prompts: int, seeds: int, sampler: str, steps: int, scales: Dict[str, tuple],
                   report: Dict, save=lambda: None) -> Dict:
-    """Fidelity, diversity and realism of each guidance at each scale, on two-shape prompts.
+    """Fidelity, diversity and realism of unguided sampling and of each guidance at each scale, on two-shape prompts.
 
     Every point draws each of `prompts` fresh two-shape captions with `seeds` seeds (the same
     prompts and seeds at every point) and records: fidelity (the checker's all-right rate, Wilson
     95%), diversity and realism error (see glide.measures), the noised CLIP's mean cosine similarity
     between image and caption at t = 0, and the wall time. Points go into `report["points"]`, saved
-    after each one.
+    after each one; the unguided point has strategy "none" (`report["unguided_is_scale"]` says which
+    scale of each strategy it stands for).
     """
     scenes, captions = fresh_scenes(prompts, 2)
     reference = measures.data_variances(scenes, pipe.family.base_size)
     clip = pipe.component("clip")
     repeated = [caption for caption in captions for _ in range(seeds)]
-    for strategy, values in scales.items():
-        for scale in values:
-            start = time.time()
-            images = generate_all(pipe, repeated, sampler=sampler, steps=steps, guidance=strategy,
-                                  guidance_scale=scale)
-            seconds = time.time() - start
-            verdicts = [shapes.matches(image, scene) for image, scene in zip(images, [s for s in scenes
-                                                                                     for _ in range(seeds)])]
-            grouped = [images[i * seeds:(i + 1) * seeds] for i in range(prompts)]
-            pixels = shapes.images_to_tensor(np.stack([np.asarray(image) for image in images])).to(pipe.device)
-            similarity = clip.similarity(pixels, torch.zeros(len(images), dtype=torch.long, device=pipe.device),
-                                         repeated)
-            report["points"].append({
-                "strategy": strategy, "scale": scale,
-                "fidelity": measures.wilson(sum(v["all"] for v in verdicts), len(verdicts)),
-                "clean": round(float(np.mean([v["clean"] for v in verdicts])), 4),
-                "diversity": round(measures.diversity(measures.layout_variances(grouped, scenes), reference), 3),
-                "realism_error": round(float(np.mean([measures.realism_error(image) for image in images])), 2),
-                "clip_score": round(float(similarity.mean()), 4), "seconds": round(seconds, 1)})
-            print(json.dumps(report["points"][-1]), flush=True)
-            save()
+    report["unguided_is_scale"] = {strategy: UNGUIDED_SCALE[strategy] for strategy in scales}
+    for strategy, scale in [("none", None)] + [(strategy, scale) for strategy, values in scales.items()
+                                               for scale in values]:
+        start = time.time()
+        images = generate_all(pipe, repeated, sampler=sampler, steps=steps, guidance=strategy, guidance_scale=scale)
+        seconds = time.time() - start
+        verdicts = [shapes.matches(image, scenes[i // seeds]) for i, image in enumerate(images)]
+        pixels = shapes.images_to_tensor(np.stack([np.asarray(image) for image in images])).to(pipe.device)
+        similarity = clip.similarity(pixels, torch.zeros(len(images), dtype=torch.long, device=pipe.device), repeated)
+        grouped = [images[i * seeds:(i + 1) * seeds] for i in range(prompts)]
+        report["points"].append({
+            "strategy": strategy, "scale": scale,
+            "fidelity": measures.wilson(sum(v["all"] for v in verdicts), len(verdicts)),
+            "clean": round(float(np.mean([v["clean"] for v in verdicts])), 4),
+            "diversity": round(measures.diversity(measures.layout_variances(grouped, scenes), reference), 3),
+            "realism_error": round(float(np.mean([measures.realism_error(image) for image in images])), 2),
+            "clip_score": round(float(similarity.mean()), 4), "seconds": round(seconds, 1)})
+        print(json.dumps(report["points"][-1]), flush=True)
+        save()
     return report
 
 
@@ -271,7 +273,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", choices=["shapes"])
     parser.add_argument("--n", type=int, help="prompts per condition and scene kind (default 128; --samplers: 64; "
-                                              "--tradeoff: prompts per point, 48)")
+                                              "--tradeoff: prompts per point, 40)")
     parser.add_argument("--steps", type=int, default=10, help="steps of the default rule (DPM-Solver++(2M))")
     parser.add_argument("--quick", action="store_true", help="only the headline conditions")
     parser.add_argument("--out", type=Path, help="the report (default glide/assets/shapes/EVAL.json, with "
@@ -290,7 +292,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     name = "EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff else "EVAL.json"
     args.out = args.out or Path("glide/assets/shapes") / name
-    args.n = args.n or (64 if args.samplers else 48 if args.tradeoff else 128)
+    args.n = args.n or (64 if args.samplers else 40 if args.tradeoff else 128)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(args.family, device=args.device, dtype=args.dtype)
     # The report is rewritten after every row, so an interrupted run keeps what it measured.

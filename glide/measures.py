@@ -146,6 +146,9 @@ def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
                     axis.annotate(text, (x, y), textcoords="offset points", xytext=(6, -14), fontsize=9)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
+    axes[0].axvline(1.0, color="gray", linestyle="--", linewidth=1)
+    axes[0].annotate("training data", (1.0, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=8,
+                     color="gray", xytext=(3, 0), textcoords="offset points")
     axes[0].set_ylabel("fidelity: % of scenes fully right")
     axes[0].legend(title="guidance (labels: scale)")
     settings = report["settings"]
@@ -155,10 +158,14 @@ def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
 
 
 def points_by_strategy(report: Dict) -> Dict[str, List[Dict]]:
-    """The report's points grouped by strategy, each group in increasing scale."""
-    groups: Dict[str, List[Dict]] = {}
+    """The report's points grouped by strategy, each group in increasing scale and starting with the
+    unguided point at the strategy's neutral scale (classifier-free 1, CLIP 0: the same sampling)."""
+    unguided = next(p for p in report["points"] if p["strategy"] == "none")
+    groups = {strategy: [{**unguided, "strategy": strategy, "scale": scale}]
+              for strategy, scale in report["unguided_is_scale"].items()}
     for point in report["points"]:
-        groups.setdefault(point["strategy"], []).append(point)
+        if point["strategy"] != "none":
+            groups[point["strategy"]].append(point)
     return {strategy: sorted(points, key=lambda p: p["scale"]) for strategy, points in groups.items()}
 
 
