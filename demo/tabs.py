@@ -521,10 +521,10 @@ class CompareTab:
                                                 label="Step rule")
                         self.steps = ctx.steps_slider("compare-steps")
                     self.clip_scale = gr.Slider(0, 100, value=ctx.default_scale("clip"), step=0.5,
-                                                label="CLIP guidance scale",
+                                                label="CLIP guidance scale", elem_id="compare-clip-scale",
                                                 info=SCALE_HELP["clip"])
                     self.cfg_scale = gr.Slider(0, 20, value=ctx.default_scale("classifier-free"), step=0.1,
-                                               label="Classifier-free guidance scale",
+                                               label="Classifier-free guidance scale", elem_id="compare-cfg-scale",
                                                info=SCALE_HELP["classifier-free"])
                     self.upsample = gr.Checkbox(False, label="Upsample (slower)")
                     self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
