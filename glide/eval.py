@@ -201,7 +201,7 @@ def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
                 other = shapes.Scene(scene.background, tuple(s))
             if shapes.is_valid(other) and other not in options:
                 options.append(other)
-        image = shapes.images_to_tensor(np.asarray(shapes.render(scene, pipe.family.base_size, rng))[None])
+        image = shapes.images_to_tensor(np.array(shapes.render(scene, pipe.family.base_size, rng))[None])
         captions = [shapes.caption(o, rng) for o in options]
         t = torch.zeros(1, dtype=torch.long)
         with torch.no_grad():

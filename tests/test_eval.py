@@ -61,6 +61,56 @@ class RenderingPipeline:
         return Result()
 
 
+class RenderingFamily(RenderingPipeline):
+    """The whole family drawn exactly: base images and their 128 px renders, inpainting that draws the
+    caption, and a CLIP that always picks the first caption (the true one)."""
+
+    class family:
+        base_size, upsample_size = 32, 128
+
+    class clip:
+        device = "cpu"
+
+        @staticmethod
+        def image_embeddings(image, t):
+            return torch.ones(1, 4)
+
+        @staticmethod
+        def text_embeddings(captions):
+            return torch.eye(len(captions), 4)
+
+    def generate(self, captions, seed, upsample=True, **kw):
+        scenes = [shapes.parse_caption(c) for c in captions]
+
+        class Result:
+            base_images = [shapes.render(s, 32, np.random.default_rng([seed, i])) for i, s in enumerate(scenes)]
+            images = [shapes.render(s, 128, np.random.default_rng([seed, i])) for i, s in enumerate(scenes)]
+
+        return Result()
+
+    def inpaint(self, source, mask, captions, seed, upsample, **kw):
+        return self.generate(captions, seed)
+
+
+def test_the_report_is_written_whole_by_one_command_with_its_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingFamily())
+    out = tmp_path / "EVAL.json"
+    shapes_eval.main(["shapes", "--n", "4", "--quick", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["command"] == f"python -m glide.eval shapes --n 4 --quick --out {out}"
+    assert {"git_commit", "git_uncommitted_changes", "date", "device", "dtype", "machine"} <= set(report)
+    assert report["n"] == 4 and report["settings"] == {"sampler": "dpm++2m", "steps": 10, "inpainting_n": 16,
+                                                       "upsampler_n": 16, "clip_zero_shot_n": 8}
+    rows = report["text_to_image"]
+    assert [(r["shapes"], r["condition"]) for r in rows] == [
+        (k, c) for k in (1, 2) for c in ("unguided", "classifier-free 3", "CLIP 10")]
+    assert all(r["all"]["rate"] == 1.0 and r["all"]["n"] == 4 for r in rows)
+    assert report["inpainting"]["new_shape_right"]["rate"] == 1.0
+    assert report["upsampler"]["checker_agrees_128_vs_32"]["rate"] == 1.0
+    assert report["clip_zero_shot"]["accuracy"] == {"rate": 1.0, "low": pytest.approx(0.6756, abs=1e-4), "high": 1.0,
+                                                    "n": 8}
+
+
 def test_tradeoff_sweep_writes_every_point_with_its_provenance_and_a_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingPipeline())
     out = tmp_path / "EVAL_TRADEOFF.json"
