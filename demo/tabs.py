@@ -9,6 +9,7 @@ from typing import List, Optional, Tuple
 
 import gradio as gr
 
+from glide import measures
 from glide.model_registry import FAMILIES
 from glide.pngmeta import read_settings
 from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE
@@ -480,8 +481,24 @@ def score_rows(entries: List[dict]) -> List[list]:
             for e in entries]
 
 
+def tradeoff_view(model_name: str, clip_scale: float, cfg_scale: float):
+    """The family's measured guidance trade-off with the chosen scales marked, and a line saying what it is."""
+    report = measures.load_tradeoff(FAMILIES[model_name])
+    if report is None:
+        return None, (f"<small>No trade-off measurement for {model_name}: only the shapes family's guidance can be "
+                      f"judged by a program (`python -m glide.eval shapes --tradeoff`).</small>")
+    marks = [("classifier-free", cfg_scale, f"your {cfg_scale:g}"), ("clip", clip_scale, f"your {clip_scale:g}")]
+    figure = measures.tradeoff_figure(report, marks)
+    return figure, (f"<small>Measured on {report['prompts']} two-shape prompts x {report['seeds']} seeds per point "
+                    f"({report['date']}, `{report['command']}`): each point a guidance scale, ★ your scales "
+                    f"(between measured points, interpolated). Up is more scenes fully right; right on the left "
+                    f"plot is more varied layouts (1 = as varied as the training data); left on the right plot "
+                    f"is closer to a clean render.</small>")
+
+
 class CompareTab:
-    """One prompt and seed under CLIP guidance, classifier-free guidance and none; scores; a scale sweep."""
+    """One prompt and seed under CLIP guidance, classifier-free guidance and none; scores; a scale sweep;
+    the family's measured trade-off with the chosen scales marked."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -504,10 +521,10 @@ class CompareTab:
                                                 label="Step rule")
                         self.steps = ctx.steps_slider("compare-steps")
                     self.clip_scale = gr.Slider(0, 100, value=ctx.default_scale("clip"), step=0.5,
-                                                label="CLIP guidance scale",
+                                                label="CLIP guidance scale", elem_id="compare-clip-scale",
                                                 info=SCALE_HELP["clip"])
                     self.cfg_scale = gr.Slider(0, 20, value=ctx.default_scale("classifier-free"), step=0.1,
-                                               label="Classifier-free guidance scale",
+                                               label="Classifier-free guidance scale", elem_id="compare-cfg-scale",
                                                info=SCALE_HELP["classifier-free"])
                     self.upsample = gr.Checkbox(False, label="Upsample (slower)")
                     self.sweep = gr.Textbox(label="Sweep scales (optional)", placeholder="e.g. 1, 3, 5, 8",
@@ -524,6 +541,10 @@ class CompareTab:
                 self.table = gr.Dataframe(headers=SCORE_HEADERS, label="Scores", interactive=False, wrap=True,
                                           elem_id="scores")
                 gr.Markdown(SCORES_HELP, elem_id="scores-help")
+                figure, note = tradeoff_view(ctx.service.default_model, self.clip_scale.value, self.cfg_scale.value)
+                self.tradeoff = gr.Plot(figure, label="Measured trade-off: fidelity against diversity and realism, "
+                                                      "per guidance scale", elem_id="tradeoff", format="png")
+                self.tradeoff_note = gr.Markdown(note, elem_id="tradeoff-note")
         self._wire()
 
     def _wire(self):
@@ -556,6 +577,9 @@ class CompareTab:
               outputs=[self.status, self.preview, self.gallery, self.table, self.sweep_view],
               show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
         self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
+        gr.on([ctx.model.change, self.clip_scale.change, self.cfg_scale.change], tradeoff_view,
+              inputs=[ctx.model, self.clip_scale, self.cfg_scale], outputs=[self.tradeoff, self.tradeoff_note],
+              trigger_mode="always_last", queue=False, **PRIVATE)
 
     def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
         return [(self.rule, "sampler"), (self.steps, "steps")]

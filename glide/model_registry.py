@@ -46,6 +46,7 @@ class Family:
     default_upsample_steps: str = "fast27"
     has_checker: bool = False
     diffusion_steps: int = 1000   # the trained processes' length, which step specs are resolved against
+    tradeoff_report: Optional[Path] = None   # its measured guidance trade-off (glide.eval --tradeoff), if any
 
 
 # ------------------------------------------------------------------------------------------ shapes
@@ -117,10 +118,10 @@ FAMILIES: Dict[str, Family] = {
                     "(32 px base, 128 px upsampler); no download",
         base_size=shapes_family.BASE_SIZE, upsample_size=shapes_family.UPSAMPLE_SIZE,
         text_ctx=shapes_family.TEXT_CTX, load=_load_shapes, files=_shapes_files,
-        # As accurate as DDIM 25 / DDPM 100 and as faithful as DDPM fast27 (glide.eval; README), in a third of
-        # DDIM 25's model calls.
+        # Within noise of DDIM 25 (glide/assets/shapes/EVAL.json) in 10 model calls instead of 25; the upsampler
+        # against DDPM fast27: EVAL_SAMPLERS.json, README.
         default_sampler="dpm++2m", default_base_steps=10, default_upsample_sampler="ddim", default_upsample_steps="8",
-        has_checker=True),
+        has_checker=True, tradeoff_report=shapes_family.ASSET_DIR / "EVAL_TRADEOFF.json"),
     "glide-filtered": Family(
         name="glide-filtered", license="MIT (OpenAI, glide-text2im)",
         description="OpenAI's released GLIDE (filtered): 64 px base, 256 px upsampler, noised CLIP; "

@@ -8,6 +8,7 @@
 #
 #   scripts/gpu-session.sh OUT_DIR        # writes OUT_DIR/*.safetensors and OUT_DIR/session.tar.gz
 #   GLIDE_STEPS=bench,demo scripts/gpu-session.sh OUT_DIR
+#   GLIDE_STEPS=tradeoff scripts/gpu-session.sh OUT_DIR   # the guidance trade-off sweep (glide.eval --tradeoff)
 #
 # GLIDE_DEVICE=cpu GLIDE_MINUTES_SCALE=0.02 GLIDE_QUICK=1 scripts/gpu-session.sh /tmp/x   # a dry run on a CPU
 set -u
@@ -55,6 +56,14 @@ if [[ $steps == *,eval,* ]]; then
     timeout "${GLIDE_EVAL_SECONDS:-75}" $python -m glide.eval shapes --device "$device" --n "${GLIDE_EVAL_N:-256}" \
         --out glide/assets/shapes/EVAL.json > "$work/logs/eval.log" 2>&1
     step "eval exit $?"; tail -12 "$work/logs/eval.log"
+fi
+
+if [[ $steps == *,tradeoff,* ]]; then   # not in the default steps: GLIDE_STEPS=tradeoff
+    step "tradeoff"
+    timeout "${GLIDE_TRADEOFF_SECONDS:-300}" $python -m glide.eval shapes --tradeoff --device "$device" \
+        > "$work/logs/tradeoff.log" 2>&1
+    step "tradeoff exit $?"; tail -3 "$work/logs/tradeoff.log"
+    cp glide/assets/shapes/EVAL_TRADEOFF.json glide/assets/shapes/tradeoff.png "$out"/ 2>/dev/null
 fi
 
 step "pack"

@@ -272,6 +272,17 @@ def test_compare_marks_the_best_score(page):
     shot(page, "compare-done")
 
 
+def test_compare_shows_the_measured_tradeoff_with_the_chosen_scales_marked(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_function("document.querySelector('#tradeoff img')?.naturalWidth > 0")
+    assert "two-shape prompts" in page.inner_text("#tradeoff-note")
+    before = page.get_attribute("#tradeoff img", "src")
+    set_slider(page, "compare-cfg-scale", 6)   # the star moves: the plot is drawn again
+    page.wait_for_function("src => document.querySelector('#tradeoff img')?.src !== src", arg=before)
+    page.locator("#tradeoff").scroll_into_view_if_needed()
+    shot(page, "compare-tradeoff")
+
+
 def test_narrow_screen_shows_all_tabs_and_the_results_right_after_the_button(page):
     page.set_viewport_size({"width": 420, "height": 900})
     time.sleep(0.5)

@@ -7,6 +7,7 @@ editor-layers-to-mask conversion; background downloads; error conversion. Then t
 and 8 concurrent clients all get their own images, batched into fewer sampling runs.
 Sampling uses 2 steps per stage to stay fast on a CPU.
 """
+import json
 import re
 import threading
 import time
@@ -391,6 +392,30 @@ def test_out_of_grammar_notice_only_for_families_with_a_grammar():
     for word in ("orange", "triangle", "little", "near the top", "background"):
         assert word in words
     assert grammar_words("glide-filtered") == ""
+
+
+def test_tradeoff_view_marks_the_chosen_scales_or_says_there_is_no_measurement(tmp_path, monkeypatch):
+    import dataclasses
+
+    from demo import tabs
+
+    point = {"fidelity": {"rate": 0.9, "low": 0.85, "high": 0.94, "n": 160}, "diversity": 1.0, "realism_error": 4.0}
+    report = {"prompts": 40, "seeds": 4, "date": "today", "command": "python -m glide.eval shapes --tradeoff",
+              "settings": {"sampler": "dpm++2m", "steps": 10}, "unguided_is_scale": {"classifier-free": 1.0, "clip": 0.0},
+              "points": [{**point, "strategy": "none", "scale": None},
+                         {**point, "strategy": "classifier-free", "scale": 4.0, "realism_error": 8.0},
+                         {**point, "strategy": "clip", "scale": 10.0, "diversity": 0.5}]}
+    path = tmp_path / "EVAL_TRADEOFF.json"
+    path.write_text(json.dumps(report))
+    monkeypatch.setitem(FAMILIES, "shapes", dataclasses.replace(FAMILIES["shapes"], tradeoff_report=path))
+    figure, note = tabs.tradeoff_view("shapes", 5.0, 2.5)
+    assert "40 two-shape prompts x 4 seeds" in note
+    stars = [(line.get_xdata()[0], line.get_ydata()[0]) for axis in figure.axes for line in axis.get_lines()
+             if line.get_marker() == "*"]
+    # classifier-free 2.5: halfway from 1 to 4 (realism 4 -> 8); CLIP 5: halfway from 0 to 10 (diversity 1 -> 0.5).
+    assert sorted(stars) == sorted([(1.0, 90.0), (0.75, 90.0), (6.0, 90.0), (4.0, 90.0)])
+    figure, note = tabs.tradeoff_view("glide-filtered", 5.0, 2.5)
+    assert figure is None and "No trade-off measurement" in note
 
 
 def test_scores_mark_the_best_entry_with_fixed_decimals():

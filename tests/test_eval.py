@@ -1,10 +1,14 @@
-"""glide.eval: scoring (perfect on renders of the prompts, low on wrong images), --rerun, the upsampler study."""
+"""glide.eval: scoring (perfect on renders of the prompts, low on wrong images), reports that record how they were
+measured, the trade-off sweep, the upsampler study."""
 import json
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from glide import eval as shapes_eval
+from glide import measures
 from glide.data import shapes
 
 
@@ -13,55 +17,125 @@ def test_score_is_perfect_on_renders_and_low_on_shuffled_images():
     assert all(shapes.parse_caption(c) == s for c, s in zip(captions, scenes))
     rng = np.random.default_rng(0)
     images = [shapes.render(s, 32, rng) for s in scenes]
-    assert shapes_eval.score(images, scenes)["all"] == 1.0
+    perfect = shapes_eval.score(images, scenes)
+    assert perfect["all"]["rate"] == 1.0 and perfect["all"]["n"] == 24 and perfect["all"]["low"] > 0.85
     shuffled = shapes_eval.score(images[1:] + images[:1], scenes)
-    assert shuffled["all"] < 0.2 and shuffled["background"] < 0.5
+    assert shuffled["all"]["rate"] < 0.2 and shuffled["background"] < 0.5
 
 
 def test_markdown_table_lists_every_row():
-    rows = [{"shapes": 1, "condition": "x", "all": 0.5, "background": 1.0, "shape": 1.0, "color": 1.0,
-             "position": 1.0, "size": 1.0, "seconds": 1.0}]
+    rows = [{"shapes": 1, "condition": "x", "all": {"rate": 0.5, "low": 0.25, "high": 0.75, "n": 12}, "clean": 1.0,
+             "background": 1.0, "shape": 1.0, "color": 1.0, "position": 1.0, "size": 1.0, "seconds": 1.0}]
     table = shapes_eval.markdown(rows)
-    assert table.count("\n") == 2 and "| 1 | x | 0.5 |" in table
+    assert table.count("\n") == 2 and "| 1 | x | 50.0% (25.0-75.0) | 1.0 |" in table
 
 
 class RenderingPipeline:
-    """Stands in for the model: draws each caption exactly, or (when `wrong`) always the same scene."""
+    """Stands in for the model: draws each caption exactly (jittered like the training data), or (when `fixed`)
+    always in the canonical layout."""
 
     device = "cpu"
+    dtype = "float32"
 
-    def __init__(self, wrong=False):
-        self.wrong = wrong
+    class family:
+        base_size = 32
+
+    class clip:
+        @staticmethod
+        def similarity(images, t, prompts):
+            return torch.ones(len(prompts))
+
+    def __init__(self, fixed=False):
+        self.fixed = fixed
+
+    def component(self, name):
+        return self.clip
 
     def generate(self, captions, seed, upsample, **kw):
         rng = np.random.default_rng(seed)
         scenes = [shapes.parse_caption(c) for c in captions]
-        if self.wrong:
-            scenes = [shapes.Scene("orange", (shapes.Shape("circle", "red", "center", "large"),))] * len(scenes)
 
         class Result:
-            base_images = [shapes.render(s, 32, rng) for s in scenes]
+            base_images = [shapes.render(s, 32, None if self.fixed else rng) for s in scenes]
 
         return Result()
 
 
-def test_rerun_replaces_only_the_named_rows(tmp_path, monkeypatch):
-    report = {"n": 6, "steps": 25, "device": "cuda", "text_to_image": [
-        {"shapes": k, "condition": c, "all": 0.5, "background": 1.0, "shape": 1.0, "color": 1.0, "position": 1.0,
-         "size": 1.0, "seconds": 1.0} for k in (1, 2) for c in ("ddim, unguided", "ddim, CLIP 10")]}
-    out = tmp_path / "EVAL.json"
-    out.write_text(json.dumps(report))
-    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingPipeline())
-    shapes_eval.main(["shapes", "--rerun", "ddim, CLIP 10", "--out", str(out)])
-    rows = json.loads(out.read_text())["text_to_image"]
-    assert [(r["shapes"], r["condition"], r["all"]) for r in rows] == [
-        (1, "ddim, unguided", 0.5), (1, "ddim, CLIP 10", 1.0), (2, "ddim, unguided", 0.5), (2, "ddim, CLIP 10", 1.0)]
-    assert {r.get("device") for r in rows if r["condition"] == "ddim, CLIP 10"} == {"cpu"}
+class RenderingFamily(RenderingPipeline):
+    """The whole family drawn exactly: base images and their 128 px renders, inpainting that draws the
+    caption, and a CLIP that always picks the first caption (the true one)."""
 
-    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingPipeline(wrong=True))
-    shapes_eval.main(["shapes", "--rerun", "ddim, unguided", "--out", str(out)])
-    rows = json.loads(out.read_text())["text_to_image"]
-    assert [r["all"] for r in rows if r["condition"] == "ddim, unguided"] == [0.0, 0.0]
+    class family:
+        base_size, upsample_size = 32, 128
+
+    class clip:
+        device = "cpu"
+
+        @staticmethod
+        def image_embeddings(image, t):
+            return torch.ones(1, 4)
+
+        @staticmethod
+        def text_embeddings(captions):
+            return torch.eye(len(captions), 4)
+
+    def generate(self, captions, seed, upsample=True, **kw):
+        scenes = [shapes.parse_caption(c) for c in captions]
+
+        class Result:
+            base_images = [shapes.render(s, 32, np.random.default_rng([seed, i])) for i, s in enumerate(scenes)]
+            images = [shapes.render(s, 128, np.random.default_rng([seed, i])) for i, s in enumerate(scenes)]
+
+        return Result()
+
+    def inpaint(self, source, mask, captions, seed, upsample, **kw):
+        return self.generate(captions, seed)
+
+
+def test_the_report_is_written_whole_by_one_command_with_its_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingFamily())
+    out = tmp_path / "EVAL.json"
+    shapes_eval.main(["shapes", "--n", "4", "--quick", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["command"] == f"python -m glide.eval shapes --n 4 --quick --out {out}"
+    assert {"git_commit", "git_uncommitted_changes", "date", "device", "dtype", "machine"} <= set(report)
+    assert report["n"] == 4 and report["settings"] == {"sampler": "dpm++2m", "steps": 10, "inpainting_n": 16,
+                                                       "upsampler_n": 16, "clip_zero_shot_n": 8}
+    rows = report["text_to_image"]
+    assert [(r["shapes"], r["condition"]) for r in rows] == [
+        (k, c) for k in (1, 2) for c in ("unguided", "classifier-free 3", "CLIP 10")]
+    assert all(r["all"]["rate"] == 1.0 and r["all"]["n"] == 4 for r in rows)
+    assert report["inpainting"]["new_shape_right"]["rate"] == 1.0
+    assert report["upsampler"]["checker_agrees_128_vs_32"]["rate"] == 1.0
+    assert report["clip_zero_shot"]["accuracy"] == {"rate": 1.0, "low": pytest.approx(0.6756, abs=1e-4), "high": 1.0,
+                                                    "n": 8}
+
+
+def test_tradeoff_sweep_writes_every_point_with_its_provenance_and_a_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: RenderingPipeline())
+    out = tmp_path / "EVAL_TRADEOFF.json"
+    shapes_eval.main(["shapes", "--tradeoff", "--n", "6", "--seeds", "3", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["command"] == f"python -m glide.eval shapes --tradeoff --n 6 --seeds 3 --out {out}"
+    assert report["dtype"] == "float32" and report["device"] == "cpu" and report["prompts"] == 6
+    assert {"git_commit", "date", "machine", "seconds"} <= set(report)
+    points = report["points"]
+    assert [(p["strategy"], p["scale"]) for p in points] == [("none", None)] + (
+        [("classifier-free", s) for s in shapes_eval.CFG_SCALES] + [("clip", s) for s in shapes_eval.CLIP_SCALES])
+    curves = measures.points_by_strategy(report)
+    assert [p["scale"] for p in curves["classifier-free"]] == [1.0, *shapes_eval.CFG_SCALES]
+    assert [p["scale"] for p in curves["clip"]] == [0.0, *shapes_eval.CLIP_SCALES]
+    # Exact renders of the prompts: every scene right, nothing to fault, layouts as varied as the data.
+    assert all(p["fidelity"] == {"rate": 1.0, "low": pytest.approx(0.8241, abs=1e-4), "high": 1.0, "n": 18}
+               for p in points)
+    assert all(p["realism_error"] == 0 and 0.5 < p["diversity"] < 1.5 for p in points)
+    assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
+
+
+def test_tradeoff_diversity_is_zero_for_a_sampler_that_always_draws_one_layout():
+    report = {"points": []}
+    shapes_eval.eval_tradeoff(RenderingPipeline(fixed=True), 6, 3, "dpm++2m", 10, {"clip": (1.0,)}, report)
+    assert report["points"][1]["diversity"] < 1e-6 and report["points"][1]["fidelity"]["rate"] == 1.0
 
 
 class TruthUpsampler:

@@ -280,6 +280,41 @@ def test_check_rejects_too_many_shapes():
     assert S.check(pixels) is None
 
 
+def test_matches_keeps_clean_renders_and_rejects_a_stray_blob():
+    rng = np.random.default_rng(21)
+    kept = rejected = 0
+    for scene in scenes(22, 200):
+        pixels = np.asarray(S.render(scene, 32, rng)).copy()
+        kept += S.matches(pixels, scene)["all"]
+        # A 3x3 blob of an unused palette colour in the top-left corner, which no shape reaches.
+        unused = next(c for c in S.PALETTE if c != scene.background and c not in {s.color for s in scene.shapes})
+        pixels[2:5, 2:5] = S.PALETTE[unused]
+        verdict = S.matches(pixels, scene)
+        rejected += not verdict["all"] and not verdict["clean"] and S.read(pixels).stray_blobs == 1
+    assert kept >= 0.99 * 200 and rejected == 200
+
+
+def test_off_palette_pixels_make_an_image_unclean():
+    scene = Scene("black", (Shape("circle", "red", "left", "large"),))
+    pixels = np.asarray(S.render(scene, 32)).copy()
+    assert S.read(pixels).off_palette == 0 and S.matches(pixels, scene)["all"]
+    pixels[26:30, 24:28] = (0, 255, 255)  # cyan: no blend of black with one palette colour
+    reading = S.read(pixels)
+    assert reading.off_palette == 16 / 1024 > S.MAX_OFF_PALETTE and not reading.clean
+    assert not S.matches(pixels, scene)["all"]
+
+
+def test_reading_renders_back_what_it_read():
+    rng = np.random.default_rng(23)
+    for scene in scenes(24, 20):
+        image = S.render(scene, 32, rng)
+        reading = S.read(image)
+        assert reading.scene() == scene and reading.clean and len(reading.geometry) == len(scene.shapes)
+        # Geometry within a fraction of a pixel: the re-render differs from the image only on edges.
+        difference = np.abs(np.asarray(reading.render(32), float) - np.asarray(image, float)).max(-1)
+        assert (difference > 64).mean() < 0.02
+
+
 # ----------------------------------------------------------------------------- training data
 
 def test_sample_batch():

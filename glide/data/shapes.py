@@ -199,9 +199,14 @@ def _coverage(shape, cx, cy, h, x0, y0, width, height):
 
 
 def _render_array(scene: Scene, size: int, rng: np.random.Generator | None) -> np.ndarray:
+    return _paint(scene.background, zip(scene.shapes, layout(scene, rng)), size)
+
+
+def _paint(background: str, placed, size: int) -> np.ndarray:
+    """Draw ``(Shape, (cx, cy, h))`` pairs (fractions of the side) over a plain background."""
     canvas = np.empty((size, size, 3), dtype=np.float64)
-    canvas[:] = PALETTE[scene.background]
-    for s, (fx, fy, fh) in zip(scene.shapes, layout(scene, rng)):
+    canvas[:] = PALETTE[background]
+    for s, (fx, fy, fh) in placed:
         cx, cy, h = fx * size, fy * size, fh * size
         # Only the shape's box (plus a pixel of slack) can be covered.
         x0, x1 = max(int(np.floor(cx - h)) - 1, 0), min(int(np.ceil(cx + h)) + 1, size)
@@ -351,6 +356,12 @@ TEMPLATE_BLURS = (0.0, 0.5, 1.0)
 MAX_FIT_ERROR = 0.75
 #: Half-width threshold between small (at most 0.15) and large (at least 0.20).
 SIZE_THRESHOLD = 0.175
+#: Regions of one shape colour from this fraction of the image up that are read as no shape are
+#: stray blobs (at 32 px: 4 pixels); smaller ones are noise.
+STRAY_AREA_FRACTION = 0.004
+#: Largest fraction of off-palette pixels (explained by no background blend, see ``MAX_RESIDUAL``)
+#: a clean image may hold: at 32 px, 10 pixels. Renders hold none, even with noise and blur.
+MAX_OFF_PALETTE = 0.01
 
 
 def _as_array(image) -> np.ndarray:
@@ -461,14 +472,15 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return sum(k * rows[:, i:i + width] for i, k in enumerate(kernel))
 
 
-def _read_shape(weights: np.ndarray, color: str, height: int, width: int) -> Shape | None:
+def _read_shape(weights: np.ndarray, color: str, height: int, width: int):
     """Name the shape whose coverage map is ``weights`` by matching rasterised templates.
 
     For each candidate shape the template is sized to the measured area, placed on the
     measured centroid and softened by each of ``TEMPLATE_BLURS``; the one differing least
     from the observation wins. Its half-width gives the size and its box centre the
-    position. Returns None when even the best template misses by more than
-    ``MAX_FIT_ERROR``: a thin fringe or smear is no shape.
+    position. Returns ``(Shape, (cx, cy, h))`` with the geometry in fractions of the side, or
+    None when even the best template misses by more than ``MAX_FIT_ERROR``: a thin fringe or
+    smear is no shape.
     """
     area = weights.sum()
     ys, xs = np.nonzero(weights)
@@ -492,25 +504,55 @@ def _read_shape(weights: np.ndarray, color: str, height: int, width: int) -> Sha
     error, shape, cx, cy, h = best
     if error > MAX_FIT_ERROR * area:
         return None
+    side = np.sqrt(width * height)
     fx, fy = cx / width, cy / height
     position = min(POSITIONS, key=lambda p: (POSITIONS[p][0] - fx) ** 2 + (POSITIONS[p][1] - fy) ** 2)
-    size = "small" if h / np.sqrt(width * height) < SIZE_THRESHOLD else "large"
-    return Shape(shape=shape, color=color, position=position, size=size)
+    size = "small" if h / side < SIZE_THRESHOLD else "large"
+    return Shape(shape=shape, color=color, position=position, size=size), (float(fx), float(fy), float(h / side))
 
 
-def check(image) -> Scene | None:
-    """Read the scene an image shows: the checker used to judge generated samples.
+@dataclass(frozen=True)
+class Reading:
+    """Everything the checker reads from an image (see :func:`read`).
+
+    ``shapes`` are in the order found and ``geometry`` holds each one's ``(cx, cy, h)`` in
+    fractions of the side, as :func:`layout` gives them for a render. ``stray_blobs`` counts the
+    regions of a shape colour too big to be specks that fit no shape template, and
+    ``off_palette`` is the fraction of pixels that no blend of the background with one palette
+    colour explains. A clean image has neither (see ``MAX_OFF_PALETTE``).
+    """
+
+    background: str
+    shapes: tuple[Shape, ...]
+    geometry: tuple[tuple[float, float, float], ...]
+    stray_blobs: int
+    off_palette: float
+
+    @property
+    def clean(self) -> bool:
+        return self.stray_blobs == 0 and self.off_palette <= MAX_OFF_PALETTE
+
+    def scene(self) -> Scene | None:
+        """The scene seen, or None when no shape or more than two were found."""
+        return Scene(self.background, self.shapes) if 1 <= len(self.shapes) <= 2 else None
+
+    def render(self, size: int) -> Image.Image:
+        """A clean render of exactly what was read: its background, shapes and geometry."""
+        return Image.fromarray(_paint(self.background, zip(self.shapes, self.geometry), size), mode="RGB")
+
+
+def read(image) -> Reading:
+    """Read an image: background, shapes with their geometry, stray blobs and off-palette pixels.
 
     ``image`` is a PIL image or an HxWx3 uint8 array, at least 16 px on each side. Steps:
     the background is the most common palette colour on the border; every pixel is
     explained as a blend of the background and one palette colour (see ``_labels``); each
     8-connected region of one colour that covers at least ``MIN_AREA_FRACTION`` of the image
     is read by template matching (see ``_read_shape``), which names its shape, size and
-    position, or rejects it when it looks like none of the shapes.
-
-    Returns None when no shape or more than two are found. Otherwise the Scene reports what
-    is seen even if it breaks the domain's rules (e.g. two shapes side by side at "left" and
-    "center"), so that :func:`matches` can still judge each attribute; see :func:`is_valid`.
+    position, or rejects it as a stray blob when it looks like none of the shapes. Regions
+    between ``STRAY_AREA_FRACTION`` and ``MIN_AREA_FRACTION`` are stray blobs too: too small
+    for a shape of the domain (the smallest, a small triangle, covers 3.4% of the image), too big
+    for noise.
     """
     pixels = _as_array(image)
     height, width = pixels.shape[:2]
@@ -521,7 +563,8 @@ def check(image) -> Scene | None:
     label = _labels(_smooth(pixels), bg)
     alpha, _ = _fit_blends(pixels, bg)
     min_area = MIN_AREA_FRACTION * height * width
-    shapes = []
+    stray_area = STRAY_AREA_FRACTION * height * width
+    found, stray = [], 0
     for color in range(len(_COLORS)):
         if color == bg:
             continue
@@ -530,14 +573,26 @@ def check(image) -> Scene | None:
             # background around it), which is what the region's area and geometry are read from.
             edge = _dilate(_dilate(region)) & (label == bg)
             weights = np.where(region | edge, alpha[color], 0.0)
-            if weights.sum() < min_area:
+            if weights.sum() < stray_area:
                 continue
-            shape = _read_shape(weights, _COLOR_NAMES[color], height, width)
-            if shape is not None:
-                shapes.append(shape)
-    if not 1 <= len(shapes) <= 2:
-        return None
-    return Scene(background=_COLOR_NAMES[bg], shapes=tuple(shapes))
+            shape = _read_shape(weights, _COLOR_NAMES[color], height, width) if weights.sum() >= min_area else None
+            if shape is None:
+                stray += 1
+            else:
+                found.append(shape)
+    return Reading(background=_COLOR_NAMES[bg], shapes=tuple(s for s, _ in found),
+                   geometry=tuple(g for _, g in found), stray_blobs=stray, off_palette=float(np.mean(label == -1)))
+
+
+def check(image) -> Scene | None:
+    """Read the scene an image shows (see :func:`read`): the checker used to judge generated samples.
+
+    Returns None when no shape or more than two are found. Otherwise the Scene reports what
+    is seen even if it breaks the domain's rules (e.g. two shapes side by side at "left" and
+    "center"), so that :func:`matches` can still judge each attribute; see :func:`is_valid`.
+    Stray blobs and off-palette pixels are not part of a Scene: :func:`matches` judges them.
+    """
+    return read(image).scene()
 
 
 _ATTRIBUTES = ("shape", "color", "position", "size")
@@ -546,14 +601,17 @@ _ATTRIBUTES = ("shape", "color", "position", "size")
 def matches(image, scene: Scene) -> dict:
     """Judge ``image`` against the description ``scene``, attribute by attribute.
 
-    Returns ``{"background": bool, "count": bool, "shapes": [...], "all": bool}`` where
-    ``shapes`` holds, for each shape of ``scene`` (in its order), a dict of verdicts for
-    "shape", "color", "position" and "size". Shapes are paired with the shapes seen by
-    colour first (the shapes of a scene have distinct colours, so "the red one is at the
-    wrong place" is the natural reading), then by the most agreeing attributes; the order
-    they are listed in is irrelevant. A described shape left without a partner gets all False.
+    Returns ``{"background": bool, "count": bool, "clean": bool, "shapes": [...], "all": bool}``
+    where ``clean`` says the image holds no stray blob and at most ``MAX_OFF_PALETTE`` of
+    off-palette pixels (garbage beside a correct scene fails it), and ``shapes`` holds, for
+    each shape of ``scene`` (in its order), a dict of verdicts for "shape", "color",
+    "position" and "size". Shapes are paired with the shapes seen by colour first (the shapes
+    of a scene have distinct colours, so "the red one is at the wrong place" is the natural
+    reading), then by the most agreeing attributes; the order they are listed in is
+    irrelevant. A described shape left without a partner gets all False.
     """
-    seen = check(image)
+    reading = read(image)
+    seen = reading.scene()
     seen_shapes = list(seen.shapes) if seen is not None else []
     wanted = list(scene.shapes)
     # Pad with None so every wanted shape has a partner (possibly none) in each permutation.
@@ -574,8 +632,9 @@ def matches(image, scene: Scene) -> dict:
     return {
         "background": background,
         "count": count,
+        "clean": reading.clean,
         "shapes": shape_verdicts,
-        "all": background and count and all(all(v.values()) for v in shape_verdicts),
+        "all": background and count and reading.clean and all(all(v.values()) for v in shape_verdicts),
     }
 
 
