@@ -18,8 +18,14 @@ class GroupNorm32(nn.GroupNorm):
         self.swish = swish
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
-        y = y.to(x.dtype)
+        if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
+            # The CPU kernel takes half-precision activations with float32 gains and computes in float32
+            # inside: the same as the cast below to within one rounding of the output, without a float32
+            # copy of the activation (~15x faster at the upsampler's 256 px, 192 channels).
+            y = F.group_norm(x, self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        else:
+            y = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+            y = y.to(x.dtype)
         if self.swish == 1.0:
             # In place: y is a fresh tensor, and group_norm's backward needs its input, not its output.
             return F.silu(y, inplace=True)

@@ -141,3 +141,22 @@ def test_the_demo_header_says_where_and_in_what_precision():
     assert DemoService(device="cpu", dtype="float32").hardware() == "Computed on cpu in float32 (asked for)."
     auto = DemoService().hardware()
     assert auto.startswith(f"Computed on {resolve_device('auto')} in ") and "(auto: " in auto
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_group_norm_on_the_cpu_keeps_float32_statistics(dtype):
+    """The CPU's mixed-precision kernel (no float32 copy of the activation) against the reference's way,
+    normalising a float32 copy: the same to within one rounding of the output."""
+    from glide.nn import GroupNorm32
+
+    torch.manual_seed(0)
+    norm = GroupNorm32(32, 96, swish=0.0)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = (torch.randn(2, 96, 16, 16) * 4 + 3).to(dtype)
+    reference = torch.nn.functional.group_norm(x.float(), 32, norm.weight, norm.bias, norm.eps).to(dtype)
+    with torch.no_grad():
+        y = norm(x)
+    assert y.dtype == dtype
+    ulp = torch.finfo(dtype).eps * reference.float().abs().clamp_min(1)
+    assert ((y.float() - reference.float()).abs() <= ulp).all()
