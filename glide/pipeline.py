@@ -13,7 +13,8 @@ family's models (loaded lazily, once, on one device and dtype), encodes the text
 composes a step rule and a guidance strategy from the sampler plugins, and returns PIL images with
 the exact settings that made them. Image i uses seeds[i] (an int seed s means s, s+1, ...), so any
 image regenerates alone from its settings: exactly when it was made alone, and to within one 8-bit
-level when it came from a larger batch (the math libraries sum in a batch-size-dependent order).
+level when it came from a larger batch in float32 (the math libraries sum in a batch-size-dependent
+order; in bfloat16 within a few levels). Device and dtype default to "auto" (`glide.precision`).
 """
 import threading
 import time
