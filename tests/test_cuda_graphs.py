@@ -161,7 +161,7 @@ def test_the_bench_samples_through_graphs_when_asked(fake_cuda, monkeypatch):
     assert not b.cuda_graphs and "fast-graphs" not in sections.sample_settings(b)   # a CPU has no CUDA graphs
     b.cuda_graphs = True
     setting = sections.sample_settings(b)["fast-graphs"]
-    assert setting.cuda_graphs and setting.compute == "float32"
+    assert setting.cuda_graphs and setting.dtype == "float32"
     assert samplers.get_registry().step_rule(setting.stages[0].sampler).name == "dpm++2m"
     # The setting's run: an untimed one-step pass captures both stages' graphs, then the timed run replays.
     b.args["sample_settings"] = ["fast-graphs"]
