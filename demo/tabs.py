@@ -489,7 +489,8 @@ def tradeoff_view(model_name: str, clip_scale: float, cfg_scale: float):
                       f"judged by a program (`python -m glide.eval shapes --tradeoff`).</small>")
     marks = [("classifier-free", cfg_scale, f"your {cfg_scale:g}"), ("clip", clip_scale, f"your {clip_scale:g}")]
     figure = measures.tradeoff_figure(report, marks)
-    return figure, (f"<small>Measured on {report['prompts']} two-shape prompts x {report['seeds']} seeds per point "
+    return figure, (f"<small>**This family's measured guidance trade-off** (fidelity against diversity and realism, "
+                    f"one curve per guidance): {report['prompts']} two-shape prompts x {report['seeds']} seeds per point "
                     f"({report['date']}, `{report['command']}`): each point a guidance scale, ★ your scales "
                     f"(between measured points, interpolated). Up is more scenes fully right; right on the left "
                     f"plot is more varied layouts (1 = as varied as the training data); left on the right plot "
@@ -542,8 +543,8 @@ class CompareTab:
                                           elem_id="scores")
                 gr.Markdown(SCORES_HELP, elem_id="scores-help")
                 figure, note = tradeoff_view(ctx.service.default_model, self.clip_scale.value, self.cfg_scale.value)
-                self.tradeoff = gr.Plot(figure, label="Measured trade-off: fidelity against diversity and realism, "
-                                                      "per guidance scale", elem_id="tradeoff", format="png")
+                # The label would be drawn over the figure's title: the note under the plot names it instead.
+                self.tradeoff = gr.Plot(figure, show_label=False, elem_id="tradeoff", format="png")
                 self.tradeoff_note = gr.Markdown(note, elem_id="tradeoff-note")
         self._wire()
 
