@@ -272,6 +272,9 @@ def forward_variants(b: Bench) -> List[Variant]:
             out.append(Variant(f"{SHORT[half]}-weights+channels_last", weights=half, channels_last=True))
     if b.compile:
         out.append(Variant("compile", compiled=True))
+        if not b.gpu:   # what the pipeline would compile on a CPU with bf16 units
+            out += [Variant(f"compile+{SHORT[half]}-weights+channels_last", weights=half, channels_last=True,
+                            compiled=True) for half in b.half_dtypes()]
         if b.gpu and b.half_dtypes():
             half = b.half_dtypes()[0]
             out.append(Variant(f"compile+{SHORT[half]}-autocast", compute=half, compiled=True))
