@@ -429,8 +429,8 @@ GPU_THROUGHPUT_IMAGES = 16   # images per run of the GPU's throughput row
 
 
 def sample_settings(b: Bench) -> Dict[str, Setting]:
-    """The settings this device runs: the fast recipe in float32 and in the precision "auto" picks here,
-    bf16 on GPUs, CUDA-graph replay with --cuda-graphs."""
+    """The settings this device runs: the fast recipe in float32 and in the precision "auto" picks here;
+    on GPUs also in each half precision the card has, and with --cuda-graphs replayed from CUDA graphs."""
     a = b.args
     fast = [Stage("base", "dpm++2m", a["fast_base_steps"], "classifier-free"),
             Stage("upsample", a["fast_upsample_sampler"], a["fast_upsample_steps"], "none", 0.997)]

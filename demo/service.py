@@ -123,8 +123,7 @@ class DemoService:
                     f"click Download (≈{human_bytes(APPROX_BYTES[model])}), or use another model meanwhile.")
             raise ModelNotAvailable(f"the {model} model has no trained weights for {', '.join(missing)}; "
                                     "run `make train-default` to train them")
-        return load_pipeline(model, device=self.device, dtype=self.precision or self.dtype, checkpoint_dir=self.checkpoint_dir,
-                             cuda_graphs=self.cuda_graphs)
+        return self._pipeline(model)
 
     def warm_up(self, model: Optional[str] = None) -> None:
         """Load a family's models in the background, so the first request does not wait for them."""
@@ -231,8 +230,8 @@ class DemoService:
                 pass
 
     def _pipeline(self, model: str):
-        return load_pipeline(model, device=self.device, dtype=self.precision or self.dtype, checkpoint_dir=self.checkpoint_dir,
-                             cuda_graphs=self.cuda_graphs)
+        return load_pipeline(model, device=self.device, dtype=self.precision or self.dtype,
+                             checkpoint_dir=self.checkpoint_dir, cuda_graphs=self.cuda_graphs)
 
     def _images_output(self, made: runs.Images) -> Output:
         """A request's images as PNGs in the outputs folder (once, in the front end's process)."""

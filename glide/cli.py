@@ -381,6 +381,8 @@ def cmd_serve(args) -> int:
 DEVICE_HELP = "torch device: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps"
 DTYPE_HELP = ("auto (default): the fastest precision this machine runs well (bfloat16 on a CPU with bf16 units, "
               "float16 on a GPU); or float32, bfloat16, float16")
+
+
 def _model_options(parser) -> None:
     parser.add_argument("--model", help="model family: shapes (default, embedded) or glide-filtered")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
