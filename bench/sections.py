@@ -29,7 +29,7 @@ import torch
 
 import samplers
 from glide.cuda_graphs import GraphedModel
-from glide.model_registry import FAMILIES, channels_last_on_cpu
+from glide.families import FAMILIES, channels_last_on_cpu
 from glide.pipeline import Pipeline
 from glide.precision import DTYPES, choose_precision
 from glide.settings import GenerationSettings
@@ -679,7 +679,7 @@ def _dtypes_to_compare(device: torch.device) -> List[str]:
 
 
 def section_shapes(b: Bench):
-    from glide.model_registry import list_models
+    from glide.families import list_models
     from glide.pipeline import load_pipeline
 
     info = next(m for m in list_models() if m["name"] == "shapes")

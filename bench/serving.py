@@ -5,7 +5,7 @@
 
 Each client sends `--requests` text-to-image requests one after another (one image each, the
 shapes family's default settings with the upsampler, its own seeds), all clients at once. The
-backends are driven directly (glide.scheduler / glide.ray_serve.RayBackend), as the demo's UI drives
+backends are built by glide.serving.backend.create_backend and driven directly, as the demo's UI drives
 them, so the figures are the serving layer's and the model's, without the browser. Every worker
 (the local one, each replica) runs torch on one thread on the CPU, or on its GPU. Prints a table,
 writes JSON and markdown under bench/results/.
@@ -21,11 +21,10 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from glide import runs
 from glide.fileio import write_text_atomic
-from glide.pipeline import load_pipeline
-from glide.scheduler import Job, Scheduler
-from glide.serving import ServeConfig
+from glide.serving.backend import BackendOptions, create_backend
+from glide.serving.jobs import Generate, Job
+from glide.serving.options import ServeConfig
 from glide.settings import GenerationSettings
 
 from . import env
@@ -33,11 +32,6 @@ from .report import Table, fmt
 
 PROMPT = "a small red circle on the left on a blue background"
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def local_backend(device: str, max_batch: int) -> Scheduler:
-    return Scheduler(runs.batch_runner(lambda model: load_pipeline(model, device)), workers=1, max_batch=max_batch,
-                     max_pending=1024)
 
 
 def load(backend, clients: int, requests: int, seed0: int) -> Dict:
@@ -51,8 +45,7 @@ def load(backend, clients: int, requests: int, seed0: int) -> Dict:
         barrier.wait()
         for r in range(requests):
             settings = GenerationSettings.create(PROMPT, seed=seed0 + c * requests + r)
-            job = Job("generate", settings, prompts=list(settings.prompts), seeds=list(settings.seeds),
-                      batch_key=settings.batch_key())
+            job = Job(Generate(settings))
             started = time.perf_counter()
             try:
                 backend.submit(job).outcome(timeout=900)
@@ -95,15 +88,13 @@ def main(argv=None) -> int:
     results = []
     for name in args.backends.split(","):
         if name == "local":
-            backend, stop = local_backend(device, args.max_batch), (lambda: None)
+            options = BackendOptions(device=device, max_batch=args.max_batch, max_pending=1024)
         else:
-            from glide import ray_serve
-
             replicas = int(name.split("-")[1])
-            ray_serve.connect(num_cpus=max(replicas, 1))
-            ray_serve.deploy(ServeConfig(replicas=replicas, threads=1, max_batch=args.max_batch,
-                                         gpus_per_replica=args.gpus_per_replica))
-            backend, stop = ray_serve.RayBackend(ray_serve.handle(), max_pending=1024), ray_serve.shutdown
+            options = BackendOptions(kind="ray", ray_cpus=max(replicas, 1), max_batch=args.max_batch, max_pending=1024,
+                                     deploy=ServeConfig(replicas=replicas, threads=1, max_batch=args.max_batch,
+                                                        gpus_per_replica=args.gpus_per_replica))
+        backend = create_backend(options)
         try:
             load(backend, 1, 1, seed0=10_000)   # warm-up: models loaded, first-call costs paid
             for level in levels:
@@ -113,7 +104,7 @@ def main(argv=None) -> int:
                           len(row["errors"]))
                 print(table.text().splitlines()[-1], flush=True)
         finally:
-            stop()
+            backend.close()
     table.notes.append(f"{info['name']}; flags {', '.join(info.get('cpu_flags', [])) or '-'}; every worker "
                        "(the local one, each replica) on one torch thread; Ray started with as many CPUs as replicas")
     print(table.text())

@@ -18,7 +18,7 @@ from typing import Dict
 
 import gradio as gr
 
-from glide.images import InputError
+from glide.errors import InputError
 
 from .service import settings_summary
 from .tabs import Context

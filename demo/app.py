@@ -10,6 +10,7 @@ pipeline. Three API endpoints with plain inputs — /generate, /inpaint and /com
 gradio_client users; every other event is private to the page.
 """
 import argparse
+import atexit
 import logging
 import os
 import signal
@@ -20,10 +21,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 
 import gradio as gr  # noqa: E402
 
-from glide import serving  # noqa: E402
 from glide.cli import DEVICE_HELP, DTYPE_HELP  # noqa: E402
-from glide.model_registry import FAMILIES  # noqa: E402
+from glide.errors import UserError  # noqa: E402
+from glide.families import FAMILIES  # noqa: E402
 from glide.precision import DTYPE_CHOICES, resolve_device  # noqa: E402
+from glide.serving import options as serving  # noqa: E402
+from glide.serving.backend import BackendOptions, create_backend  # noqa: E402
 from glide.settings import LIBRARY_LIMITS, MIN_STEPS  # noqa: E402
 
 from .api import add_api  # noqa: E402
@@ -129,24 +132,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.backend == "ray":
         try:
             args.serve_config = serving.config_of(args, args.max_batch, args.dtype, args.checkpoint_dir)
-        except serving.UserError as exc:
+        except UserError as exc:
             parser.error(str(exc))
     return args
-
-
-def ray_backend(args):
-    """Attach to (or start) Ray, deploy the application when asked, and return the backend and a clean-up."""
-    import atexit
-
-    from glide import ray_serve
-
-    owned = ray_serve.connect(args.ray_address, args.ray_cpus)
-    handle = ray_serve.deploy(args.serve_config) if serving.deploys(args) else ray_serve.handle()
-    replicas = args.max_replicas or args.replicas or 2   # attached to an application of unknown size: a guess
-    backend = ray_serve.RayBackend(handle, max_pending=args.queue_size, in_flight=2 * args.max_batch * replicas)
-    if owned:   # a Ray this process started ends with it; an attached cluster keeps serving
-        atexit.register(ray_serve.shutdown)
-    return backend
 
 
 def main(argv=None) -> None:
@@ -154,7 +142,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
-    backend = ray_backend(args) if args.backend == "ray" else None
+    backend = None   # the local one, which DemoService builds on its resolved device and precision
+    if args.backend == "ray":
+        backend = create_backend(BackendOptions(
+            kind="ray", ray_address=args.ray_address, ray_cpus=args.ray_cpus, max_batch=args.max_batch,
+            max_pending=args.queue_size, deploy=args.serve_config if serving.deploys(args) else None))
+        atexit.register(backend.close)   # a Ray this process started ends with it; an attached one keeps serving
     # On Ray each replica is a device's worth of concurrency: let a full batch through per replica.
     concurrency = (args.max_replicas or args.replicas or 1) if backend else args.concurrency
     service = DemoService(default_model=args.model, device=args.device, dtype=args.dtype,

@@ -7,7 +7,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from glide.images import InputError, check_mask_fits, tensor_to_pil
+from glide.errors import InputError
+from glide.images import check_mask_fits, tensor_to_pil
 
 DISPLAY_SIZE = 256  # previews of 32 px samples are scaled up to this, pixel-exact (nearest)
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from glide.download import partial_path
+from glide.families import FAMILIES, download_family, get_family, list_models
 from glide.fileio import human_bytes
-from glide.images import InputError
-from glide.model_registry import FAMILIES, download_family, list_models
 
 # The official checkpoints' total size; they publish no sizes, so this is for the progress bar only.
 APPROX_BYTES = {"glide-filtered": 5_400_000_000}
@@ -54,8 +53,7 @@ class Downloads:
 
     def start(self, name: str) -> DownloadState:
         """Start downloading `name` unless it is running already or complete; returns its state."""
-        if name not in FAMILIES:
-            raise InputError(f"unknown model {name!r}; available: {', '.join(FAMILIES)}")
+        name = get_family(name).name
         with self._lock:
             state = self._states.setdefault(name, DownloadState())
             if state.state == "running":

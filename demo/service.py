@@ -2,11 +2,11 @@
 
 The gradio layer (demo.app) turns widget values into requests with the `*_request` methods,
 submits them, follows the returned Job and shows its result. Every user-facing problem is
-raised as glide.images.InputError, samplers.SamplerError, ModelNotAvailable or jobs.QueueFull,
+raised as a glide.errors.UserError (InputError, SamplerError, ModelNotAvailable, QueueFull, ...),
 each with a message that says what to fix; the UI shows those messages as they are.
 
 Models are loaded once per (family, device, dtype) by glide.pipeline.load_pipeline and shared
-by every user; the scheduler decides what runs on the device and batches compatible requests.
+by every user; the backend (glide.serving) decides what runs on the device and batches compatible requests.
 """
 import atexit
 import logging
@@ -21,14 +21,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image
 
 import samplers
-from glide import comparison, runs
+from glide import comparison
+from glide.errors import InputError, ModelNotAvailable
+from glide.families import get_family
 from glide.fileio import human_bytes
-from glide.images import InputError
-from glide.model_registry import FAMILIES, ModelNotAvailable
 from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
 from glide.precision import choose_precision, resolve_device
-from glide.scheduler import Job, Scheduler
+from glide.serving.backend import Backend, BackendOptions, create_backend
+from glide.serving.batches import Compared, Images
+from glide.serving.jobs import Compare, Generate, Inpaint, Job, Payload
 from glide.settings import ComparisonSettings, GenerationSettings, Limits
 
 from . import imaging
@@ -65,12 +67,10 @@ class DemoService:
     def __init__(self, default_model: str = "shapes", device: str = "auto", dtype: str = "auto",
                  checkpoint_dir: Optional[Path] = None, limits: Limits = DEMO_LIMITS, concurrency: int = 1,
                  queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
-                 cuda_graphs: bool = False, backend=None):
+                 cuda_graphs: bool = False, backend: Optional[Backend] = None):
         """`backend` runs the jobs: None for the local one (worker threads in this process, `concurrency`
-        of them), or a glide.ray_serve.RayBackend attached to a Ray Serve application."""
-        if default_model not in FAMILIES:
-            raise ValueError(f"unknown model {default_model!r}; available: {', '.join(FAMILIES)}")
-        self.default_model = default_model
+        of them), or one `glide.serving.backend.create_backend` made (Ray Serve)."""
+        self.default_model = get_family(default_model).name
         # "auto" resolved once here, so every pipeline, log line and the page's header agree.
         self.device = resolve_device(device)
         self.precision = choose_precision(dtype, self.device) if backend is None else None
@@ -89,8 +89,9 @@ class DemoService:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
         self._last_prune = 0.0
-        self.backend = backend or Scheduler(runs.batch_runner(self._pipeline), workers=concurrency,
-                                            max_batch=limits.max_batch, max_pending=queue_size)
+        self.backend = backend or create_backend(BackendOptions(
+            device=str(self.device), dtype=self.precision, checkpoint_dir=self.checkpoint_dir, cuda_graphs=cuda_graphs,
+            workers=concurrency, max_batch=limits.max_batch, max_pending=queue_size))
 
     # ------------------------------------------------------------------ models
     def hardware(self) -> str:
@@ -111,10 +112,7 @@ class DemoService:
 
         Checked up front so that a request never starts a multi-gigabyte download in a worker.
         """
-        rows = self.models()
-        if model not in rows:
-            raise InputError(f"unknown model {model!r}; choose one of: {', '.join(rows)}")
-        on_disk = rows[model]["components"]  # a plugin's own components are its business, not files here
+        on_disk = self.models()[model]["components"]  # a plugin's own components are its business, not files here
         missing = [c for c in components if c in on_disk and not on_disk[c]["ready"]]
         if missing:
             if model in APPROX_BYTES:
@@ -170,30 +168,27 @@ class DemoService:
         return image, imaging.fit_mask(mask, image)
 
     # ------------------------------------------------------------------ submitting
-    def _submit(self, kind: str, payload, prompts, seeds, session, previews, batch_key=None) -> Job:
-        job = Job(kind, payload, prompts=list(prompts), seeds=list(seeds), batch_key=batch_key, session=session,
-                  previews=previews)
-        job.convert = self._compare_output if kind == "compare" else self._images_output
+    def _submit(self, payload: Payload, session, previews) -> Job:
+        job = Job(payload, session=session, previews=previews)
+        job.convert = self._compare_output if isinstance(payload, Compare) else self._images_output
         return self.backend.submit(job)
 
     def submit_generate(self, settings: GenerationSettings, session: Optional[str] = None,
                         previews: bool = False) -> Job:
         self.require(settings.model, settings.components())
-        return self._submit("generate", settings, settings.prompts, settings.seeds, session, previews,
-                            batch_key=settings.batch_key())
+        return self._submit(Generate(settings), session, previews)
 
     def submit_inpaint(self, settings: GenerationSettings, image, mask, session: Optional[str] = None,
                        previews: bool = False) -> Job:
         settings = replace(settings, mode="inpaint")  # the same settings, run on the inpainting models
         image, mask = self.inpaint_inputs(image, mask)
         self.require(settings.model, settings.components())
-        # Each edit has its own picture, so inpainting jobs never share a run.
-        return self._submit("inpaint", (settings, image, mask), settings.prompts, settings.seeds, session, previews)
+        return self._submit(Inpaint(settings, image, mask), session, previews)
 
     def submit_compare(self, compared: ComparisonSettings, session: Optional[str] = None,
                        previews: bool = False) -> Job:
         self.require(compared.base.model, compared.components())
-        return self._submit("compare", compared, [compared.prompt], [compared.seed], session, previews)
+        return self._submit(Compare(compared), session, previews)
 
     def cancel_session(self, session: str) -> int:
         return self.backend.cancel_session(session)
@@ -233,7 +228,7 @@ class DemoService:
         return load_pipeline(model, device=self.device, dtype=self.precision or self.dtype,
                              checkpoint_dir=self.checkpoint_dir, cuda_graphs=self.cuda_graphs)
 
-    def _images_output(self, made: runs.Images) -> Output:
+    def _images_output(self, made: Images) -> Output:
         """A request's images as PNGs in the outputs folder (once, in the front end's process)."""
         upsampled = made.settings[0].get("upsample", True)
         finals = [self._save(im, s, "final" if upsampled else "base") for im, s in zip(made.images, made.settings)]
@@ -245,7 +240,7 @@ class DemoService:
                                                               "note": "inpainting input, region greyed"}, "masked")
         return out
 
-    def _compare_output(self, made: runs.Compared) -> CompareOutput:
+    def _compare_output(self, made: Compared) -> CompareOutput:
         compared = made.compared
         rows = comparison.score_rows(made.entries)
         for row, entry in zip(rows, made.entries):

@@ -9,8 +9,8 @@ from typing import List, Optional, Tuple
 
 import gradio as gr
 
-from glide import measures
-from glide.model_registry import FAMILIES
+from glide.evaluation import measures
+from glide.families import FAMILIES
 from glide.pngmeta import read_settings
 from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE
 

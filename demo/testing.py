@@ -81,7 +81,7 @@ def start_server(*args: str, timeout: float = 240.0) -> Server:
 
 def missing_weights() -> Optional[str]:
     """Why the embedded shapes family cannot serve the tests, or None when all its weights are there."""
-    from glide.model_registry import list_models
+    from glide.families import list_models
 
     shapes = next(row for row in list_models() if row["name"] == "shapes")
     missing = [c for c, info in shapes["components"].items() if not info["ready"]]

@@ -10,11 +10,10 @@ import gradio as gr
 from PIL import Image
 
 from glide.data import shapes
-from glide.errors import UserError
-from glide.model_registry import FAMILIES
-from glide.scheduler import JobCancelled, QueueFull
-from glide.settings import ComparisonSettings, step_count
-from samplers import Cancelled
+from glide.errors import Cancelled, QueueFull, UserError
+from glide.families import FAMILIES
+from glide.serving.jobs import Compare
+from glide.settings import step_count
 
 from . import imaging
 from .service import DemoService
@@ -22,7 +21,7 @@ from .service import DemoService
 log = logging.getLogger("glide.demo")
 
 # Errors whose message is meant for the user as it is; anything else is a bug, logged with its traceback.
-USER_ERRORS = (UserError, QueueFull)
+USER_ERRORS = (UserError,)
 # UI events are for the page only; the API has its own plain endpoints (demo.api).
 PRIVATE = dict(api_visibility="private")
 STAGE_TITLES = {"base": "Base model", "upsample": "Upsampler"}
@@ -227,15 +226,14 @@ def _duration(seconds: float) -> str:
 
 def stage_title(stage: str) -> str:
     """A stage in words: "Base model", "Upsampler"; a comparison's runs come already in words
-    ("Classifier-free guidance, scale 3 — run 2 of 15 (base model)", glide.runs.run_label)."""
+    ("Classifier-free guidance, scale 3 — run 2 of 15 (base model)", glide.serving.batches.run_label)."""
     return STAGE_TITLES.get(stage, stage)
 
 
 def planned_steps(job) -> List[int]:
     """The steps of each stage a job will run, in order, from its settings (what the whole-job bar counts)."""
-    payload = job.payload[0] if isinstance(job.payload, tuple) else job.payload
-    compared = payload if isinstance(payload, ComparisonSettings) else None
-    settings = compared.base if compared else payload
+    compared = job.payload.compared if isinstance(job.payload, Compare) else None
+    settings = compared.base if compared else job.payload.settings
     length = FAMILIES[settings.model].diffusion_steps
     stages = [step_count(settings.steps, length)]
     if settings.upsample:
@@ -283,7 +281,7 @@ def follow(job, progress: gr.Progress, status, preview):
     """Yield UI updates while a job waits and runs: queue position, one progress bar for the whole job (all
     stages) with elapsed time and time left, the same in words on the status line, and x0 previews.
 
-    Raises JobCancelled once the user pressed Stop (run_job shows "stopped").
+    Raises Cancelled once the user pressed Stop (run_job shows "stopped").
     """
     last_ahead, bar, said = None, JobProgress(planned_steps(job)), 0.0
     for event in job.stream():
@@ -315,7 +313,7 @@ def run_job(job, progress, status, preview):
     try:
         yield from follow(job, progress, status, preview)
         return job.outcome()
-    except (JobCancelled, Cancelled):
+    except Cancelled:
         yield {status: "Stopped. Other users' requests are not affected."}
         return None
     finally:

@@ -7,7 +7,7 @@
     glide download --model glide-filtered
     glide models
     glide samplers --json
-    glide serve --ray-address auto --replicas 4 --gpus-per-replica 1     # Ray Serve, no UI (see glide.ray_serve)
+    glide serve --ray-address auto --replicas 4 --gpus-per-replica 1     # Ray Serve, no UI (see glide.serving.ray_serve)
 
 Every PNG written carries the settings that made it, so `--from-png` regenerates it (flags given on
 the command line override the stored settings). Expected failures — a bad prompt, image, mask or
@@ -28,9 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from . import serving
-from .errors import UserError
+from .errors import UsageError, UserError
 from .fileio import human_bytes
+from .serving import options as serving
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 1
@@ -39,13 +39,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # Command-line flags that are keywords of GenerationSettings.create, under the same names.
 _SETTINGS_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "guidance_scale", "negative_prompt",
                    "upsample", "upsample_sampler", "upsample_steps", "upsample_temp")
-
-
-class UsageError(UserError):
-    """A problem with what the command line names (a file, a prompt); the message says what to fix.
-
-    Raised before any model is imported or loaded, so such mistakes are reported at once.
-    """
 
 
 # ------------------------------------------------------------------------------------------ argument types
@@ -213,38 +206,39 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ commands
-def _run_job(args, kind: str, model: str, payload, prompts, seeds):
+def _run_job(args, payload):
     """One job on the chosen backend, with a progress bar: this process's pipeline (default), or the Ray Serve
     application at --ray-address. The same job, the same images, whichever runs it. Then where and in what
     precision the images were computed, on stderr (their PNGs record it too)."""
-    from .runs import batch_runner
-    from .scheduler import Job, Scheduler
+    from .serving.backend import BackendOptions, create_backend
+    from .serving.jobs import Job
 
-    if args.backend == "ray":
-        from . import ray_serve
-
-        if not args.ray_address:
-            raise UsageError("--backend ray sends the job to a running application: give --ray-address (the "
-                             "cluster where `glide serve` deployed it)")
-        ray_serve.connect(args.ray_address)
-        backend = ray_serve.RayBackend(ray_serve.handle())
-    else:
-        backend = Scheduler(batch_runner(lambda model: _load_pipeline(args, model)), max_batch=len(prompts))
-    job = backend.submit(Job(kind, payload, prompts=list(prompts), seeds=list(seeds)))
-    with _Progress() as progress:
-        for event in job.stream():
-            if event is not None:
-                progress(event.stage, event.step, event.total, None)
-    outcome = job.outcome()
+    if args.backend == "ray" and not args.ray_address:
+        raise UsageError("--backend ray sends the job to a running application: give --ray-address (the "
+                         "cluster where `glide serve` deployed it)")
+    backend = create_backend(BackendOptions(
+        kind=args.backend, device=args.device, dtype=args.dtype, checkpoint_dir=args.checkpoint_dir,
+        cuda_graphs=args.cuda_graphs, max_batch=max(1, len(payload.prompts)), ray_address=args.ray_address))
+    try:
+        job = backend.submit(Job(payload))
+        with _Progress() as progress:
+            for event in job.stream():
+                if event is not None:
+                    progress(event.stage, event.step, event.total, None)
+        outcome = job.outcome()
+    finally:
+        backend.close()
     if args.backend != "ray":
-        pipe = _load_pipeline(args, model)   # loaded by the job: this only looks it up
+        pipe = _load_pipeline(args, payload.model)   # loaded by the job: this only looks it up
         print(f"computed on {pipe.device} in {pipe.precision.describe()}", file=sys.stderr)
     return outcome
 
 
 def cmd_generate(args) -> int:
     settings = _settings(args, "generate", args.prompts)
-    result = _run_job(args, "generate", settings.model, settings, settings.prompts, settings.seeds)
+    from .serving.jobs import Generate
+
+    result = _run_job(args, Generate(settings))
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -252,12 +246,13 @@ def cmd_generate(args) -> int:
 
 def cmd_inpaint(args) -> int:
     from .images import check_mask_fits
+    from .serving.jobs import Inpaint
 
     image = _open_image(args.image, "image")
     mask = _open_image(args.mask, "mask")
     check_mask_fits(mask, image)
     settings = _settings(args, "inpaint", [args.prompt] if args.prompt else [])
-    result = _run_job(args, "inpaint", settings.model, (settings, image, mask), settings.prompts, settings.seeds)
+    result = _run_job(args, Inpaint(settings, image, mask))
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -280,6 +275,7 @@ def cmd_upsample(args) -> int:
 
 def cmd_compare(args) -> int:
     from . import comparison
+    from .serving.jobs import Compare
     from .settings import ComparisonSettings
 
     if args.scales and args.guidance_scale is not None:
@@ -291,7 +287,7 @@ def cmd_compare(args) -> int:
         args.prompt, model=args.model or "shapes", seed=args.seed, sampler=args.sampler, steps=args.steps,
         strategies=names, scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None,
         sweep=scales[1:])
-    made = _run_job(args, "compare", compared.base.model, compared, [compared.prompt], [compared.seed])
+    made = _run_job(args, Compare(compared))
     entries = made.entries + made.sweep
     heading = (f"{compared.prompt}  |  {compared.base.model}, seed {compared.seed}, {compared.base.sampler} "
                f"{compared.base.steps} steps")
@@ -309,7 +305,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .model_registry import download_family
+    from .families import download_family
 
     for path in download_family(args.model, args.checkpoint_dir, progress=sys.stderr.isatty()):
         print(path)
@@ -317,7 +313,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .model_registry import list_models
+    from .families import list_models
 
     models = list_models(args.checkpoint_dir)
     if args.json:
@@ -353,7 +349,7 @@ def cmd_samplers(args) -> int:
 
 def cmd_serve(args) -> int:
     """Deploy or update the Ray Serve application, or show its status; on a local Ray, serve until Ctrl-C."""
-    from . import ray_serve, serving
+    from .serving import ray_serve
 
     config = serving.config_of(args, args.max_batch, args.dtype, args.checkpoint_dir)
     owned = ray_serve.connect(args.ray_address, args.ray_cpus)
@@ -401,7 +397,8 @@ def _backend_options(parser) -> None:
 
 
 def _sampling_options(parser) -> None:
-    parser.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default 0)")
+    parser.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default: random, "
+                                                 "recorded in each PNG; -1 also means random)")
     parser.add_argument("--batch-size", type=int, help="images per prompt when one prompt is given")
     parser.add_argument("--sampler", help="step rule (see `glide samplers`; default: the model's)")
     parser.add_argument("--steps", type=_steps, help="base sampling steps or a spec like fast27")

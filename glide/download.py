@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from tqdm.auto import tqdm
 
-from .errors import UserError
+from .errors import CheckpointError, DownloadError
 
 PathLike = Union[str, Path]
 
@@ -82,14 +82,6 @@ _NETWORK_ERRORS = (
 # Seconds without any data from the server before a download is abandoned.
 DEFAULT_TIMEOUT = 60.0
 _CHUNK_SIZE = 1 << 20
-
-
-class DownloadError(UserError):
-    """A file could not be downloaded, or what was downloaded was not the expected file."""
-
-
-class CheckpointError(UserError):
-    """A checkpoint file exists but cannot be loaded (typically an interrupted download)."""
 
 
 def checkpoint_url(name: str) -> str:

@@ -9,13 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import UserError
+from .errors import InputError
 
 ImageLike = Union[Image.Image, np.ndarray]
-
-
-class InputError(UserError):
-    """A user-supplied image, mask or prompt cannot be used; the message says what to fix."""
 
 
 def to_pil(image: ImageLike, what: str = "image") -> Image.Image:

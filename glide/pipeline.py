@@ -28,6 +28,7 @@ import samplers
 
 from .cuda_graphs import GraphedModel
 from .errors import UserError
+from .families import COMPONENTS, Family, get_family
 from .images import (
     ImageLike,
     InputError,
@@ -38,7 +39,6 @@ from .images import (
     quantize,
     tensor_to_pil,
 )
-from .model_registry import COMPONENTS, Family, get_family
 from .precision import DTYPES, Precision, choose_precision, resolve_device
 from .settings import ComparisonSettings, GenerationSettings
 

@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import samplers
 
-from .images import InputError
-from .model_registry import FAMILIES, Family
+from .errors import InputError
+from .families import Family, get_family
 from .respace import space_timesteps
 
 MAX_PROMPT_CHARS = 1000
@@ -173,12 +173,6 @@ def _route(plugin_params: Optional[Dict], rule, strategy) -> Tuple[Dict, Dict]:
     return to_rule, to_strategy
 
 
-def get_model(model) -> Family:
-    if model not in FAMILIES:
-        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(FAMILIES)}")
-    return FAMILIES[model]
-
-
 # ---------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -221,7 +215,7 @@ class GenerationSettings:
         each, over what `sampler_params`/`guidance_params` say (they are the later word: a `--param`
         on a PNG's settings). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
         """
-        family = get_model(model)
+        family = get_family(model)
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         registry = samplers.get_registry()

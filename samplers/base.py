@@ -5,18 +5,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from glide.errors import UserError
+from glide.errors import Cancelled, SamplerError
 
 _TRUE_WORDS = {"true", "1", "yes", "on"}
 _FALSE_WORDS = {"false", "0", "no", "off"}
-
-
-class SamplerError(UserError):
-    """A bad sampler request (unknown plugin, parameter out of range, ...); the message says what is allowed."""
-
-
-class Cancelled(RuntimeError):
-    """Sampling stopped between steps because `should_stop()` said so."""
 
 
 @dataclass(frozen=True)

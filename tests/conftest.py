@@ -32,9 +32,9 @@ def ray_cluster():
     """A local Ray (2 CPUs, no dashboard) with the Serve application deployed: 2 CPU replicas, one thread
     each, in float32 (the serving tests compare images across batch sizes to one 8-bit level, which is
     float32's promise). Yields the cluster's address, for demo servers that attach to it; shut down at the end."""
-    ray_serve = pytest.importorskip("glide.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+    ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
     from demo.testing import missing_weights
-    from glide.serving import ServeConfig
+    from glide.serving.options import ServeConfig
 
     if missing_weights():
         pytest.skip(missing_weights())

@@ -9,17 +9,35 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
-from glide import runs
+from glide.errors import OutOfDeviceMemory, QueueFull, ServerRestarting
 from glide.pipeline import load_pipeline
-from glide.scheduler import Job, QueueFull, Scheduler, ServerRestarting
+from glide.serving.batches import run_batch
+from glide.serving.jobs import Generate, Job
+from glide.serving.local import LocalBackend
 from glide.settings import GenerationSettings
 
 PROMPT = "a small red circle on the left on a blue background"
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A stand-in payload for the backend's tests: a label the fake runner reads, and the images it stands for."""
+
+    label: object
+    prompts: tuple = ("p",)
+    seeds: tuple = (0,)
+    key: object = None
+    kind: ClassVar[str] = "generate"
+
+    def batch_key(self):
+        return self.key
 
 
 # ---------------------------------------------------------------------------------------------- greedy users
@@ -30,19 +48,19 @@ class Recorder:
         self.order, self.gate = [], threading.Event()
 
     def __call__(self, batch, report, should_stop):
-        if batch.jobs[0].payload == "block":
+        if batch.jobs[0].payload.label == "block":
             assert self.gate.wait(10)
-        self.order += [job.payload for job in batch.jobs]
-        return [job.payload for job in batch.jobs]
+        self.order += [job.payload.label for job in batch.jobs]
+        return [job.payload.label for job in batch.jobs]
 
 
 def job(payload, session, key=None):
-    return Job("generate", payload, prompts=["p"], seeds=[0], batch_key=key, session=session)
+    return Job(Tag(payload, key=key), session=session)
 
 
 def test_jobs_are_taken_round_robin_across_sessions():
     runner = Recorder()
-    sched = Scheduler(runner, workers=1, max_per_session=20)
+    sched = LocalBackend(runner=runner, workers=1, max_per_session=20)
     assert sched.submit(job("block", "other")).started.wait(5)
     a_jobs = [sched.submit(job(f"A{i}", "A")) for i in range(10)]
     b_job = sched.submit(job("B0", "B"))
@@ -56,7 +74,7 @@ def test_jobs_are_taken_round_robin_across_sessions():
 
 def test_one_session_may_only_have_a_few_jobs_waiting():
     runner = Recorder()
-    sched = Scheduler(runner, workers=1, max_per_session=3)
+    sched = LocalBackend(runner=runner, workers=1, max_per_session=3)
     sched.submit(job("block", "other"))
     for i in range(3):
         sched.submit(job(f"A{i}", "A"))
@@ -68,7 +86,7 @@ def test_one_session_may_only_have_a_few_jobs_waiting():
 
 def test_draining_finishes_running_jobs_and_tells_the_waiting_ones():
     runner = Recorder()
-    sched = Scheduler(runner, workers=1)
+    sched = LocalBackend(runner=runner, workers=1)
     running = sched.submit(job("block", "A"))
     waiting = sched.submit(job("W", "B"))
     assert running.started.wait(5)
@@ -117,8 +135,9 @@ def test_a_run_out_of_memory_is_split_and_makes_the_same_images(failing_pipeline
     settings = GenerationSettings.create([PROMPT] * 2 + ["a big green square at the top on a black background"] * 3,
                                          seed=[5, 6, 7, 8, 9], steps=3, upsample=False)
     jobs_of = [2, 3]
-    out = runs.run_batch(lambda model: pipe, "generate", [settings, settings], settings.prompts, settings.seeds,
-                         jobs_of, lambda *a: None)
+    payloads = [Generate(settings.with_items(settings.prompts[:2], settings.seeds[:2])),
+                Generate(settings.with_items(settings.prompts[2:], settings.seeds[2:]))]
+    out = run_batch(lambda model: pipe, payloads, lambda *a: None)
     assert [len(o.images) for o in out] == jobs_of and max(wrapper.calls) > 4       # it did fail, then split
     want = load_pipeline("shapes").run(settings.with_items(settings.prompts[:2], settings.seeds[:2])).images
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(out[0].images, want))
@@ -129,9 +148,8 @@ def test_an_image_that_never_fits_fails_only_its_request(failing_pipeline):
     pipe, wrapper = failing_pipeline
     wrapper.limit = 0                                  # nothing fits
     settings = GenerationSettings.create(PROMPT, seed=1, steps=2, upsample=False)
-    (out,) = runs.run_batch(lambda model: pipe, "generate", [settings], settings.prompts, settings.seeds, [1],
-                            lambda *a: None)
-    assert isinstance(out, runs.OutOfDeviceMemory) and "does not fit" in str(out)
+    (out,) = run_batch(lambda model: pipe, [Generate(settings)], lambda *a: None)
+    assert isinstance(out, OutOfDeviceMemory) and "does not fit" in str(out)
 
 
 # ---------------------------------------------------------------------------------------------- restarts

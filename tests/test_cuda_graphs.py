@@ -13,7 +13,7 @@ import samplers
 from bench import cli, sections
 from glide import cuda_graphs
 from glide.cuda_graphs import GraphedModel
-from glide.model_registry import get_family
+from glide.families import get_family
 from glide.pipeline import Pipeline
 
 

@@ -11,6 +11,8 @@ import json
 import re
 import threading
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -18,17 +20,31 @@ from PIL import Image
 
 from demo.imaging import editor_to_image_and_mask
 from demo.models import Downloads
-from glide.images import InputError
-from glide.model_registry import FAMILIES
+from glide.errors import Cancelled, InputError, QueueFull
+from glide.families import FAMILIES
 from glide.pngmeta import read_settings
-from glide.scheduler import Job, JobCancelled, QueueFull, Scheduler
-from samplers import Cancelled
+from glide.serving.jobs import Compare, Generate, Job
+from glide.serving.local import LocalBackend
 
 PROMPT = "a small red circle on the left on a blue background"
 FAST = dict(steps=2, upsample_steps="2")
 
 
-# ---------------------------------------------------------------------------------------------- scheduler
+@dataclass(frozen=True)
+class Tag:
+    """A stand-in payload for the backend's tests: a label the fake runner reads, and the images it stands for."""
+
+    label: object
+    prompts: tuple = ("p",)
+    seeds: tuple = (0,)
+    key: object = None
+    kind: ClassVar[str] = "generate"
+
+    def batch_key(self):
+        return self.key
+
+
+# ---------------------------------------------------------------------------------------------- local backend
 class FakeRunner:
     """Records batches; the job whose payload is "block" holds the worker until `gate` is set."""
 
@@ -36,7 +52,7 @@ class FakeRunner:
         self.batches, self.gate, self.step_delay = [], threading.Event(), step_delay
 
     def __call__(self, batch, report, should_stop):
-        if batch.jobs[0].payload == "block":
+        if batch.jobs[0].payload.label == "block":
             assert self.gate.wait(10)
         self.batches.append(batch)
         for step in range(5):
@@ -50,12 +66,12 @@ class FakeRunner:
 
 def job(prompts, seeds=None, key="k", payload=None, session=None):
     seeds = seeds if seeds is not None else list(range(len(prompts)))
-    return Job("generate", payload, prompts=prompts, seeds=seeds, batch_key=key, session=session)
+    return Job(Tag(payload, tuple(prompts), tuple(seeds), key), session=session)
 
 
 def test_scheduler_batches_compatible_requests_whatever_their_seeds():
     runner = FakeRunner()
-    sched = Scheduler(runner, workers=1, max_batch=8)
+    sched = LocalBackend(runner=runner, workers=1, max_batch=8)
     blocker = sched.submit(job(["x"], key="other", payload="block"))
     a = sched.submit(job(["a", "a"], seeds=[5, 900]))
     c = sched.submit(job(["c"], seeds=[100]))
@@ -71,7 +87,7 @@ def test_scheduler_batches_compatible_requests_whatever_their_seeds():
 
 def test_scheduler_respects_max_batch_in_arrival_order():
     runner = FakeRunner()
-    sched = Scheduler(runner, workers=1, max_batch=3)
+    sched = LocalBackend(runner=runner, workers=1, max_batch=3)
     sched.submit(job(["x"], key="other", payload="block"))
     first, second = sched.submit(job(["p", "p"])), sched.submit(job(["q", "q"]))   # 4 > 3: two runs
     third = sched.submit(job(["r"]))                                               # fits beside p
@@ -82,13 +98,13 @@ def test_scheduler_respects_max_batch_in_arrival_order():
 
 def test_cancelling_one_user_leaves_the_shared_run_to_the_others():
     runner = FakeRunner(step_delay=0.05)
-    sched = Scheduler(runner, workers=1)
+    sched = LocalBackend(runner=runner, workers=1)
     sched.submit(job(["x"], key="other", payload="block"))
     mine, theirs = sched.submit(job(["a"], session="me")), sched.submit(job(["b"], session="you"))
     runner.gate.set()
     assert mine.started.wait(5)
     assert sched.cancel_session("me") == 1
-    with pytest.raises(JobCancelled):
+    with pytest.raises(Cancelled):
         mine.wait()
     assert theirs.wait()[1] == ["b"]               # the run went on for the other user
 
@@ -102,7 +118,7 @@ def test_cancelling_one_user_leaves_the_shared_run_to_the_others():
 
 def test_queue_full():
     runner = FakeRunner()
-    sched = Scheduler(runner, workers=1, max_pending=2)
+    sched = LocalBackend(runner=runner, workers=1, max_pending=2)
     sched.submit(job(["x"], key="other", payload="block"))
     while not sched.stats()["running"]:
         time.sleep(0.01)
@@ -441,7 +457,7 @@ def test_scores_mark_the_best_entry_with_fixed_decimals():
 
 def test_one_progress_for_the_whole_job():
     from demo.widgets import JobProgress, stage_title
-    from glide.runs import run_label
+    from glide.serving.batches import run_label
 
     bar = JobProgress([10, 8])
     bar.update("base", 0, 10)
@@ -466,6 +482,6 @@ def test_the_whole_job_bar_plans_every_stage_from_the_settings():
     from glide.settings import ComparisonSettings, GenerationSettings
 
     settings = GenerationSettings.create(PROMPT, seed=0, steps=7, upsample_steps="fast27")
-    assert planned_steps(Job("generate", settings, prompts=[PROMPT], seeds=[0])) == [7, 27]
+    assert planned_steps(Job(Generate(settings))) == [7, 27]
     compared = ComparisonSettings.create(PROMPT, seed=0, steps=5, sweep="1, 2")   # 3 strategies, 2 swept twice
-    assert planned_steps(Job("compare", compared, prompts=[PROMPT], seeds=[0])) == [5] * 7
+    assert planned_steps(Job(Compare(compared))) == [5] * 7

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from glide import eval as shapes_eval
-from glide import measures
 from glide.data import shapes
+from glide.evaluation import measures
+from glide.evaluation import shapes as shapes_eval
 
 
 def test_score_is_perfect_on_renders_and_low_on_shuffled_images():

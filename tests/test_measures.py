@@ -1,9 +1,9 @@
-"""glide.measures: Wilson intervals, diversity and realism, judged on renders with known answers."""
+"""glide.evaluation.measures: Wilson intervals, diversity and realism, judged on renders with known answers."""
 import numpy as np
 import pytest
 
-from glide import measures
 from glide.data import shapes
+from glide.evaluation import measures
 
 
 def test_wilson_interval_matches_known_values():

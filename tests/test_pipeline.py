@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glide.images import InputError
-from glide.model_registry import list_models
+from glide.errors import InputError
+from glide.families import list_models
 from glide.pipeline import load_pipeline
 from glide.pngmeta import read_settings, save_png
 from samplers import SamplerError

@@ -11,7 +11,7 @@ import torch
 
 from glide import precision
 from glide.errors import UserError
-from glide.model_registry import get_family
+from glide.families import get_family
 from glide.pipeline import Pipeline, load_pipeline
 from glide.precision import Precision, choose_precision, resolve_device
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from glide.scheduler import Job, JobCancelled
+from glide.errors import Cancelled, ClusterUnavailable
+from glide.serving.jobs import Generate, Job
 from glide.settings import GenerationSettings
 
 PROMPT = "a small red circle on the left on a blue background"
 
-ray_serve = pytest.importorskip("glide.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,7 @@ def backend(ray_cluster):
 
 
 def submit(backend, settings: GenerationSettings, previews=False) -> Job:
-    return backend.submit(Job("generate", settings, prompts=list(settings.prompts), seeds=list(settings.seeds),
-                              batch_key=settings.batch_key(), previews=previews))
+    return backend.submit(Job(Generate(settings), previews=previews))
 
 
 def local_images(settings: GenerationSettings):
@@ -66,7 +66,7 @@ def test_cancelling_one_request_of_a_shared_batch_leaves_the_others_their_images
     jobs = [submit(backend, settings.with_items([PROMPT], [seed]), previews=True) for seed in (31, 32, 33)]
     wait_for_progress(jobs[1])
     jobs[1].cancel()
-    with pytest.raises(JobCancelled):
+    with pytest.raises(Cancelled):
         jobs[1].outcome(timeout=120)
     for job, seed in ((jobs[0], 31), (jobs[2], 33)):
         got = job.outcome(timeout=180).images[0]
@@ -110,7 +110,7 @@ def test_a_replica_killed_mid_request(backend):
     # The killed replica's request is retried on another (or fails with a clear error); the others are served.
     try:
         assert victim_job.outcome(timeout=240).images[0].size == (128, 128)
-    except ray_serve.ClusterUnavailable as exc:
+    except ClusterUnavailable as exc:
         assert "lost the worker" in str(exc)
     assert all(job.outcome(timeout=240).images for job in others)
     deadline = time.time() + 60            # Serve brings the replica count back
@@ -171,8 +171,8 @@ def test_the_front_end_sends_jobs_to_serve_fairly(ray_cluster):
     quick = GenerationSettings.create(PROMPT, seed=0, steps=2, upsample=False)
 
     def job(seed, session):
-        return fair.submit(Job("generate", quick.with_items([PROMPT], [seed]), prompts=[PROMPT], seeds=[seed],
-                               batch_key=None, session=session))
+        # in_flight=1: one job at a time reaches Serve, so none share a run
+        return fair.submit(Job(Generate(quick.with_items([PROMPT], [seed])), session=session))
 
     a_jobs = [job(200 + i, "A") for i in range(6)]
     b_job = job(300, "B")
@@ -199,7 +199,7 @@ def test_a_cluster_gone_is_a_clear_message():
 
     settings = GenerationSettings.create(PROMPT, seed=0, steps=2, upsample=False)
     job = submit(ray_serve.RayBackend(GoneHandle()), settings)
-    with pytest.raises(ray_serve.ClusterUnavailable, match="cannot be reached right now"):
+    with pytest.raises(ClusterUnavailable, match="cannot be reached right now"):
         job.outcome(timeout=30)
 
 

@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 import samplers
 from glide.clip.model_creation import create_clip_model
+from glide.families.shapes import ClipTokens, load_tokenizer, tokenize
 from glide.model_creation import create_gaussian_diffusion, create_model_and_diffusion
-from glide.shapes_family import ClipTokens, load_tokenizer, tokenize
 from samplers import Cancelled, Guided, SamplerError, SamplingRun, get_registry
 
 CASES = {"cosine150": ("squaredcos_cap_v2", "150"), "linear_fast27": ("linear", "fast27")}

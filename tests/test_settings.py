@@ -2,8 +2,8 @@
 import pytest
 
 import samplers
-from glide.images import InputError
-from glide.model_registry import FAMILIES
+from glide.errors import InputError
+from glide.families import FAMILIES
 from glide.settings import MAX_SEED, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, ComparisonSettings, GenerationSettings, Limits
 from samplers import Param, SamplerError
 

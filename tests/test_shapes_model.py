@@ -80,7 +80,7 @@ def test_upsampler_reproduces_the_true_high_res_render(pipe):
 
     The same outputs compared with another scene's render must be far off: the bound means something.
     """
-    from glide.eval import true_pair
+    from glide.evaluation.shapes import true_pair
 
     scenes, prompts = scenes_and_prompts(2, n=3)
     pairs = [true_pair(scene, i, 32, 128) for i, scene in enumerate(scenes)]

@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from glide import shapes_family, shapes_training
+from glide.families import shapes as shapes_family
 from glide.model_creation import create_model_and_diffusion
-from glide.train import TrainConfig, build_trainer, load_expanding_inputs
+from glide.training import shapes as shapes_training
+from glide.training.trainer import TrainConfig, build_trainer, load_expanding_inputs
 
 TINY = dict(num_channels=32, channel_mult="1,2", num_res_blocks=1, attention_resolutions="8", xf_width=32,
             xf_layers=1, xf_heads=1, image_size=16)
@@ -75,7 +76,7 @@ def test_inpainting_fine_tune_starts_at_the_parent(tiny_family):
 def test_side_by_side_stages_start_fine_tunes_from_a_parent_snapshot(tmp_path, capsys):
     """The GPU recipe's scheduler (run here on the CPU): parallel processes, a fine-tune that waits for its
     parent's first checkpoint, and a stage that fails without stopping the others."""
-    from glide.train_default import Stage, run_side_by_side
+    from glide.training.default import Stage, run_side_by_side
 
     stages = [Stage("base", 0.15, 2, 1e-3, workers=1),
               Stage("base-inpaint", 0.05, 2, 1e-3, parent="base", start=0.01),

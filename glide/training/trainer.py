@@ -24,11 +24,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from . import shapes_family, shapes_training
-from .checkpoints import save_safetensors_atomic
-from .clip.model_creation import create_clip_model
-from .fileio import write_text_atomic
-from .model_creation import create_model_and_diffusion
+from ..checkpoints import save_safetensors_atomic
+from ..clip.model_creation import create_clip_model
+from ..families import shapes as shapes_family
+from ..fileio import write_text_atomic
+from ..model_creation import create_model_and_diffusion
+from . import shapes as shapes_training
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .data import shapes
+from ..data import shapes
 
 Z_95 = 1.959964  # the normal quantile of a two-sided 95% interval
 

@@ -1,9 +1,9 @@
 """One batch of a serving backend's work on a loaded pipeline: what a local worker thread and a Ray Serve
 replica both run, so both backends make the same images from the same settings.
 
-A batch is one kind ("generate", "inpaint" or "compare") and one request per payload; generate
-requests with equal settings (apart from prompts and seeds) share one sampling run, the others run
-alone. Results are plain objects (PIL images, settings dicts) that pickle, so a replica on another
+A batch is one kind of payload (glide.serving.jobs: Generate, Inpaint or Compare), one per request;
+generate requests with equal settings (apart from prompts and seeds) share one sampling run, the
+others run alone. Results are plain objects (PIL images, settings dicts) that pickle, so a replica on another
 machine can send them back; writing PNGs is the front end's business.
 """
 import logging
@@ -16,12 +16,13 @@ from PIL import Image
 
 import samplers
 
-from . import comparison
-from .errors import UserError
-from .pipeline import Comparison, Pipeline
-from .settings import ComparisonSettings, GenerationSettings
+from .. import comparison
+from ..errors import OutOfDeviceMemory
+from ..pipeline import Comparison, Pipeline
+from ..settings import ComparisonSettings, GenerationSettings
+from .jobs import Compare, Generate, Inpaint, Payload
 
-log = logging.getLogger("glide.runs")
+log = logging.getLogger("glide.serving")
 
 # report(stage, step, total, x0) as the pipeline's callback; stage may be a label in words (comparisons)
 Report = Callable[[str, int, int, Any], None]
@@ -48,45 +49,44 @@ class Compared:
     seconds: float
 
 
-class OutOfDeviceMemory(UserError):
-    """An image that does not fit in the device's memory even alone; only its request fails."""
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     """A failed allocation: CUDA's OutOfMemoryError, or the CPU allocator's failure."""
     return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc)))
 
 
-def run_batch(pipeline_of: Callable[[str], Pipeline], kind: str, payloads: Sequence, prompts: Sequence[str],
-              seeds: Sequence[int], counts: Sequence[int], report: Report,
+def run_batch(pipeline_of: Callable[[str], Pipeline], payloads: Sequence[Payload], report: Report,
               should_stop: Optional[Callable[[], bool]] = None) -> List:
-    """Run one batch; one result per payload, or the exception that payload alone failed with.
+    """Run one batch of payloads of one kind; one result per payload, or the exception that payload alone
+    failed with.
 
-    `counts[i]` images of `prompts`/`seeds` belong to payload i. A run that runs out of device memory
-    is split in halves and each retried, down to single images (each image has its own seed, so the
-    images are the ones the whole batch would have made); an image that does not fit even alone
-    fails its own request only.
+    Generate payloads (equal but for prompts and seeds: their batch key) run as one sampling run. A run
+    that runs out of device memory is split in halves and each retried, down to single images (each
+    image has its own seed, so the images are the ones the whole batch would have made); an image that
+    does not fit even alone fails its own request only.
     """
-    if kind == "compare":
-        (compared,) = payloads
-        return [_compare(pipeline_of(compared.base.model), compared, report, should_stop)]
-    if kind == "generate":
-        settings, inpaint = payloads[0].with_items(prompts, seeds), None   # the batch key made them equal
-        log.info("generate run: %d request(s), %d image(s)", len(payloads), len(prompts))
-    elif kind == "inpaint":
-        (settings, image, mask), = payloads
-        inpaint = (image, mask)
+    first = payloads[0]
+    if isinstance(first, Compare):
+        (only,) = payloads
+        return [_compare(pipeline_of(only.model), only.compared, report, should_stop)]
+    if isinstance(first, Generate):
+        settings = first.settings.with_items([p for x in payloads for p in x.prompts],
+                                             [s for x in payloads for s in x.seeds])
+        inpaint = None
+        log.info("generate run: %d request(s), %d image(s)", len(payloads), len(settings))
+    elif isinstance(first, Inpaint):
+        (only,) = payloads
+        settings, inpaint = only.settings, (only.image, only.mask)
     else:
-        raise ValueError(f"unknown kind of job {kind!r}")
+        raise TypeError(f"not a job payload: {first!r}")
     started = time.time()
     pipe = pipeline_of(settings.model)
     made, masked = _fitting(pipe, settings, inpaint, report, should_stop)
     seconds = time.time() - started
     out, start = [], 0
-    for n in counts:
-        mine = made[start:start + n]
-        start += n
+    for payload in payloads:
+        mine = made[start:start + len(payload.prompts)]
+        start += len(payload.prompts)
         failed = next((m for m in mine if isinstance(m, BaseException)), None)
         out.append(failed or Images([m[0] for m in mine], [m[1] for m in mine], [m[2] for m in mine], seconds,
                                     masked))
@@ -94,10 +94,9 @@ def run_batch(pipeline_of: Callable[[str], Pipeline], kind: str, payloads: Seque
 
 
 def batch_runner(pipeline_of: Callable[[str], Pipeline]) -> Callable:
-    """The local backend's runner (glide.scheduler.Scheduler): each batch on the pipelines `pipeline_of` gives."""
+    """The local backend's runner: each batch of jobs on the pipelines `pipeline_of` gives."""
     def runner(batch, report, should_stop):
-        return run_batch(pipeline_of, batch.kind, [job.payload for job in batch.jobs], batch.prompts, batch.seeds,
-                         [len(job.prompts) for job in batch.jobs], report, should_stop)
+        return run_batch(pipeline_of, [job.payload for job in batch.jobs], report, should_stop)
 
     return runner
 

@@ -20,7 +20,7 @@ share one sampling run, others run one after the other. Inpainting and compariso
 Each request streams ("progress", Progress), then ("result", value, run id) or ("error", exc).
 Cancelling a request (the user's Stop, a client gone) cancels its stream; the replica marks it and
 stops a run only when every request in it is cancelled, between steps. `RayBackend` is the front
-end's side: it hands out `glide.scheduler.Job`s like the local backend, and retries a request once
+end's side: it takes `glide.serving.jobs.Job`s like the local backend, and retries a request once
 when the replica serving it dies.
 
 Security: Ray has no authentication. Keep its ports (6379, 8265, 10001) on a private network and
@@ -43,20 +43,22 @@ from ray import serve
 from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RequestCancelledError
 
-from .pipeline import load_pipeline
-from .precision import choose_precision
-from .runs import run_batch
-from .scheduler import RESTARTING, Backend, Job, JobCancelled, ServerRestarting, progress_of
-from .serving import APP_NAME, DEPLOYMENT, ClusterUnavailable, ServeConfig
+from ..errors import Cancelled, ClusterUnavailable, ServerRestarting
+from ..pipeline import load_pipeline
+from ..precision import choose_precision
+from .backend import RESTARTING, QueuedBackend
+from .batches import run_batch
+from .jobs import Job, progress_of
+from .options import APP_NAME, DEPLOYMENT, ServeConfig
 
-log = logging.getLogger("glide.ray_serve")
+log = logging.getLogger("glide.serving.ray")
 
 RETRIES = 1   # a request whose replica died is sent once more, to whichever replica Serve picks
 
 
 # ---------------------------------------------------------------------------------------------- the replica
 def _images_in(requests: List[Dict]) -> int:
-    return sum(len(r["prompts"]) for r in requests)
+    return sum(len(r["payload"].prompts) for r in requests)
 
 
 class GlideReplica:
@@ -125,7 +127,7 @@ class GlideReplica:
         """One run of `requests` in the executor thread; yields a list of items (one per request) per event."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        ids, counts = [r["id"] for r in requests], [len(r["prompts"]) for r in requests]
+        ids, counts = [r["id"] for r in requests], [len(r["payload"].prompts) for r in requests]
         offsets = list(itertools.accumulate([0] + counts[:-1]))
 
         def report(stage, step, total, x0):
@@ -137,9 +139,7 @@ class GlideReplica:
         def work():
             self.running += 1
             try:
-                return run_batch(self.pipeline_of, requests[0]["kind"], [r["payload"] for r in requests],
-                                 [p for r in requests for p in r["prompts"]],
-                                 [s for r in requests for s in r["seeds"]], counts, report,
+                return run_batch(self.pipeline_of, [r["payload"] for r in requests], report,
                                  lambda: all(i in self.cancelled for i in ids))
             finally:
                 self.running -= 1
@@ -230,7 +230,7 @@ def status(samples: int = 16) -> Dict:
 
 
 # ---------------------------------------------------------------------------------------------- front end
-class RayBackend(Backend):
+class RayBackend(QueuedBackend):
     """The front end's side of the Serve application: `submit(job)` streams the job from a replica.
 
     Jobs wait here in a FairQueue (round-robin across sessions, a cap per session) and at most
@@ -238,8 +238,11 @@ class RayBackend(Backend):
     of the replicas too; Serve then batches what reaches each replica.
     """
 
-    def __init__(self, deployment_handle, max_pending: int = 64, max_per_session: int = 4, in_flight: int = 32):
+    def __init__(self, deployment_handle, max_pending: int = 64, max_per_session: int = 4, in_flight: int = 32,
+                 owns_cluster: bool = False):
+        """`owns_cluster`: this process started the Ray it talks to, so `close()` shuts it down."""
         super().__init__(max_pending, max_per_session)
+        self.owns_cluster = owns_cluster
         self.handle = deployment_handle.options(stream=True)
         self.in_flight = in_flight
         self._streams: Dict[Job, object] = {}     # jobs sent -> their response stream (None until it exists)
@@ -265,8 +268,7 @@ class RayBackend(Backend):
             threading.Thread(target=self._follow, args=(job,), name=f"ray-job-{job.id}", daemon=True).start()
 
     def _follow(self, job: Job) -> None:
-        request = {"kind": job.kind, "payload": job.payload, "prompts": job.prompts, "seeds": job.seeds,
-                   "batch_key": job.batch_key, "previews": job.previews}
+        request = {"payload": job.payload, "batch_key": job.batch_key, "previews": job.previews}
         try:
             for attempt in range(RETRIES + 1):
                 try:
@@ -274,13 +276,13 @@ class RayBackend(Backend):
                     return
                 except RayActorError as exc:
                     if job.cancelled.is_set():
-                        raise JobCancelled("stopped") from None
+                        raise Cancelled("stopped") from None
                     if attempt == RETRIES:
                         raise ClusterUnavailable("the server lost the worker running your request twice; please "
                                                  "try again in a minute") from exc
                     log.warning("replica died serving job %s (%s); retrying it once", job.id, exc)
         except RequestCancelledError:
-            job.error = ServerRestarting(RESTARTING) if self._closing else JobCancelled("stopped")
+            job.error = ServerRestarting(RESTARTING) if self._closing else Cancelled("stopped")
         except (RayError, ConnectionError) as exc:   # the cluster, not the request: say so in words
             log.error("job %s: the Ray cluster failed: %r", job.id, exc)
             job.error = ClusterUnavailable("The cluster that makes the images cannot be reached right now; the "
@@ -333,3 +335,8 @@ class RayBackend(Backend):
             time.sleep(0.1)
         for job in list(self._streams):
             self.cancelled(job)
+
+    def close(self) -> None:
+        """Shut down the Ray this process started; an attached cluster keeps serving other front ends."""
+        if self.owns_cluster:
+            shutdown()

@@ -1,6 +1,6 @@
 """Training data of the embedded shapes family: the tokenizer's corpus and every stage's batches.
 
-Kept apart from `glide.shapes_family` (what loading the family for inference needs), so that
+Kept apart from `glide.families.shapes` (what loading the family for inference needs), so that
 generating images never imports training code.
 """
 from pathlib import Path
@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import shapes_family as family
-from .data import shapes
-from .tokenizer.bpe import Encoder, save_vocab, train_bpe
+from ..data import shapes
+from ..families import shapes as family
+from ..tokenizer.bpe import Encoder, save_vocab, train_bpe
 
 UPSAMPLE_TRAIN_CROP = 64  # the upsampler is fully convolutional: train on crops, 4x cheaper per example
 P_UNCOND = 0.2  # share of empty captions in training, so classifier-free guidance has an unconditional model

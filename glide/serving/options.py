@@ -1,20 +1,16 @@
-"""How the demo's work is served: in this process (the default) or on Ray Serve (glide.ray_serve).
+"""The serving flags: which backend, and how the Ray Serve application is deployed.
 
-Ray-free, so that the command lines can offer the Ray options without importing Ray.
+Ray-free and torch-free, so that the command lines can offer the options without importing either.
 """
 import argparse
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import UserError
+from ..errors import UserError
 
 APP_NAME = "glide"
 DEPLOYMENT = "GlideReplica"
 BACKENDS = ("local", "ray")
-
-
-class ClusterUnavailable(UserError):
-    """The Ray cluster or the Serve application cannot be reached; the message says what to start."""
 
 
 @dataclass

@@ -1,0 +1,351 @@
+"""Judge the embedded shapes family with its own checker.
+
+    python -m glide.eval shapes                 # EVAL.json: the table in README (--device cuda on a GPU)
+    python -m glide.eval shapes --tradeoff      # EVAL_TRADEOFF.json + tradeoff.png: guidance scale sweeps
+    python -m glide.eval shapes --samplers      # EVAL_SAMPLERS.json: step rules of the base model and upsampler
+    python -m glide.eval shapes --n 32 --quick --out /tmp/e.json   # a smaller, faster pass
+
+For fresh random scenes (a seed no training batch used), the base model draws each caption and the
+checker reads the image back: per-attribute and all-attribute accuracy, on one- and two-shape
+scenes, under several guidance strategies and step rules. Also inpainting (the new shape appears in
+the masked region; the kept region is the input's by construction, which the tests check), the
+upsampler (its 128 px image, reduced to 32 px, matches the base image and the checker agrees at both
+sizes) and the noised CLIP's zero-shot caption matching. Rates carry Wilson 95% intervals. Every
+report records the command, n, device, dtype, git commit and date it was measured with; a report is
+only ever written whole by one command, never patched. Prints markdown tables and writes JSON.
+"""
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import shapes
+from ..pipeline import load_pipeline
+from . import measures
+
+EVAL_SEED = 12345  # scenes from a stream no training batch used (training seeds rng with [0, rank, step])
+ATTRIBUTES = ("shape", "color", "position", "size")
+
+
+def fresh_scenes(n: int, num_shapes: int, seed: int = EVAL_SEED):
+    rng = np.random.default_rng([seed, num_shapes])
+    scenes = [shapes.random_scene(rng, num_shapes) for _ in range(n)]
+    return scenes, [shapes.caption(s, rng) for s in scenes]
+
+
+def score(images, scenes) -> Dict:
+    """All attributes right (with its Wilson interval), clean, background, count and each attribute (over all shapes)."""
+    verdicts = [shapes.matches(img, scene) for img, scene in zip(images, scenes)]
+    out = {"all": measures.wilson(sum(v["all"] for v in verdicts), len(verdicts))}
+    for key in ("clean", "background", "count"):
+        out[key] = round(float(np.mean([v[key] for v in verdicts])), 4)
+    for a in ATTRIBUTES:
+        out[a] = round(float(np.mean([s[a] for v in verdicts for s in v["shapes"]])), 4)
+    return out
+
+
+def provenance(pipe, argv) -> Dict:
+    """What a report was measured with: command, device, dtype, commit (and whether the tree had edits), date."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    return {"command": "python -m glide.eval " + " ".join(argv), "device": str(pipe.device), "dtype": str(pipe.dtype),
+            "git_commit": git("rev-parse", "HEAD"), "git_uncommitted_changes": bool(git("status", "--porcelain",
+                                                                                          "--untracked-files=no")),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
+
+
+def generate_all(pipe, captions, chunk: int = 64, **kw) -> List[Image.Image]:
+    """Item i is drawn with seed EVAL_SEED + i, in calls of `chunk` prompts (the pipeline takes at most 64)."""
+    images = []
+    for i in range(0, len(captions), chunk):
+        images += pipe.generate(captions[i:i + chunk], seed=EVAL_SEED + i, upsample=False, **kw).base_images
+    return images
+
+
+def eval_text_to_image(pipe, n: int, conditions, rows: List[dict], save=lambda: None, kinds=(1, 2)) -> List[dict]:
+    """Append a row per (scene kind, condition) to `rows`, calling `save` after each."""
+    for num_shapes in kinds:
+        scenes, captions = fresh_scenes(n, num_shapes)
+        for label, kw in conditions:
+            start = time.time()
+            images = generate_all(pipe, captions, **kw)
+            rows.append({"shapes": num_shapes, "condition": label, **score(images, scenes),
+                         "seconds": round(time.time() - start, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+            save()
+    return rows
+
+
+def eval_inpainting(pipe, n: int, **kw) -> dict:
+    """Start from a rendered one-shape scene on one side; ask for a new shape on the opposite side.
+
+    Only the new shape is judged: the kept region is the input's by construction (the sampler
+    holds it fixed), which tests/test_pipeline.py checks, so measuring it here could not fail.
+    """
+    rng = np.random.default_rng([EVAL_SEED, 7])
+    found = 0
+    for i in range(n):
+        scene = shapes.random_scene(rng, 2)   # two shapes always stand at opposite positions
+        first, second = scene.shapes
+        source = shapes.render(shapes.Scene(scene.background, (first,)), pipe.family.base_size, rng)
+        size = pipe.family.base_size
+        mask = Image.new("L", (size, size), 0)   # white = edit: the half where the new shape goes
+        half = {"left": (0, 0, size // 2, size), "right": (size // 2, 0, size, size),
+                "top": (0, 0, size, size // 2), "bottom": (0, size // 2, size, size)}[second.position]
+        mask.paste(255, half)
+        res = pipe.inpaint(source, mask, [shapes.caption(scene, rng)], seed=EVAL_SEED + i, upsample=False, **kw)
+        new_shape = shapes.matches(res.base_images[0], scene)["shapes"][1]
+        found += all(new_shape[a] for a in ("shape", "color", "position"))
+    return {"new_shape_right": measures.wilson(found, n)}
+
+
+def eval_upsampler(pipe, n: int, **kw) -> dict:
+    scenes, captions = fresh_scenes(n, 1)
+    res = pipe.generate(captions[:n], seed=EVAL_SEED, **kw)
+    diffs, agree_up = [], 0
+    for base, up, scene in zip(res.base_images, res.images, scenes):
+        reduced = up.resize(base.size, Image.BOX)
+        diffs.append(np.abs(np.asarray(reduced, np.float32) - np.asarray(base, np.float32)).mean())
+        agree_up += shapes.matches(up, scene)["all"] == shapes.matches(base, scene)["all"]
+    return {"n": n, "mean_abs_diff_at_32px": round(float(np.mean(diffs)), 2),
+            "checker_agrees_128_vs_32": measures.wilson(agree_up, n)}
+
+
+# fast27 is the reference's; "3,1,1,2" and "5,1,1,1" are its recipe (steps dense near t = 0) at 8 steps,
+# the first starting from t = 999 like fast27, the second from t = 750.
+UPSAMPLER_RULES = (("ddpm", "fast27"), ("ddim", 8), ("ddim", 6), ("ddim", 4), ("dpm++2m", 8), ("dpm++2m", 6),
+                   ("dpm++2m", 5), ("dpm++2m", 4), ("ddim", "3,1,1,2"), ("ddim", "5,1,1,1"))
+
+
+def true_pair(scene, index: int, low: int, high: int):
+    """The same jittered scene rendered at both sizes: the upsampler's ideal input and output."""
+    seed = [EVAL_SEED, 5, index]
+    return (shapes.render(scene, low, np.random.default_rng(seed)),
+            shapes.render(scene, high, np.random.default_rng(seed)))
+
+
+def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32) -> List[dict]:
+    """Each step rule of the upsampler, on exact inputs and on the base model's images.
+
+    On true low-res renders (two-shape scenes) the output is scored against the true high-res render
+    of the same scene, so any error is the upsampler's: mean absolute error and PSNR, edge energy
+    relative to the truth (above 1 = grainier, below 1 = blurrier) and the checker's verdict. On the
+    base model's images for the same captions (family defaults), reduced back to the base size, the
+    output is compared with its input: how faithfully the upsampler keeps what it was given.
+    """
+    scenes, captions = fresh_scenes(n, 2)
+    pairs = [true_pair(scene, i, pipe.family.base_size, pipe.family.upsample_size) for i, scene in enumerate(scenes)]
+    truth = np.stack([np.asarray(high, np.float32) for _, high in pairs])
+    generated = generate_all(pipe, captions)
+
+    def upsample_all(images, rule, steps):
+        out = []
+        for i in range(0, n, chunk):
+            out += pipe.upsample(images[i:i + chunk], captions[i:i + chunk], sampler=rule, steps=steps,
+                                 seed=EVAL_SEED + i).images
+        return out
+
+    def edges(images):
+        return np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()
+
+    rows = []
+    for rule, steps in rules:
+        start = time.time()
+        out = upsample_all([low for low, _ in pairs], rule, steps)
+        images = np.stack([np.asarray(image, np.float32) for image in out])
+        mse = ((images - truth) ** 2).mean(axis=(1, 2, 3))
+        kept = [np.abs(np.asarray(up.resize(base.size, Image.BOX), np.float32) - np.asarray(base, np.float32)).mean()
+                for up, base in zip(upsample_all(generated, rule, steps), generated)]
+        rows.append({"rule": f"{rule} {steps}", "mean_abs_error": round(float(np.abs(images - truth).mean()), 2),
+                     "psnr_db": round(float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))), 2),
+                     "edge_energy_vs_truth": round(float(edges(images) / edges(truth)), 3),
+                     "checker_all": round(float(np.mean([shapes.matches(im, sc)["all"] for im, sc in zip(out, scenes)])), 4),
+                     "base_image_diff_at_base_size": round(float(np.mean(kept)), 2),
+                     "seconds": round(time.time() - start, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
+    """Pick the true caption among distractors that differ in one attribute, from the clean image (t=0)."""
+    clip = pipe.component("clip")
+    rng = np.random.default_rng([EVAL_SEED, 9])
+    correct = 0
+    for _ in range(n):
+        scene = shapes.random_scene(rng)
+        options = [scene]
+        while len(options) < 1 + distractors:
+            s = list(scene.shapes)
+            j = rng.integers(len(s))
+            attr = rng.choice(["shape", "color", "position", "size", "background"])
+            if attr == "background":
+                other = shapes.Scene(rng.choice(list(shapes.PALETTE)), scene.shapes)
+            else:
+                values = {"shape": shapes.SHAPES, "color": tuple(shapes.PALETTE), "size": shapes.SIZES,
+                          "position": tuple(shapes.POSITIONS)}[attr]
+                s[j] = shapes.Shape(**{**s[j].__dict__, attr: rng.choice(values)})
+                other = shapes.Scene(scene.background, tuple(s))
+            if shapes.is_valid(other) and other not in options:
+                options.append(other)
+        image = shapes.images_to_tensor(np.array(shapes.render(scene, pipe.family.base_size, rng))[None])
+        captions = [shapes.caption(o, rng) for o in options]
+        t = torch.zeros(1, dtype=torch.long)
+        with torch.no_grad():
+            z_i = clip.image_embeddings(image.to(clip.device), t.to(clip.device))
+            z_t = clip.text_embeddings(captions)
+        correct += int((z_t @ z_i[0]).argmax()) == 0
+    return {"distractors": distractors, "accuracy": measures.wilson(correct, n)}
+
+
+# Both strategies at their neutral scale sample the conditional model alone, exactly as unguided sampling
+# does (same images for the same seeds), so that point is measured once and starts both curves.
+CFG_SCALES = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+CLIP_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)
+UNGUIDED_SCALE = {"classifier-free": 1.0, "clip": 0.0}
+
+
+def eval_tradeoff(pipe, prompts: int, seeds: int, sampler: str, steps: int, scales: Dict[str, tuple],
+                  report: Dict, save=lambda: None) -> Dict:
+    """Fidelity, diversity and realism of unguided sampling and of each guidance at each scale, on two-shape prompts.
+
+    Every point draws each of `prompts` fresh two-shape captions with `seeds` seeds (the same
+    prompts and seeds at every point) and records: fidelity (the checker's all-right rate, Wilson
+    95%), diversity and realism error (see glide.evaluation.measures), the noised CLIP's mean cosine similarity
+    between image and caption at t = 0, and the wall time. Points go into `report["points"]`, saved
+    after each one; the unguided point has strategy "none" (`report["unguided_is_scale"]` says which
+    scale of each strategy it stands for).
+    """
+    scenes, captions = fresh_scenes(prompts, 2)
+    reference = measures.data_variances(scenes, pipe.family.base_size)
+    clip = pipe.component("clip")
+    repeated = [caption for caption in captions for _ in range(seeds)]
+    report["unguided_is_scale"] = {strategy: UNGUIDED_SCALE[strategy] for strategy in scales}
+    for strategy, scale in [("none", None)] + [(strategy, scale) for strategy, values in scales.items()
+                                               for scale in values]:
+        start = time.time()
+        images = generate_all(pipe, repeated, sampler=sampler, steps=steps, guidance=strategy, guidance_scale=scale)
+        seconds = time.time() - start
+        verdicts = [shapes.matches(image, scenes[i // seeds]) for i, image in enumerate(images)]
+        pixels = shapes.images_to_tensor(np.stack([np.asarray(image) for image in images])).to(pipe.device)
+        similarity = clip.similarity(pixels, torch.zeros(len(images), dtype=torch.long, device=pipe.device), repeated)
+        grouped = [images[i * seeds:(i + 1) * seeds] for i in range(prompts)]
+        report["points"].append({
+            "strategy": strategy, "scale": scale,
+            "fidelity": measures.wilson(sum(v["all"] for v in verdicts), len(verdicts)),
+            "clean": round(float(np.mean([v["clean"] for v in verdicts])), 4),
+            "diversity": round(measures.diversity(measures.layout_variances(grouped, scenes), reference), 3),
+            "realism_error": round(float(np.mean([measures.realism_error(image) for image in images])), 2),
+            "clip_score": round(float(similarity.mean()), 4), "seconds": round(seconds, 1)})
+        print(json.dumps(report["points"][-1]), flush=True)
+        save()
+    return report
+
+
+def percent(rate: Dict) -> str:
+    """A Wilson rate as README writes it: 99.2% (97.1-99.8)."""
+    return f"{100 * rate['rate']:.1f}% ({100 * rate['low']:.1f}-{100 * rate['high']:.1f})"
+
+
+def markdown(rows: List[dict]) -> str:
+    keys = ["shapes", "condition", "all", "clean", "background", *ATTRIBUTES, "seconds"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(percent(r[k]) if isinstance(r[k], dict) else str(r[k]) for k in keys) + " |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", choices=["shapes"])
+    parser.add_argument("--n", type=int, help="prompts per condition and scene kind (default 128; --samplers: 64; "
+                                              "--tradeoff: prompts per point, 40)")
+    parser.add_argument("--steps", type=int, default=10, help="steps of the default rule (DPM-Solver++(2M))")
+    parser.add_argument("--quick", action="store_true", help="only the headline conditions")
+    parser.add_argument("--out", type=Path, help="the report (default glide/assets/shapes/EVAL.json, with "
+                                                  "--samplers EVAL_SAMPLERS.json, --tradeoff EVAL_TRADEOFF.json "
+                                                  "and tradeoff.png beside it)")
+    parser.add_argument("--samplers", action="store_true",
+                        help="only the step-rule comparison: the base model (steps vs accuracy vs wall time, "
+                             "one-shape, unguided) and the upsampler (on true low-res renders against the truth, "
+                             "and on the base model's images against them)")
+    parser.add_argument("--tradeoff", action="store_true",
+                        help="only the guidance trade-off: classifier-free and CLIP guidance at several scales, "
+                             "fidelity vs diversity vs realism (see glide.evaluation.measures), JSON and a plot")
+    parser.add_argument("--seeds", type=int, default=4, help="--tradeoff: seeds per prompt")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    parser.add_argument("--dtype", default="float32", help="passed to load_pipeline (float32, bfloat16, float16, ...)")
+    args = parser.parse_args(argv)
+    name = "EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff else "EVAL.json"
+    args.out = args.out or Path("glide/assets/shapes") / name
+    args.n = args.n or (64 if args.samplers else 40 if args.tradeoff else 128)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(args.family, device=args.device, dtype=args.dtype)
+    # The report is rewritten after every row, so an interrupted run keeps what it measured.
+    report = {**provenance(pipe, argv)}
+
+    def save():
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+    if args.tradeoff:
+        report.update(prompts=args.n, seeds=args.seeds, settings={"sampler": "dpm++2m", "steps": args.steps},
+                      points=[])
+        start = time.time()
+        eval_tradeoff(pipe, args.n, args.seeds, "dpm++2m", args.steps,
+                      {"classifier-free": CFG_SCALES, "clip": CLIP_SCALES}, report, save)
+        report["seconds"] = round(time.time() - start, 1)
+        save()
+        measures.tradeoff_figure(report).savefig(args.out.with_name("tradeoff.png"), dpi=110)
+        return
+    if args.samplers:
+        rules = [("ddpm", 150), ("ddpm", 50), ("ddim", 50), ("ddim", 25), ("dpm++2m", 20), ("dpm++2m", 10)]
+        conditions = [(f"{rule} {steps}", dict(sampler=rule, steps=steps, guidance="none")) for rule, steps in rules]
+        report.update(n=args.n, samplers=[])
+        eval_text_to_image(pipe, args.n, conditions, report["samplers"], save, kinds=(1,))
+        report["upsampler_rules"] = eval_upsampler_rules(pipe, args.n)
+        save()
+        print(markdown(report["samplers"]))
+        return
+    rule = dict(sampler="dpm++2m", steps=args.steps)
+    conditions = [
+        ("unguided", dict(rule, guidance="none")),
+        ("classifier-free 3", dict(rule, guidance="classifier-free", guidance_scale=3.0)),
+        ("CLIP 10", dict(rule, guidance="clip", guidance_scale=10.0)),
+    ]
+    extra = [("ddim 25, classifier-free 3", dict(sampler="ddim", steps=25, guidance="classifier-free",
+                                                  guidance_scale=3.0))]
+    small = max(16, args.n // 2)
+    report.update(n=args.n, settings={**rule, "inpainting_n": small, "upsampler_n": min(small, 32),
+                                      "clip_zero_shot_n": 2 * args.n}, text_to_image=[])
+    # Headline conditions and the other components first, the extra conditions last.
+    eval_text_to_image(pipe, args.n, conditions, report["text_to_image"], save)
+    report["inpainting"] = eval_inpainting(pipe, small, **rule)
+    save()
+    report["upsampler"] = eval_upsampler(pipe, min(small, 32), **rule)
+    save()
+    report["clip_zero_shot"] = eval_clip(pipe, 2 * args.n)
+    save()
+    eval_text_to_image(pipe, args.n, [] if args.quick else extra, report["text_to_image"], save)
+    report["text_to_image"].sort(key=lambda row: row["shapes"])  # stable: conditions keep their order
+    save()
+    print(markdown(report["text_to_image"]))
+    for key in ("inpainting", "upsampler", "clip_zero_shot"):
+        print(f"{key}: {report[key]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Jobs: one user's request as a front end follows it, whichever backend runs it.
+
+A job carries a typed payload — `Generate`, `Inpaint` or `Compare`, each holding validated
+settings (and, for inpainting, the picture and mask) — and gives back a stream of `Progress`
+events, then the result (or an error), with `cancel()` at any time. The payload says which
+images the job makes (a prompt and a seed each) and which other jobs may share its sampling run
+(equal `batch_key`).
+"""
+import itertools
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, List, Optional, Protocol, Tuple
+
+from PIL import Image
+
+from ..errors import Cancelled
+from ..settings import ComparisonSettings, GenerationSettings
+
+
+# ------------------------------------------------------------------------------------------ payloads
+class Payload(Protocol):
+    """What a job asks for: its kind, its images (a prompt and a seed each), and who may share its run."""
+
+    kind: ClassVar[str]
+
+    @property
+    def prompts(self) -> Tuple[str, ...]: ...
+
+    @property
+    def seeds(self) -> Tuple[int, ...]: ...
+
+    def batch_key(self) -> Optional[str]: ...
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Text to image. Requests with equal settings but for prompts and seeds share one sampling run."""
+
+    settings: GenerationSettings
+    kind: ClassVar[str] = "generate"
+
+    def __post_init__(self):
+        if self.settings.mode != "generate":
+            raise ValueError(f"a Generate job needs settings of mode 'generate', got {self.settings.mode!r}")
+
+    @property
+    def prompts(self) -> Tuple[str, ...]:
+        return self.settings.prompts
+
+    @property
+    def seeds(self) -> Tuple[int, ...]:
+        return self.settings.seeds
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    def batch_key(self) -> Optional[str]:
+        return self.settings.batch_key()
+
+
+@dataclass(frozen=True)
+class Inpaint:
+    """Replace the masked region of `image` (mask: white = edit). Each edit has its own picture, so it runs alone."""
+
+    settings: GenerationSettings
+    image: Image.Image
+    mask: Image.Image
+    kind: ClassVar[str] = "inpaint"
+
+    def __post_init__(self):
+        if self.settings.mode != "inpaint":
+            raise ValueError(f"an Inpaint job needs settings of mode 'inpaint', got {self.settings.mode!r}")
+
+    @property
+    def prompts(self) -> Tuple[str, ...]:
+        return self.settings.prompts
+
+    @property
+    def seeds(self) -> Tuple[int, ...]:
+        return self.settings.seeds
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    def batch_key(self) -> Optional[str]:
+        return None
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One prompt and seed under several guidance strategies (and a scale sweep); runs alone."""
+
+    compared: ComparisonSettings
+    kind: ClassVar[str] = "compare"
+
+    @property
+    def prompts(self) -> Tuple[str, ...]:
+        return (self.compared.prompt,)
+
+    @property
+    def seeds(self) -> Tuple[int, ...]:
+        return (self.compared.seed,)
+
+    @property
+    def model(self) -> str:
+        return self.compared.base.model
+
+    def batch_key(self) -> Optional[str]:
+        return None
+
+
+# ------------------------------------------------------------------------------------------ progress
+@dataclass
+class Progress:
+    """One step of a run as one job sees it; `x0` is this job's slice of the x0 prediction, or None."""
+
+    stage: str
+    step: int
+    total: int
+    x0: Any = None
+
+
+def progress_of(offset: int, count: int, previews: bool, stage: str, step: int, total: int, x0,
+                preview_every: int) -> Progress:
+    """One job's share of a run's progress: its slice of the x0 prediction every `preview_every` steps and
+    on the last step (so the preview ends on the stage's final image), when it asked for previews."""
+    part = None
+    if previews and x0 is not None and (step % preview_every == 0 or step == total - 1):
+        part = x0[offset:offset + count].detach().float().cpu().clone()
+    return Progress(stage, step, total, part)
+
+
+# ------------------------------------------------------------------------------------------ jobs
+class Job:
+    """One user's request: its payload, and the stream of progress and the result that come back.
+
+    `session` is whom the request is counted against (fairness and the per-user cap); `previews`
+    asks for x0 previews in the progress events.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, payload: Payload, *, session: Optional[str] = None, previews: bool = False):
+        self.id = next(self._ids)
+        self.payload = payload
+        self.kind = payload.kind
+        self.prompts: List[str] = list(payload.prompts)
+        self.seeds: List[int] = list(payload.seeds)
+        self.batch_key = payload.batch_key()
+        self.session = session
+        self.previews = previews
+        self.offset = 0                 # where this job's items start in its run
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.convert: Optional[Callable[[Any], Any]] = None   # applied to the result once, by `outcome()`
+        self._converted = False
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.cancelled = threading.Event()
+        self._events: "queue.Queue[Progress]" = queue.Queue()
+        self._backend = None            # the backend that took it
+
+    def cancel(self) -> None:
+        """Stop waiting for this job; its run stops too if no other job still needs it."""
+        self.cancelled.set()
+        if self._backend is not None:
+            self._backend.cancelled(self)
+
+    def ahead(self) -> int:
+        """How many jobs are waiting before this one (0 once it runs)."""
+        return self._backend.position(self) if self._backend is not None else 0
+
+    def report(self, progress: Progress) -> None:
+        """A backend's progress event for this job (dropped once the job is cancelled)."""
+        if not self.cancelled.is_set():
+            self._events.put(progress)
+
+    def stream(self, poll: float = 0.1) -> Iterator[Optional[Progress]]:
+        """Progress events until the job is done; yields None every `poll` seconds while nothing happens.
+
+        Stops early (raising Cancelled) once the job is cancelled. The caller then reads `outcome()`.
+        """
+        while True:
+            if self.cancelled.is_set():
+                raise Cancelled("stopped")
+            try:
+                yield self._events.get(timeout=poll)
+            except queue.Empty:
+                if self.done.is_set() and self._events.empty():
+                    return
+                yield None
+
+    def outcome(self, timeout: Optional[float] = None) -> Any:
+        """The job's result, or its error raised here."""
+        if not self.done.wait(timeout):
+            raise TimeoutError("job not finished")
+        if self.error is not None:
+            raise self.error
+        if self.convert is not None and not self._converted:
+            self.result, self._converted = self.convert(self.result), True
+        return self.result
+
+    def wait(self) -> Any:
+        """Block until the job is done (API calls, which stream nothing); cancelled jobs raise Cancelled."""
+        while not self.done.wait(0.1):
+            if self.cancelled.is_set():
+                raise Cancelled("stopped")
+        return self.outcome()
+
+
+@dataclass
+class Batch:
+    """Jobs served by one run: image i is prompts[i] with seeds[i]; each job's images are contiguous."""
+
+    kind: str
+    jobs: List[Job]
+    prompts: List[str]
+    seeds: List[int]

@@ -1,0 +1,3 @@
+from glide.training.trainer import main
+
+main()
