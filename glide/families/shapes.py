@@ -3,8 +3,8 @@
 Same classes, diffusion and samplers as GLIDE (filtered), scaled down to what 2 CPU cores train in
 under two hours: a 32x32 text-conditional base, a 4x text-conditional upsampler (32 -> 128), the
 inpainting variant of each, and a noised CLIP. This module holds what loading the family needs:
-its configurations and its tokenizer. Training data lives in `glide.training.shapes`; `glide.train`
-trains, `glide.training.default` runs the whole recipe, and the weights ship in `glide/assets/shapes/`.
+its configurations, its tokenizer and its loader. Training data lives in `glide.training.shapes`; `glide.training`
+trains, `python -m glide.train_default` runs the whole recipe, and the weights ship in `glide/assets/shapes/`.
 """
 from pathlib import Path
 from typing import Dict, List, Tuple

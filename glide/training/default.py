@@ -1,8 +1,8 @@
 """Re-train the embedded `shapes` family from scratch and export it to glide/assets/shapes/.
 
-    make train-default            # = python -m glide.training.default   (~2 hours on 2 CPU cores)
-    python -m glide.training.default --only base --minutes-scale 0.1   # a quick partial run
-    python -m glide.training.default --recipe gpu   # one GPU, ~6 minutes: the shipped weights
+    make train-default            # = python -m glide.train_default   (~2 hours on 2 CPU cores)
+    python -m glide.train_default --only base --minutes-scale 0.1   # a quick partial run
+    python -m glide.train_default --recipe gpu   # one GPU, ~6 minutes: the shipped weights
 
 The CPU recipe runs the stages in order, each resumable (rerun the command after an interruption):
 the 32 px base, the noised CLIP, the 32->128 upsampler, then the inpainting variants fine-tuned
@@ -87,8 +87,8 @@ def update_model_card(stage: str, runs: Path, wall_minutes: float, weights: str 
         "family": "shapes", "data": "glide.data.shapes: procedural one/two-shape scenes, captions from its grammar",
         "tokenizer": "byte-level BPE (GLIDE's code) trained on 20,000 captions: encoder.json, vocab.bpe",
         "seed": SEED, "stages": {}}
-    card["command"] = ("make train-default  (python -m glide.training.default)" if recipe == "cpu"
-                       else f"python -m glide.training.default --recipe {recipe}")
+    card["command"] = ("make train-default  (python -m glide.train_default)" if recipe == "cpu"
+                       else f"python -m glide.train_default --recipe {recipe}")
     state = json.loads((runs / stage / "state.json").read_text())
     card["stages"][stage] = {
         "options": shapes_family.CLIP_CONFIG if stage == "clip" else shapes_family.MODEL_OPTIONS[stage],
@@ -118,7 +118,7 @@ def _snapshot_parent(s: Stage, runs: Path) -> tuple:
 
 
 def run_side_by_side(stages, runs: Path, minutes_scale: float, poll_s: float = 0.5) -> tuple:
-    """Each stage in its own `python -m glide.train` process; waits for all.
+    """Each stage in its own `python -m glide.training` process; waits for all.
 
     A stage starts at its `start` minute, and a fine-tune not before its parent has saved a checkpoint
     (the parent's state.json is written last, atomically). A failing stage does not stop the others.
@@ -142,7 +142,7 @@ def run_side_by_side(stages, runs: Path, minutes_scale: float, poll_s: float = 0
                 args = [f"--{k.replace('_', '-')}={v}" for k, v in cfg.__dict__.items()]
                 with open(runs / f"{s.stage}.log", "a") as log:
                     # One torch thread per trainer: the GPU does the arithmetic, the cores render data.
-                    process = subprocess.Popen([sys.executable, "-m", "glide.train", *args, "--threads=1"],
+                    process = subprocess.Popen([sys.executable, "-m", "glide.training", *args, "--threads=1"],
                                                stdout=log, stderr=subprocess.STDOUT)
                 running[s.stage] = (process, time.time(), parent_step)
                 pending.remove(s)

@@ -1,6 +1,6 @@
 """Train any GLIDE-family diffusion model (or the noised CLIP): one file, one loop.
 
-    python -m glide.train --stage base --out runs/base --minutes 50
+    python -m glide.training --stage base --out runs/base --minutes 50
     torchrun --nproc_per_node 4 -m glide.train --stage base --out runs/base --steps 20000
 
 The hybrid loss of improved DDPM (`GaussianDiffusion.training_losses`), 20% empty captions for

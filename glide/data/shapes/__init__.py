@@ -29,9 +29,11 @@ with the very same function, so renderer and checker can never disagree about ge
 """
 from .batches import images_to_tensor, sample_batch, tensor_to_images
 from .captions import POSITION_PHRASES, SIZE_WORDS, TEMPLATES, caption, parse_caption
-from .checker import Reading, check, matches, read
+from .checker import MAX_OFF_PALETTE, Reading, check, matches, read
 from .render import render
 from .scene import (
+    JITTER,
+    MIN_GAP,
     OPPOSITE_PAIRS,
     PALETTE,
     POSITIONS,
@@ -45,6 +47,7 @@ from .scene import (
     random_scene,
 )
 
-__all__ = ["OPPOSITE_PAIRS", "PALETTE", "POSITIONS", "POSITION_PHRASES", "Reading", "SHAPES", "SIZES", "SIZE_RANGES",
+__all__ = ["JITTER", "MAX_OFF_PALETTE", "MIN_GAP",
+           "OPPOSITE_PAIRS", "PALETTE", "POSITIONS", "POSITION_PHRASES", "Reading", "SHAPES", "SIZES", "SIZE_RANGES",
            "SIZE_WORDS", "Scene", "Shape", "TEMPLATES", "caption", "check", "images_to_tensor", "is_valid", "layout",
            "matches", "parse_caption", "random_scene", "read", "render", "sample_batch", "tensor_to_images"]
