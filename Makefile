@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Debian's packages the browser tests (chromium) and the reverse-proxy tests (nginx) drive; installed by
+# make, as root where apt-get exists. Elsewhere those tests skip, saying what to install.
+SYSTEM_PACKAGES := chromium nginx
+SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: demo test test-fast bench train-default eval screenshots
 
@@ -13,10 +17,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+$(SYSTEM_STAMP): $(STAMP)
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "note: not installed:$$missing; the tests that need them will skip (apt-get install$$missing)"; fi
+	touch $@
+
 demo: $(STAMP)
 	$(PY) app.py
 
-test: $(STAMP)
+test: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -33,5 +46,5 @@ eval: $(STAMP)
 	$(PY) -m glide.eval shapes
 
 # The README's screenshots (docs/screenshots/): every tab at desktop and phone width, in headless Chromium.
-screenshots: $(STAMP)
+screenshots: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) scripts/screenshots.py
