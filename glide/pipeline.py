@@ -370,12 +370,19 @@ class Pipeline:
                 checker=self.check(result.base_images[0], comparison.prompt), settings=settings))
         return entries
 
+    def on_disk(self, component: str) -> bool:
+        """Whether a family component's files are all present (loading it then downloads nothing)."""
+        paths = self.family.files(self.checkpoint_dir).get(component)
+        paths = paths if isinstance(paths, list) else [paths]
+        return all(path is not None and Path(path).exists() for path in paths)
+
     def clip_score(self, image, prompt: str) -> Optional[float]:
-        """The noised CLIP's cosine similarity between a base-size image and the prompt at t=0 (None without CLIP)."""
-        try:
-            clip = self.component("clip")
-        except Exception:  # a family without a CLIP still compares, just without this score
+        """The noised CLIP's cosine similarity between a base-size image and the prompt at t=0; None when the
+        family's CLIP is not on disk (a score is never worth a download: only a request that needs CLIP
+        fetches it, through the front end's up-front check)."""
+        if not self.on_disk("clip"):
             return None
+        clip = self.component("clip")
         x = image_to_tensor(image, self.family.base_size).to(self.device)
         return float(clip.similarity(x, torch.zeros(1, dtype=torch.long, device=self.device), [prompt])[0])
 

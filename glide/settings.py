@@ -8,9 +8,13 @@
 
 Every default, bound and error message of a generation request lives here: the CLI, the demo's
 UI and API, the pipeline's keyword API and the benchmark build a `GenerationSettings` (or a
-`ComparisonSettings`) with `create`, and validate nothing themselves. A created object is
-complete (the family's defaults filled in) and valid (every value checked, plugin parameters
-included), so it can travel unchanged from the UI to the sampler and back into the PNG.
+`ComparisonSettings`) with `create`, and validate nothing themselves. Validation is the
+constructor's (`__post_init__`), so every way to a settings object checks it — `create`,
+`from_png`, a direct call and `dataclasses.replace` alike — and a settings object that exists is
+complete (the family's defaults filled in) and valid (every value checked against its `limits`,
+plugin parameters included): it travels unchanged from the UI to the sampler and back into the
+PNG, and nothing downstream checks it again. `create` only turns the conveniences of the keyword
+API (a seed for all images, batch_size, guidance_scale, plugin_params) into fields.
 
 Seeds are per image: `seed=s` means s, s+1, ...; `seed=[a, b]` gives each image its own; None
 (or -1, the UI's word for it) draws random seeds here, the one place that does. One prompt with
@@ -19,7 +23,7 @@ a list of seeds makes an image per seed.
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import samplers
@@ -105,34 +109,45 @@ def _text(value, what: str, required: bool) -> str:
     return value.strip()
 
 
-def _prompts(prompts, batch_size, limits: Limits) -> Tuple[str, ...]:
-    if isinstance(prompts, str) or prompts is None:
-        prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise InputError("give at least one prompt (text)")
-    prompts = [_text(p, "prompt", required=True) for p in prompts]
+def _expand_prompts(prompts, batch_size, limits: Limits) -> list:
+    """`prompts` as a list, one prompt repeated `batch_size` times; the prompts themselves are left to the check."""
+    prompts = [prompts] if isinstance(prompts, str) or prompts is None else list(prompts)
     if not _is_blank(batch_size):
         batch_size = number(batch_size, "batch_size", int, 1, limits.max_batch)
         if len(prompts) == 1:
             prompts = prompts * batch_size
         elif len(prompts) != batch_size:
             raise InputError(f"{len(prompts)} prompts but batch_size={batch_size}")
+    return prompts
+
+
+def _prompts(prompts, limits: Limits) -> Tuple[str, ...]:
+    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
+        raise InputError(f"prompts must be a list of texts, got {prompts!r}")
+    if not prompts:
+        raise InputError("give at least one prompt (text)")
     if len(prompts) > limits.max_batch:
         raise InputError(f"at most {limits.max_batch} images per request, got {len(prompts)}")
-    return tuple(prompts)
+    return tuple(_text(p, "prompt", required=True) for p in prompts)
 
 
-def _seeds(seed, n: int) -> Tuple[int, ...]:
-    """Per-image seeds from an int (seed, seed+1, ...), a list (one each), or None / -1 (random)."""
+def _expand_seed(seed, n: int):
+    """Per-image seeds from an int (seed, seed+1, ...) or None / -1 (random); a list is left to the check."""
     if isinstance(seed, (list, tuple)):
-        if len(seed) != n:
-            raise InputError(f"{len(seed)} seeds for {n} images: give one seed per image, or one for all")
-        return tuple(number(s, "seed", int, 0, MAX_SEED) for s in seed)
+        return seed
     if _is_blank(seed):
         return tuple(random_seeds(n))
     first = number(seed, "seed", int, -1, MAX_SEED - (n - 1))
     return tuple(random_seeds(n)) if first == -1 else tuple(range(first, first + n))
+
+
+def _seeds(seeds, n: int) -> Tuple[int, ...]:
+    """One seed per image, each within [0, MAX_SEED]."""
+    if not isinstance(seeds, (list, tuple)):
+        raise InputError(f"seeds must be a list with one seed per image, got {seeds!r}")
+    if len(seeds) != n:
+        raise InputError(f"{len(seeds)} seeds for {n} images: give one seed per image, or one for all")
+    return tuple(number(s, "seed", int, 0, MAX_SEED) for s in seeds)
 
 
 def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[int, str]:
@@ -150,10 +165,14 @@ def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[i
     return number(value, what, int, MIN_STEPS, limits.max_steps)
 
 
-def _plugin_params(plugin, given: Optional[Dict]) -> Dict[str, Any]:
-    """`given` validated against the plugin's declared parameters (defaults filled in)."""
+def _check_mapping(plugin, given) -> None:
     if given is not None and not isinstance(given, dict):
         raise InputError(f"parameters of {plugin.name!r} must be a mapping of name to value, got {given!r}")
+
+
+def _plugin_params(plugin, given: Optional[Dict]) -> Dict[str, Any]:
+    """`given` validated against the plugin's declared parameters (defaults filled in)."""
+    _check_mapping(plugin, given)
     return samplers.validate_params(plugin, dict(given or {}))
 
 
@@ -178,7 +197,9 @@ def _route(plugin_params: Optional[Dict], rule, strategy) -> Tuple[Dict, Dict]:
 class GenerationSettings:
     """One validated request: images i = 0..n-1 are prompts[i] with seeds[i] (see the module docstring).
 
-    `mode` "upsample" uses only the upsample_* fields (the upsampler on given images).
+    `mode` "upsample" uses only the upsample_* fields (the upsampler on given images). Empty values
+    ("" for a step rule, 0 for steps) mean the family's default, filled in on construction; `limits`
+    bounds what the request may ask for and travels with it, so a changed copy is checked the same way.
     """
 
     model: str
@@ -195,6 +216,35 @@ class GenerationSettings:
     upsample_sampler: str = ""
     upsample_steps: Union[int, str] = 0
     upsample_temp: float = UPSAMPLE_TEMP
+    limits: Limits = field(default=LIBRARY_LIMITS, compare=False, repr=False)
+
+    def __post_init__(self):
+        """The one validator: every field checked, normalised and completed, or a UserError naming it."""
+        family = get_family(self.model)
+        limits = self.limits
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        registry = samplers.get_registry()
+        rule = registry.step_rule(self.sampler or family.default_sampler)
+        strategy = registry.guidance_strategy(self.guidance or DEFAULT_GUIDANCE)
+        try:
+            upsample_rule = registry.step_rule(self.upsample_sampler or family.default_upsample_sampler)
+        except samplers.SamplerError as exc:
+            raise samplers.SamplerError(f"upsample_sampler: {exc}") from None
+        prompts = _prompts(self.prompts, limits)
+        lo, hi = UPSAMPLE_TEMP_RANGE
+        checked = dict(
+            model=family.name, prompts=prompts, seeds=_seeds(self.seeds, len(prompts)),
+            negative_prompt=_text(self.negative_prompt, "negative prompt", required=False),
+            sampler=rule.name, sampler_params=_plugin_params(rule, self.sampler_params),
+            steps=_steps(self.steps, "steps", min(family.default_base_steps, limits.max_steps), limits, family),
+            guidance=strategy.name, guidance_params=_plugin_params(strategy, self.guidance_params),
+            upsample=self.mode == "upsample" or bool(self.upsample), upsample_sampler=upsample_rule.name,
+            upsample_steps=_steps(self.upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
+            upsample_temp=number(UPSAMPLE_TEMP if _is_blank(self.upsample_temp) else self.upsample_temp,
+                                 "upsample_temp", float, lo, hi))
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)   # frozen: the constructor is the one place values are set
 
     @classmethod
     def create(cls, prompts: Union[str, Sequence[str]], *, model: str = "shapes", mode: str = "generate",
@@ -206,44 +256,37 @@ class GenerationSettings:
                upsample: bool = True, upsample_sampler: Optional[str] = None,
                upsample_steps: Union[int, str, None] = None, upsample_temp: Optional[float] = None,
                limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
-        """Validate raw values (from Python, a form or the command line) and fill in the model's defaults.
+        """Settings from raw values (from Python, a form or the command line), the model's defaults filled in.
 
         None (or an empty field) means the default: the model family's step rule and steps for each
-        stage, classifier-free guidance, GLIDE's upsampler temperature, random seeds. `guidance_scale`
-        sets the strategy's declared scale parameter (ignored by strategies without one; a value in
-        `guidance_params` wins). `plugin_params` go to whichever of the step rule and strategy declares
-        each, over what `sampler_params`/`guidance_params` say (they are the later word: a `--param`
-        on a PNG's settings). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
+        stage, classifier-free guidance, GLIDE's upsampler temperature, random seeds. `seed` is the first
+        image's seed (image i: seed + i), a list with one per image, or None / -1 for random ones; one
+        prompt with a list of seeds makes an image per seed. `guidance_scale` sets the strategy's
+        declared scale parameter (ignored by strategies without one; a value in `guidance_params` wins).
+        `plugin_params` go to whichever of the step rule and strategy declares each, over what
+        `sampler_params`/`guidance_params` say (they are the later word: a `--param` on a PNG's
+        settings). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
         """
         family = get_family(model)
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         registry = samplers.get_registry()
         if isinstance(seed, (list, tuple)) and _is_blank(batch_size) and (isinstance(prompts, str) or len(prompts) == 1):
             batch_size = len(seed)  # one prompt, several seeds: an image per seed
-        prompts = _prompts(prompts, batch_size, limits)
+        prompts = _expand_prompts(prompts, batch_size, limits)
         rule = registry.step_rule(sampler or family.default_sampler)
         strategy = registry.guidance_strategy(guidance or DEFAULT_GUIDANCE)
         routed_rule, routed_strategy = _route(plugin_params, rule, strategy)
+        _check_mapping(strategy, guidance_params)
+        _check_mapping(rule, sampler_params)
         guidance_params = {**dict(guidance_params or {}), **routed_strategy}
         scale = registry.scale_of(strategy)
         if not _is_blank(guidance_scale) and scale is not None:
             guidance_params.setdefault(scale.name, number(guidance_scale, "guidance_scale"))
-        try:
-            upsample_rule = registry.step_rule(upsample_sampler or family.default_upsample_sampler)
-        except samplers.SamplerError as exc:
-            raise samplers.SamplerError(f"upsample_sampler: {exc}") from None
-        lo, hi = UPSAMPLE_TEMP_RANGE
-        return cls(
-            model=family.name, prompts=prompts, seeds=_seeds(seed, len(prompts)), mode=mode,
-            negative_prompt=_text(negative_prompt, "negative prompt", required=False),
-            sampler=rule.name, sampler_params=_plugin_params(rule, {**dict(sampler_params or {}), **routed_rule}),
-            steps=_steps(steps, "steps", min(family.default_base_steps, limits.max_steps), limits, family),
-            guidance=strategy.name, guidance_params=_plugin_params(strategy, guidance_params),
-            upsample=mode == "upsample" or bool(upsample), upsample_sampler=upsample_rule.name,
-            upsample_steps=_steps(upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
-            upsample_temp=number(UPSAMPLE_TEMP if _is_blank(upsample_temp) else upsample_temp,
-                                 "upsample_temp", float, lo, hi))
+        return cls(model=family.name, prompts=prompts, seeds=_expand_seed(seed, len(prompts)), mode=mode,
+                   negative_prompt=negative_prompt, sampler=rule.name,
+                   sampler_params={**dict(sampler_params or {}), **routed_rule}, steps=steps,
+                   guidance=strategy.name, guidance_params=guidance_params, upsample=upsample,
+                   upsample_sampler=upsample_sampler or "", upsample_steps=upsample_steps,
+                   upsample_temp=upsample_temp, limits=limits)
 
     # ------------------------------------------------------------------ PNG round trip
     def per_image(self) -> List[Dict]:
@@ -252,7 +295,7 @@ class GenerationSettings:
             common = dict(model=self.model, mode=self.mode, upsample_steps=self.upsample_steps,
                           upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp)
         else:
-            common = {k: v for k, v in asdict(self).items() if k not in ("prompts", "seeds")}
+            common = self._shared()
         return [dict(common, prompt=p, seed=s) for p, s in zip(self.prompts, self.seeds)]
 
     @classmethod
@@ -293,14 +336,15 @@ class GenerationSettings:
 
     def batch_key(self) -> str:
         """What a shared run must agree on: everything but the prompts and seeds (a hashable string)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if k not in ("prompts", "seeds")},
-                          sort_keys=True, default=str)
+        return json.dumps(self._shared(), sort_keys=True, default=str)
 
     def with_items(self, prompts: Sequence[str], seeds: Sequence[int]) -> "GenerationSettings":
-        """The same settings for other (already validated) images: a batched run of several requests."""
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-        return replace(self, prompts=tuple(prompts), seeds=tuple(int(s) for s in seeds))
+        """The same settings for other images (checked like any): a batched run of several requests."""
+        return replace(self, prompts=tuple(prompts), seeds=tuple(seeds))
+
+    def _shared(self) -> Dict[str, Any]:
+        """What every image of these settings has in common: all fields but prompts, seeds and limits."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("prompts", "seeds", "limits")}
 
 
 @dataclass(frozen=True)
@@ -314,6 +358,30 @@ class ComparisonSettings:
     base: GenerationSettings
     strategies: Tuple[Tuple[str, Tuple[Tuple[str, Any], ...]], ...]
     sweep: Tuple[float, ...] = ()
+
+    def __post_init__(self):
+        """The one validator (as GenerationSettings'): one prompt, known strategies with valid parameters,
+        a sweep within the base's limits that every swept strategy accepts."""
+        registry = samplers.get_registry()
+        if not isinstance(self.base, GenerationSettings):
+            raise TypeError(f"base must be a GenerationSettings, got {type(self.base).__name__}")
+        if len(self.base) != 1:
+            raise InputError("a comparison takes one prompt")
+        chosen = []
+        for name, params in self.strategies:
+            strategy = registry.guidance_strategy(name)
+            chosen.append((strategy.name, tuple(sorted(_plugin_params(strategy, dict(params)).items()))))
+        if not chosen:
+            raise InputError("choose at least one guidance strategy to compare")
+        values = tuple(number(s, "sweep scale", float, 0.0, None) for s in self.sweep)
+        if len(values) > self.base.limits.max_sweep:
+            raise InputError(f"a sweep takes at most {self.base.limits.max_sweep} scales, got {len(values)}")
+        for name, _ in chosen:  # every swept scale must be one the strategy accepts
+            scale = registry.scale_of(registry.guidance_strategy(name))
+            for value in values if scale is not None else ():
+                scale.validate(value)
+        object.__setattr__(self, "strategies", tuple(chosen))
+        object.__setattr__(self, "sweep", values)
 
     @classmethod
     def create(cls, prompt: str, *, model: str = "shapes", seed: Union[int, None] = None,
@@ -333,23 +401,13 @@ class ComparisonSettings:
         chosen = []
         for item in strategies or COMPARE_STRATEGIES:
             name, params = (item.strip(), {}) if isinstance(item, str) else (item[0], dict(item[1] or {}))
-            strategy = registry.guidance_strategy(name)
-            scale = registry.scale_of(strategy)
+            scale = registry.scale_of(registry.guidance_strategy(name))
             if scale is not None and scales and not _is_blank(scales.get(name)):
                 params.setdefault(scale.name, number(scales[name], f"{name} scale"))
-            chosen.append((name, tuple(sorted(_plugin_params(strategy, params).items()))))
-        if not chosen:
-            raise InputError("choose at least one guidance strategy to compare")
+            chosen.append((name, tuple(params.items())))
         if isinstance(sweep, str):
             sweep = [s for s in sweep.replace(";", ",").replace(" ", ",").split(",") if s.strip()]
-        values = tuple(number(s, "sweep scale", float, 0.0, None) for s in (sweep or ()))
-        if len(values) > limits.max_sweep:
-            raise InputError(f"a sweep takes at most {limits.max_sweep} scales, got {len(values)}")
-        for name, _ in chosen:  # every swept scale must be one the strategy accepts
-            scale = registry.scale_of(registry.guidance_strategy(name))
-            for value in values if scale is not None else ():
-                scale.validate(value)
-        return cls(base=base, strategies=tuple(chosen), sweep=values)
+        return cls(base=base, strategies=tuple(chosen), sweep=tuple(sweep or ()))
 
     @property
     def prompt(self) -> str:

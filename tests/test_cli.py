@@ -233,3 +233,19 @@ def test_a_decompression_bomb_or_a_mask_of_another_shape_is_refused(work):
     assert_clean_error(glide("inpaint", "bomb.png", "square.png", PROMPT, cwd=work), "bomb.png", "exceeds limit")
     assert_clean_error(glide("inpaint", "square.png", "wide-mask.png", PROMPT, cwd=work),
                        "the mask is 100x50 but the image is 100x100")
+
+
+def seed_help() -> str:
+    from glide.cli import build_parser
+
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    return next(a.help for a in generate._actions if "--seed" in a.option_strings)
+
+
+def test_the_seed_default_is_what_the_help_says(work):
+    """Without --seed each run draws its own seeds (recorded in the PNG), and the help says so."""
+    assert "random" in seed_help() and "default 0" not in seed_help()
+    seeds = {read_settings(work / line)["seed"]
+             for _ in range(2) for line in ok(glide("generate", PROMPT, "--steps", 1, "--no-upsample", "--out",
+                                                    "random-seeds", cwd=work))}
+    assert len(seeds) == 2, f"two runs without --seed both used seed {seeds}"

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from glide.errors import InputError
-from glide.families import list_models
+from glide.families import FAMILIES, list_models
 from glide.pipeline import load_pipeline
 from glide.pngmeta import read_settings, save_png
 from samplers import SamplerError
@@ -133,3 +133,31 @@ def test_list_models():
     rows = {r["name"]: r for r in list_models()}
     assert rows["shapes"]["ready"] and rows["shapes"]["components"]["base"]["bytes"] > 0
     assert set(rows) == {"shapes", "glide-filtered"}
+
+
+def test_a_clip_score_never_downloads_and_never_hides_an_error(tmp_path, monkeypatch, vocab_dir):
+    """No CLIP on disk: no score, and no download started (a worker must never fetch gigabytes for a score);
+    a CLIP file that is on disk but broken is an error, not a silent None."""
+    import shutil
+
+    from glide import download
+
+    for filename in download.VOCAB_FILES:   # the tokenizers' files in place, as after `glide download`
+        shutil.copy(vocab_dir / filename, tmp_path / filename)
+    monkeypatch.setenv("GLIDE_CACHE_DIR", str(tmp_path))
+    from glide.errors import CheckpointError
+    from glide.pipeline import Pipeline
+
+    def no_downloads(*args, **kwargs):
+        raise AssertionError("clip_score started a download")
+
+    monkeypatch.setattr(download, "_download", no_downloads)
+    image = Image.new("RGB", (64, 64), "white")
+    pipe = Pipeline(FAMILIES["glide-filtered"], "cpu", "float32", checkpoint_dir=tmp_path)
+    assert pipe.clip_score(image, "a corgi") is None
+    for name in ("clip/image-enc", "clip/text-enc"):
+        path = tmp_path / download.CHECKPOINT_FILENAMES[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        Pipeline(FAMILIES["glide-filtered"], "cpu", "float32", checkpoint_dir=tmp_path).clip_score(image, "a corgi")

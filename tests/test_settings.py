@@ -1,4 +1,6 @@
 """glide.settings: every default and bound in one place, per-image seeds, the PNG round trip."""
+import dataclasses
+
 import pytest
 
 import samplers
@@ -124,3 +126,57 @@ def test_comparison_settings_from_the_registry():
         ComparisonSettings.create(PROMPT, sweep=[80])
     with pytest.raises(InputError, match="at most 2 scales"):
         ComparisonSettings.create(PROMPT, sweep=[1, 2, 3], limits=Limits(max_sweep=2))
+
+
+# ---------------------------------------------------------------------------------------------- enforced
+def test_every_way_to_a_settings_object_validates():
+    """create, a direct call and dataclasses.replace are checked by the same validator."""
+    settings = GenerationSettings.create(PROMPT, seed=1)
+    with pytest.raises(InputError, match="steps must be"):
+        dataclasses.replace(settings, steps=5000)
+    with pytest.raises(InputError, match="prompt is empty"):
+        dataclasses.replace(settings, prompts=("",))
+    with pytest.raises(InputError, match="2 seeds for 1 images"):
+        dataclasses.replace(settings, seeds=(1, 2))
+    with pytest.raises(samplers.SamplerError, match="unknown step rule"):
+        dataclasses.replace(settings, sampler="euler")
+    with pytest.raises(samplers.SamplerError, match="eta"):
+        dataclasses.replace(settings, sampler="ddim", sampler_params={"eta": 7})
+    direct = GenerationSettings(model="shapes", prompts=(PROMPT,), seeds=(3,))
+    assert direct == GenerationSettings.create(PROMPT, seed=3)     # the family's defaults filled in alike
+
+
+def test_limits_travel_with_the_settings():
+    """A server's limits still hold for a changed copy (what a batched run or an inpaint makes of it)."""
+    tight = Limits(max_batch=2, max_steps=20)
+    settings = GenerationSettings.create(PROMPT, seed=0, limits=tight)
+    with pytest.raises(InputError, match="between 1 and 20"):
+        dataclasses.replace(settings, steps=50)
+    with pytest.raises(InputError, match="at most 2 images"):
+        settings.with_items([PROMPT] * 3, [0, 1, 2])
+    assert "limits" not in settings.per_image()[0] and "limits" not in settings.batch_key()
+
+
+def test_a_comparison_built_directly_is_checked_too():
+    compared = ComparisonSettings.create(PROMPT, seed=0, sweep=[1, 3])
+    with pytest.raises(InputError, match="at most"):
+        dataclasses.replace(compared, sweep=tuple(range(1, 20)))
+    with pytest.raises(samplers.SamplerError, match="unknown guidance strategy"):
+        dataclasses.replace(compared, strategies=(("nope", ()),))
+
+
+def test_an_unknown_model_is_one_error_with_one_message_everywhere():
+    from demo.models import Downloads
+    from demo.service import DemoService
+    from glide.errors import UnknownModel
+    from glide.pipeline import load_pipeline
+
+    messages = set()
+    for attempt in (lambda: GenerationSettings.create(PROMPT, model="nope"),
+                    lambda: GenerationSettings(model="nope", prompts=(PROMPT,), seeds=(0,)),
+                    lambda: load_pipeline("nope"), lambda: DemoService(default_model="nope"),
+                    lambda: Downloads().start("nope")):
+        with pytest.raises(UnknownModel) as caught:
+            attempt()
+        messages.add(str(caught.value))
+    assert messages == {"unknown model 'nope'; choose one of: shapes, glide-filtered"}
