@@ -12,7 +12,7 @@ import gradio as gr
 from glide.evaluation import measures
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
-from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE
+from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, GenerationSettings
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
@@ -305,29 +305,26 @@ class TextToImageTab:
             if settings is None:
                 gr.Warning("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
                 return {self.status: gr.skip()}
-            family = FAMILIES.get(settings.get("model"), ctx.family)
+            # The recorded settings go through the one validator, with this server's limits: what the
+            # widgets show is exactly what Generate will run.
+            made_by = settings.get("mode", "generate")
+            restored = GenerationSettings.from_png(settings, mode="generate", limits=ctx.limits)
             # What this tab cannot set is said, rather than a "make it again" that would not.
             caveats = []
-            steps_fit = str(settings.get("steps", "")).isdigit()
-            if settings.get("mode", "generate") != "generate":
-                caveats.append(f"it was made by {settings['mode']}, so Generate makes a new image from its prompt")
-            if not steps_fit:
-                caveats.append(f"its base steps {settings.get('steps')!r} are a schedule the slider cannot show")
-            updates = {self.prompt: settings.get("prompt", ""), self.negative: settings.get("negative_prompt", ""),
-                       self.seed: settings.get("seed", -1), self.batch: 1,
-                       self.upsample: settings.get("upsample", True),
-                       self.upsample_temp: settings.get("upsample_temp", UPSAMPLE_TEMP),
-                       self.upsample_steps: str(settings.get("upsample_steps", family.default_upsample_steps)),
-                       self.upsample_rule: settings.get("upsample_sampler", family.default_upsample_sampler),
-                       self.status: f"Restored the settings of seed {settings.get('seed')} "
-                                    f"({settings.get('model', '?')}): "
+            if made_by != "generate":
+                caveats.append(f"it was made by {made_by}, so Generate makes a new image from its prompt")
+            if not isinstance(restored.steps, int):
+                caveats.append(f"its base steps {restored.steps!r} are a schedule the slider cannot show")
+            updates = {self.prompt: restored.prompts[0], self.negative: restored.negative_prompt,
+                       self.seed: restored.seeds[0], self.batch: 1, self.upsample: restored.upsample,
+                       self.upsample_temp: restored.upsample_temp, self.upsample_steps: str(restored.upsample_steps),
+                       self.upsample_rule: restored.upsample_sampler, ctx.model: restored.model,
+                       self.status: f"Restored the settings of seed {restored.seeds[0]} ({restored.model}): "
                                     + ("; ".join(caveats) + "." if caveats else "press Generate to make it again.")}
-            if steps_fit:
-                updates[self.steps] = int(settings["steps"])
-            if settings.get("model") in FAMILIES:
-                updates[ctx.model] = settings["model"]
-            updates.update(self.rules.restore(settings.get("sampler"), settings.get("sampler_params")))
-            updates.update(self.guidance.restore(settings.get("guidance"), settings.get("guidance_params")))
+            if isinstance(restored.steps, int):
+                updates[self.steps] = restored.steps
+            updates.update(self.rules.restore(restored.sampler, restored.sampler_params))
+            updates.update(self.guidance.restore(restored.guidance, restored.guidance_params))
             return updates
 
         self.settings_drop.upload(
