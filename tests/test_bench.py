@@ -135,9 +135,15 @@ def test_a_variant_too_slow_for_the_budget_is_estimated_not_run():
     assert row["estimated_ms"] == pytest.approx(1e6) and "--full" in row["note"]
 
 
-def test_args():
-    args = cli.parse_args(["--only", "forward,sample", "--fast-base-steps", "12", "--ref-upsample-steps", "fast27"])
-    assert args.only == ["forward", "sample"] and args.fast_base_steps == 12 and args.ref_upsample_steps == "fast27"
+def test_the_step_flags_reach_the_settings_that_run():
+    """--fast-base-steps and --ref-upsample-steps change what the sample section samples, a spec staying a spec."""
+    args = cli.parse_args(["--only", "forward,sample", "--fast-base-steps", "12", "--ref-upsample-steps", "fast27",
+                           "--sample-settings", "reference,fast"])
+    b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args=vars(args))
+    chosen = sections.sample_settings(b)
+    assert set(chosen) == {"reference", "fast"}
+    assert [(s.stage, s.steps) for s in chosen["fast"].stages][0] == ("base", 12)
+    assert [(s.stage, s.steps) for s in chosen["reference"].stages][1] == ("upsample", "fast27")
     with pytest.raises(SystemExit):
         cli.parse_args(["--only", "nonsense"])
 
@@ -169,7 +175,28 @@ def test_budget_and_section_order():
                        started=0.0)      # monotonic time 0: long ago
     assert b.out_of_budget() and "--budget-s 5" in b.budget_note()
     assert sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={}).budget_left() is None
-    # What a GPU run must show comes first, so a budget cut loses the least.
-    assert sections.SECTIONS[:4] == ("matmul", "forward", "sample", "batch")
     with pytest.raises(SystemExit):
         cli.parse_args(["--budget-s", "-1"])
+
+
+def test_a_budget_cut_loses_the_sections_that_matter_least(tmp_path, monkeypatch):
+    """Sections run in SECTIONS order, the matmul rate first (every MFU's denominator) even when not asked for;
+    once the budget is spent, the rest are skipped, so what a GPU run must show comes first."""
+    ran = []
+
+    def runner(name):
+        def run(bench):
+            ran.append(name)
+            if name == "forward":
+                bench.budget_s = 0.0     # the budget is spent during the second section
+            return {"status": "ok"}, []
+        return run
+
+    monkeypatch.setattr(sections, "RUNNERS", {name: runner(name) for name in sections.SECTIONS})
+    monkeypatch.setattr(cli, "RUNNERS", sections.RUNNERS)
+    assert cli.main(["--quick", "--device", "cpu", "--only", "recipe,sample,forward", "--budget-s", "1e6",
+                     "--out", str(tmp_path)]) == 0
+    assert ran == ["matmul", "forward"]
+    [json_path] = list(tmp_path.glob("*.json"))
+    statuses = {name: s["status"] for name, s in json.loads(json_path.read_text())["sections"].items()}
+    assert statuses == {"matmul": "ok", "forward": "ok", "sample": "skipped", "recipe": "skipped"}
