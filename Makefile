@@ -33,6 +33,7 @@ test: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# The development loop: everything but the slow tests (browser, Ray, notebooks, the benchmark run), <= 150 s on 2 cores.
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 

@@ -46,3 +46,16 @@ def ray_cluster():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray_serve.shutdown()
+
+
+# What `make test-fast` leaves out (`-m "not slow"`): tests that drive a browser, start a Ray cluster (or a demo
+# on one), run the reference notebooks or the whole benchmark; single slow tests carry @pytest.mark.slow.
+SLOW_MODULES = {"test_browser", "test_ray_serve", "test_notebooks"}
+SLOW_FIXTURES = {"ray_cluster", "quick_run"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = item.callspec.params.values() if hasattr(item, "callspec") else ()
+        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames) or "ray" in list(params):
+            item.add_marker(pytest.mark.slow)

@@ -9,12 +9,11 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
+from fakes import Tag
 
 from glide.errors import OutOfDeviceMemory, QueueFull, ServerRestarting
 from glide.pipeline import load_pipeline
@@ -25,19 +24,6 @@ from glide.settings import GenerationSettings
 
 PROMPT = "a small red circle on the left on a blue background"
 
-
-@dataclass(frozen=True)
-class Tag:
-    """A stand-in payload for the backend's tests: a label the fake runner reads, and the images it stands for."""
-
-    label: object
-    prompts: tuple = ("p",)
-    seeds: tuple = (0,)
-    key: object = None
-    kind: ClassVar[str] = "generate"
-
-    def batch_key(self):
-        return self.key
 
 
 # ---------------------------------------------------------------------------------------------- greedy users
@@ -153,6 +139,7 @@ def test_an_image_that_never_fits_fails_only_its_request(failing_pipeline):
 
 
 # ---------------------------------------------------------------------------------------------- restarts
+@pytest.mark.slow
 def test_sigterm_during_a_run(tmp_path):
     from gradio_client import Client
 

@@ -11,11 +11,10 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pytest
+from fakes import Tag
 from PIL import Image
 
 from demo.imaging import editor_to_image_and_mask
@@ -29,19 +28,6 @@ from glide.serving.local import LocalBackend
 PROMPT = "a small red circle on the left on a blue background"
 FAST = dict(steps=2, upsample_steps="2")
 
-
-@dataclass(frozen=True)
-class Tag:
-    """A stand-in payload for the backend's tests: a label the fake runner reads, and the images it stands for."""
-
-    label: object
-    prompts: tuple = ("p",)
-    seeds: tuple = (0,)
-    key: object = None
-    kind: ClassVar[str] = "generate"
-
-    def batch_key(self):
-        return self.key
 
 
 # ---------------------------------------------------------------------------------------------- local backend

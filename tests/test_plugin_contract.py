@@ -136,6 +136,7 @@ def test_cli(plugin_dir, tmp_path):
     assert [line.split()[:2] for line in lines[1:4]] == [["none", "-"], ["pull-colour", "0"], ["pull-colour", "30"]]
 
 
+@pytest.mark.slow
 def test_demo_api(plugin_dir, monkeypatch):
     from gradio_client import Client
 

@@ -36,6 +36,7 @@ def fixed_batch_loss(trainer, diffusion):
         return diffusion.training_losses(trainer.model, x, t, model_kwargs=kw, noise=noise)["loss"].mean().item()
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss_and_resumes(tiny_family, tmp_path):
     cfg = TrainConfig(stage="base", out=str(tmp_path / "run"), steps=30, batch_size=8, lr=2e-3, warmup_steps=5,
                       save_every=15, log_every=10)
@@ -73,6 +74,7 @@ def test_inpainting_fine_tune_starts_at_the_parent(tiny_family):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_side_by_side_stages_start_fine_tunes_from_a_parent_snapshot(tmp_path, capsys):
     """The GPU recipe's scheduler (run here on the CPU): parallel processes, a fine-tune that waits for its
     parent's first checkpoint, and a stage that fails without stopping the others."""

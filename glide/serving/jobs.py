@@ -34,15 +34,16 @@ class Payload(Protocol):
 
 
 @dataclass(frozen=True)
-class Generate:
-    """Text to image. Requests with equal settings but for prompts and seeds share one sampling run."""
+class _ImagesOf:
+    """A payload whose images are those of its settings (of the payload's own mode)."""
 
     settings: GenerationSettings
-    kind: ClassVar[str] = "generate"
+    kind: ClassVar[str]
 
     def __post_init__(self):
-        if self.settings.mode != "generate":
-            raise ValueError(f"a Generate job needs settings of mode 'generate', got {self.settings.mode!r}")
+        if self.settings.mode != self.kind:
+            raise ValueError(f"a {type(self).__name__} job needs settings of mode {self.kind!r}, "
+                             f"got {self.settings.mode!r}")
 
     @property
     def prompts(self) -> Tuple[str, ...]:
@@ -55,35 +56,25 @@ class Generate:
     @property
     def model(self) -> str:
         return self.settings.model
+
+
+@dataclass(frozen=True)
+class Generate(_ImagesOf):
+    """Text to image. Requests with equal settings but for prompts and seeds share one sampling run."""
+
+    kind: ClassVar[str] = "generate"
 
     def batch_key(self) -> Optional[str]:
         return self.settings.batch_key()
 
 
 @dataclass(frozen=True)
-class Inpaint:
+class Inpaint(_ImagesOf):
     """Replace the masked region of `image` (mask: white = edit). Each edit has its own picture, so it runs alone."""
 
-    settings: GenerationSettings
     image: Image.Image
     mask: Image.Image
     kind: ClassVar[str] = "inpaint"
-
-    def __post_init__(self):
-        if self.settings.mode != "inpaint":
-            raise ValueError(f"an Inpaint job needs settings of mode 'inpaint', got {self.settings.mode!r}")
-
-    @property
-    def prompts(self) -> Tuple[str, ...]:
-        return self.settings.prompts
-
-    @property
-    def seeds(self) -> Tuple[int, ...]:
-        return self.settings.seeds
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
 
     def batch_key(self) -> Optional[str]:
         return None
