@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench import cli, sections
+from bench.sections import forward, sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,7 @@ def test_a_variant_too_slow_for_the_budget_is_estimated_not_run():
     """bf16 on a CPU without bf16 units: the row is labelled as an estimate from the measured rate."""
     b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={})
     b.rates = {"float32": {"gflop_per_s": 50.0}, "bfloat16": {"gflop_per_s": 1e-3}}
-    row, out = sections.run_variant(b, "base", 2, sections.Variant("bf16-autocast", compute="bfloat16"),
+    row, out = forward.run_variant(b, "base", 2, forward.Variant("bf16-autocast", compute="bfloat16"),
                                     flops=1e9, reference=None)
     assert row["status"] == "skipped" and out is None and "base" not in b._models   # nothing was built or run
     assert row["estimated_ms"] == pytest.approx(1e6) and "--full" in row["note"]
@@ -140,7 +141,7 @@ def test_the_step_flags_reach_the_settings_that_run():
     args = cli.parse_args(["--only", "forward,sample", "--fast-base-steps", "12", "--ref-upsample-steps", "fast27",
                            "--sample-settings", "reference,fast"])
     b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args=vars(args))
-    chosen = sections.sample_settings(b)
+    chosen = sample.sample_settings(b)
     assert set(chosen) == {"reference", "fast"}
     assert [(s.stage, s.steps) for s in chosen["fast"].stages][0] == ("base", 12)
     assert [(s.stage, s.steps) for s in chosen["reference"].stages][1] == ("upsample", "fast27")

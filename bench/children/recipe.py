@@ -1,0 +1,21 @@
+"""A benchmark child (bench.sections): see the section that runs it."""
+import json
+import sys
+import time
+
+spawn = float(sys.argv[1])
+t0 = time.time()
+import torch  # noqa: E402 - timed
+
+import glide.pipeline as gp  # noqa: E402 - timed
+
+pipe = gp.load_pipeline("glide-filtered", device=sys.argv[2], dtype=sys.argv[3], checkpoint_dir=sys.argv[4])
+pipe.component("base")
+pipe.component("upsample")
+t1 = time.time()
+result = pipe.generate([sys.argv[6]], seed=0, **json.loads(sys.argv[5]))
+t2 = time.time()
+assert result.images[0].size == (256, 256)
+print("BENCH_RESULT " + json.dumps({"interpreter_s": t0 - spawn, "load_s": t1 - t0, "generate_s": t2 - t1,
+      "seconds": t2 - spawn, "threads": torch.get_num_threads(), "dtype": pipe.dtype,
+      "precision": pipe.precision.describe()}))

@@ -1,0 +1,36 @@
+"""The benchmark's sections, one module each. Each returns (JSON-ready dict, tables) and never raises for one bad case.
+
+matmul   the device's dense matmul rate per dtype: the denominator of every MFU figure
+forward  one forward of the full-size base model and upsampler per precision/layout variant
+sample   text -> 256x256 sample: the reference's settings against our fastest of equal quality
+batch    throughput vs batch size
+shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
+recipe   the fast recipe at 256 px from checkpoint files in a fresh process, loading included
+Sections that compare precisions run float32 and what dtype="auto" picks on this machine.
+
+With a wall-clock budget (`--budget-s`), a section, variant, setting or batch that would start after
+the budget is spent is not run: it is recorded as `skipped` with a note saying so.
+"""
+from typing import Callable, Dict
+
+from .batch import section_batch
+from .common import Bench, log
+from .forward import section_forward
+from .matmul import section_matmul
+from .recipe import section_recipe
+from .sample import SAMPLE_SETTINGS, section_sample
+from .shapes import section_shapes
+
+# Run order: what a GPU run must show first (MFU's denominator, forward MFU, sampling time, batch
+# scaling), then the embedded model's CPU figures, so a budget cut loses the least important part.
+SECTIONS = ("matmul", "forward", "sample", "batch", "shapes", "recipe")
+RUNNERS: Dict[str, Callable] = {
+    "matmul": section_matmul,
+    "forward": section_forward,
+    "sample": section_sample,
+    "shapes": section_shapes,
+    "batch": section_batch,
+    "recipe": section_recipe,
+}
+
+__all__ = ["RUNNERS", "SAMPLE_SETTINGS", "SECTIONS", "Bench", "log"]

@@ -1,0 +1,81 @@
+"""5. recipe: the fast recipe at 256 px from checkpoint files in a fresh process, loading included."""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .. import env
+from ..report import Table, fmt
+from .common import CHILDREN, Bench, error_text, log, section_status
+from .shapes import dtypes_to_compare, run_child
+
+RECIPE_PROMPT = "an oil painting of a corgi"
+GLIDE_TOKENIZER_FILES = ("encoder.json.gz", "vocab.bpe.gz")
+
+
+def _tokenizer_files() -> Optional[Path]:
+    """A folder holding GLIDE's tokenizer files (the user's cache, else the reference data), or None."""
+    from glide.download import default_cache_dir
+
+    reference = Path(os.environ.get("GLIDE_REFERENCE_DIR", env.REPO_ROOT.parent / "shared" / "reference"))
+    for folder in (default_cache_dir(), reference / "vocab"):
+        if all((folder / name).is_file() for name in GLIDE_TOKENIZER_FILES):
+            return folder
+    return None
+
+
+def section_recipe(b: Bench):
+    """The README's fast recipe at full size, end to end in a fresh process, from checkpoint files in the
+    official format (random weights): interpreter, import, loading and both stages, as a user runs it."""
+    from glide.download import CHECKPOINT_FILENAMES
+
+    a = b.args
+    recipe = dict(sampler="dpm++2m", steps=a["fast_base_steps"], upsample_sampler=a["fast_upsample_sampler"],
+                  upsample_steps=str(a["fast_upsample_steps"]))
+    table = Table("The fast recipe at 256 px, end to end from checkpoint files (random weights, fresh process)",
+                  ["dtype", "total s", "load s", "generate s", "detail"])
+    vocab = _tokenizer_files()
+    if b.quick or vocab is None:
+        note = ("quick mode: full-size models only" if b.quick else
+                "needs GLIDE's tokenizer files (encoder.json.gz, vocab.bpe.gz) in the cache; they come with the model "
+                "download, or set GLIDE_REFERENCE_DIR")
+        table.notes.append(note)
+        return {"status": "skipped", "note": note}, [table]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="glide-bench-") as folder:
+        folder = Path(folder)
+        log("recipe: writing official-format checkpoints with random weights")
+        for name in ("base", "upsample"):
+            torch.save(b.model(name)[0].state_dict(), folder / CHECKPOINT_FILENAMES[name])
+        for name in GLIDE_TOKENIZER_FILES:
+            shutil.copy(vocab / name, folder / name)
+        for dtype in dtypes_to_compare(b.device):
+            if b.out_of_budget():
+                results.append({"dtype_asked": dtype, "status": "skipped", "budget": True, "note": b.budget_note()})
+                table.add(dtype, "skipped (budget)", "", "", "")
+                continue
+            log(f"recipe: dtype {dtype}")
+            try:
+                row = run_child(b, "recipe", CHILDREN / "recipe.py", str(b.device), dtype, str(folder), json.dumps(recipe),
+                                 RECIPE_PROMPT, extra_env={"GLIDE_CACHE_DIR": str(folder)})
+                row["dtype_asked"] = dtype
+                if b.reference_s:
+                    row["of_reference"] = row["seconds"] / b.reference_s
+                table.add(row["dtype"], row["seconds"], row["load_s"], row["generate_s"],
+                          row["precision"] + (f"; {fmt(row['of_reference'])} of the notebook's settings"
+                                              if b.reference_s else ""))
+            except Exception as e:
+                row = {"dtype_asked": dtype, "status": "error", "error": error_text(e)}
+                table.add(dtype, "error", "", "", row["error"])
+            results.append(row)
+    table.notes.append(f"recipe: base DPM-Solver++(2M) {recipe['steps']} steps classifier-free, upsampler "
+                       f"{recipe['upsample_sampler']} {recipe['upsample_steps']}; one image; total = from the "
+                       "interpreter's start to the PNG-ready image")
+    if b.reference_s:
+        table.notes.append(f"the notebook's settings (sample section, float32, loading excluded): "
+                           f"{fmt(b.reference_s)} s per image")
+    return {"status": section_status(results), "recipe": recipe, "results": results}, [table]
