@@ -313,8 +313,9 @@ function notReady(event) {
   return true;
 }
 
-view.addEventListener("pointerdown", (event) => {
-  if (event.button !== 0 || notReady(event)) return;
+// On the stage, not the canvas: with no image the canvas is hidden, and a press there must still be answered.
+stage.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0 || notReady(event) || event.target !== view) return;
   event.preventDefault();
   view.setPointerCapture(event.pointerId);   // the stroke goes on when the pointer leaves the canvas
   const point = toImage(event);

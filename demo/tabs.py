@@ -355,7 +355,7 @@ class TextToImageTab:
             return inpaint.painter_value(path, model), text, gr.Tabs(selected="inpaint")
 
         self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt, self.ctx.model],
-                                  outputs=[inpaint.painter, inpaint.prompt, tabs], queue=False, **PRIVATE)
+                                  outputs=[inpaint.painter, inpaint.prompt, tabs], **PRIVATE)
 
 
 class InpaintTab:
@@ -437,8 +437,7 @@ class InpaintTab:
                 return gr.skip()
             return self.painter_value(path, model)
 
-        self.again_btn.click(on_again, inputs=[self.result_path, ctx.model], outputs=self.painter, queue=False,
-                             **PRIVATE)
+        self.again_btn.click(on_again, inputs=[self.result_path, ctx.model], outputs=self.painter, **PRIVATE)
         # The brush is sized in the chosen model's pixels; the page keeps the image and what is painted.
         ctx.model.change(lambda value, model: with_base(value, FAMILIES[model].base_size),
                          inputs=[self.painter, ctx.model], outputs=self.painter, queue=False, **PRIVATE)
