@@ -75,7 +75,8 @@ function load(value) {
     say("No image yet: upload one here, or send one from Text to image.");
     return;
   }
-  if (value.id === loadedId || value.id === loadingId) {
+  if (value.id === loadingId) return;   // on its way already
+  if (value.id === loadedId) {
     // The server echoed the image shown (a new model's base side, say): keep the mask painted so far.
     describeSize();
     commit();
@@ -99,16 +100,36 @@ function load(value) {
     pixels = null;
     history = [];
     operations = 0;
-    loadedId = value.id;
-    loadingId = null;
     root.dataset.operations = "0";
     root.dataset.painted = "0";
-    layout();
-    describeSize();
-    updateButtons();
-    setReady(true);
-    say("Ready: paint over the region to replace.");
-    commit();
+    const ready = () => {
+      if (loadingId !== value.id) return;
+      loadedId = value.id;
+      loadingId = null;
+      layout();
+      describeSize();
+      updateButtons();
+      setReady(true);
+      say(mask.some((v) => v) ? "Ready: the mask painted before is kept." : "Ready: paint over the region to replace.");
+      commit();
+    };
+    if (!value.mask) {
+      ready();
+      return;
+    }
+    // A value that carries a mask (the component mounted again, its tab shown anew): show that mask.
+    const painted = new Image();
+    painted.onload = () => {
+      if (painted.naturalWidth === W && painted.naturalHeight === H) {
+        maskContext.drawImage(painted, 0, 0);
+        const alpha = maskContext.getImageData(0, 0, W, H).data;
+        for (let i = 0; i < mask.length; i++) mask[i] = alpha[4 * i + 3] > 0 ? 1 : 0;
+        redrawMask();
+      }
+      ready();
+    };
+    painted.onerror = ready;
+    painted.src = value.mask;
   };
   next.onerror = () => {
     if (loadingId !== value.id) return;
@@ -283,7 +304,7 @@ function paintedCount() {
 
 // The mask as it is now goes into the component's value (what Inpaint sends).
 function commit() {
-  if (!mask) return;
+  if (!mask || root.dataset.ready !== "true") return;
   const painted = paintedCount();
   root.dataset.painted = String(painted);
   props.value = { id: loadedId, image: props.value?.image, base: baseSide(),

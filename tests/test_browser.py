@@ -471,6 +471,19 @@ def test_sending_a_second_image_into_a_painter_that_holds_one(page):
     shot(page, "edit-second-image-done")
 
 
+def test_the_mask_stays_while_another_tab_is_shown(page):
+    generate(page)
+    send_to_painter(page, "Edit the selected image in Inpainting")
+    paint_stroke(page)
+    painted = painter_state(page)["painted"]
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("tab", name="Inpainting").click()
+    page.wait_for_function(f"document.querySelector('{PAINTER}')?.dataset.ready === 'true'")
+    assert painter_state(page)["painted"] == painted
+    inpaint(page)
+    assert greyed(fetch_image(page, "#masked-input img"), 0.475, 0.4)
+
+
 def test_rectangle_fill_undo_and_clear(page):
     """A region marked without scribbling: a dragged rectangle covers its box; Fill marks the clicked shape;
     Undo takes back one step, Clear all; with nothing marked, Inpaint says the mask is empty."""
