@@ -3,7 +3,8 @@
 Every test loads the page afresh and sets up what it needs (fast settings: few steps, no upsampler
 unless the point is the upsampler). Generating with one progress bar for both stages, Stop, Enter
 and an empty prompt, restoring settings from a PNG, warnings, the out-of-grammar notice, the
-comparison's scores, the narrow layout, and successive inpainting edits. Each test leaves a
+comparison's scores, the narrow layout, and inpainting: the mask painted as a person paints (one
+continuous drag per stroke, never retried: a lost stroke fails the test) over successive edits. Each test leaves a
 screenshot under artifacts/screenshots/ (look at them); the README's screenshots come from
 `make screenshots` (scripts/screenshots.py), never from the tests. Chromium is installed with
 apt-get when missing; the tests are skipped, saying why, when that is impossible.
@@ -482,6 +483,19 @@ def test_the_mask_stays_while_another_tab_is_shown(page):
     assert painter_state(page)["painted"] == painted
     inpaint(page)
     assert greyed(fetch_image(page, "#masked-input img"), 0.475, 0.4)
+
+
+def test_the_brush_follows_the_chosen_models_pixels_and_the_mask_stays(page):
+    generate(page)   # 32 px: the shapes model's own size, so one of its pixels is one image pixel
+    send_to_painter(page, "Edit the selected image in Inpainting")
+    paint_stroke(page)
+    painted = painter_state(page)["painted"]
+    size = page.locator(f"{PAINTER} .painter-size-text")
+    assert size.inner_text() == "3 model px (3 image px)"
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile("glide-filtered")).click()   # 64 px: half an image pixel each
+    page.wait_for_function(f"document.querySelector('{PAINTER} .painter-size-text').innerText.includes('(2 image')")
+    assert painter_state(page)["painted"] == painted
 
 
 def test_rectangle_fill_undo_and_clear(page):
