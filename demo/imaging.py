@@ -1,7 +1,9 @@
-"""Image chores of the demo: reading uploads safely, the editor's layers as a mask, previews and grids.
+"""Image chores of the demo: reading uploads safely, the painted mask, previews and grids.
 
 Only PIL work lives here; everything that touches a model goes through glide.pipeline.
 """
+import base64
+import io
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,36 +39,59 @@ def check_size(image: Image.Image, what: str, max_side: int) -> Image.Image:
     return image
 
 
-def editor_to_image_and_mask(value, max_side: int = 4096) -> Tuple[Image.Image, Image.Image]:
-    """gr.ImageEditor / gr.ImageMask value (background, layers, composite; type="pil") -> (RGB image, L mask).
+def painting_to_image_and_mask(value, max_side: int = 4096) -> Tuple[Image.Image, Image.Image]:
+    """The mask painter's value (demo.painter: the image and the painted mask as PNG data URLs) -> (RGB image,
+    L mask), the mask white where pixels were painted (opaque in the painter's mask), exactly as painted."""
+    if not value or not value.get("image"):
+        raise InputError("upload an image to edit (or send one from Text to image), then paint the region to replace")
+    image = flatten(decode_data_url(value["image"], "image", max_side))
+    if not value.get("mask"):
+        raise InputError("the mask is empty: paint over the region to replace (Brush, Rectangle or Fill)")
+    painted = decode_data_url(value["mask"], "mask", max_side).convert("RGBA").getchannel("A")
+    if painted.size != image.size:
+        raise InputError(f"the mask is {painted.width}x{painted.height} but the image is {image.width}x{image.height}: "
+                         "paint the mask again on this image")
+    mask = painted.point(lambda a: 255 if a > 0 else 0)
+    if mask.getbbox() is None:
+        raise InputError("the mask is empty: paint over the region to replace (Brush, Rectangle or Fill)")
+    return image, mask
 
-    Every painted pixel of any layer (alpha > 0) is part of the region to replace (white in the
-    mask), whatever brush colour was used, so a light stroke counts as much as a dark one.
-    """
-    if not value:
-        raise InputError("upload an image to edit, then paint the region to replace")
-    background = value.get("background")
-    if background is None:
-        background = value.get("composite")
-    if background is None:
-        raise InputError("upload an image to edit first, then paint the region to replace")
-    image = check_size(background, "image", max_side)
+
+def decode_data_url(url, what: str, max_side: int) -> Image.Image:
+    """A data URL the page sent (data:image/...;base64,...) as a loaded PIL image, or an InputError."""
+    header, _, payload = str(url).partition(",")
+    if not (header.startswith("data:image/") and header.endswith(";base64")):
+        raise InputError(f"the {what} did not arrive as an image: load it again")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise InputError(f"the {what} arrived damaged: load it again") from None
+    return open_upload(io.BytesIO(data), what, max_side)
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """RGB, transparent parts of an uploaded picture white rather than arbitrary colours."""
     if image.mode in ("RGBA", "LA", "P"):
-        # Transparent parts of an uploaded picture become white rather than arbitrary colours.
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("RGB")
-    painted = np.zeros((image.height, image.width), dtype=bool)
-    for layer in value.get("layers") or []:
-        if layer is None:
-            continue
-        alpha = layer.convert("RGBA").getchannel("A")
-        if alpha.size != image.size:  # layers normally match the canvas; be safe if not
-            alpha = alpha.resize(image.size, Image.NEAREST)
-        painted |= np.asarray(alpha) > 0
-    if not painted.any():
-        raise InputError("the mask is empty: paint over the region to replace with the brush")
-    return image, Image.fromarray((painted * 255).astype(np.uint8), "L")
+    return image.convert("RGB")
+
+
+def grow_mask(mask: Image.Image, base_pixels: int, base_side: int) -> Image.Image:
+    """The mask grown by `base_pixels` pixels of the model's resolution in every direction (a square's
+    reach), so that a region painted tight against a shape also takes its soft edge."""
+    if not base_pixels:
+        return mask
+    # One base pixel in mask pixels: the image is centre-cropped to a square and resized to base_side.
+    reach = max(1, round(base_pixels * min(mask.size) / base_side))
+    painted = np.asarray(mask) > 127
+    # Any painted pixel within `reach` in x and in y: a window sum over an integral image, linear in the size.
+    sums = np.pad(painted, ((1, 0), (1, 0))).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
+    h, w = painted.shape
+    y0, y1 = np.clip(np.arange(h) - reach, 0, h), np.clip(np.arange(h) + reach + 1, 0, h)
+    x0, x1 = np.clip(np.arange(w) - reach, 0, w), np.clip(np.arange(w) + reach + 1, 0, w)
+    window = sums[y1][:, x1] - sums[y0][:, x1] - sums[y1][:, x0] + sums[y0][:, x0]
+    return Image.fromarray(((window > 0) * 255).astype(np.uint8), "L")
 
 
 def fit_mask(mask: Image.Image, image: Image.Image) -> Image.Image:

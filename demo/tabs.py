@@ -16,13 +16,13 @@ from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPL
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
+from .painter import mask_painter, painter_value, with_base
 from .service import UPSAMPLE_STEP_CHOICES, DemoService
 from .widgets import (
     PRIVATE,
     SCALE_HELP,
     USER_ERRORS,
     PluginPanel,
-    editor_value,
     gallery_items,
     grammar_notice,
     grammar_words,
@@ -40,7 +40,6 @@ EXAMPLES = [
     "a large yellow square at the top on a black background",
     "a large green triangle on the right and a small purple circle on the left on a white background",
 ]
-BRUSH = "#ff00ff80"   # magenta at half opacity
 PLACEHOLDER = "Describe the image, e.g. “" + EXAMPLES[1] + "”"
 # A prompt box where Enter submits and Shift+Enter starts a new line (gradio: one line, growing up to four).
 PROMPT_BOX = dict(lines=1, max_lines=4, info="Enter to start · Shift+Enter for a new line")
@@ -345,16 +344,15 @@ class TextToImageTab:
     def send_to(self, inpaint: "InpaintTab", tabs: gr.Tabs):
         """One click puts the selected image, and the prompt, into the inpainting tab and opens it."""
 
-        def on_send(paths, index, text):
+        def on_send(paths, index, text, model):
             if not paths:
                 gr.Warning("Generate an image first, then select it in the gallery.")
-                return None, gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip()
             path = paths[min(index or 0, len(paths) - 1)]
-            return path, gr.update(visible=False), text, gr.Tabs(selected="inpaint")
+            return inpaint.painter_value(path, model), text, gr.Tabs(selected="inpaint")
 
-        inpaint.load_editor(self.to_inpaint_btn.click(
-            on_send, inputs=[self.result_paths, self.selected, self.prompt],
-            outputs=[inpaint.next_input, inpaint.editor, inpaint.prompt, tabs], **PRIVATE))
+        self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt, self.ctx.model],
+                                  outputs=[inpaint.painter, inpaint.prompt, tabs], **PRIVATE)
 
 
 class InpaintTab:
@@ -365,14 +363,13 @@ class InpaintTab:
         with gr.Row(elem_classes="tab-row"):
             with gr.Column(scale=2, elem_classes="controls"):
                 with gr.Column(elem_classes="controls-main"):
-                    gr.Markdown("Paint over the region to replace, describe what goes there, and press Inpaint.",
-                                elem_classes="editor-help")
-                    # A short label: a long one runs under the editor's toolbar. The brush is translucent,
-                    # so what is being replaced shows through it; any painted pixel is in the mask.
-                    self.editor = gr.ImageMask(type="pil", label="Image", sources=["upload", "clipboard"],
-                                               format="png", height=420,
-                                               brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=4),
-                                               elem_id="editor")
+                    gr.Markdown("Paint over the region to replace (or drag a rectangle, or click a shape with "
+                                "Fill), describe what goes there, and press Inpaint.", elem_classes="editor-help")
+                    # Our own canvas (demo.painter): gradio's ImageEditor loses strokes after a new image.
+                    self.painter = mask_painter(ctx.family.base_size, elem_id="painter")
+                    self.grow = gr.Slider(0, 4, value=0, step=1, label="Grow the mask", elem_id="grow-mask",
+                                          info="Model pixels added around the painted region (covers a shape's "
+                                               "soft edge); 0 = exactly as painted")
                     self.prompt, self.inpaint_btn, self.stop_btn = ctx.prompt_row(
                         "Prompt for the painted region", "Inpaint", "inpaint-prompt", "inpaint-btn", "inpaint-notice")
                 with gr.Column(elem_classes="controls-more"):
@@ -397,7 +394,6 @@ class InpaintTab:
                 self.again_btn = gr.Button("Use the result as the next input (successive edits)", size="sm",
                                            elem_id="again-btn")
         self.result_path = gr.State(None)
-        self.next_input = gr.State(None)   # the image the editor is to show next (see load_editor)
         self._wire()
 
     def _wire(self):
@@ -406,7 +402,8 @@ class InpaintTab:
         @user_errors
         def on_inpaint(data, request: gr.Request, progress=gr.Progress()):
             try:
-                image, mask = imaging.editor_to_image_and_mask(data[self.editor], ctx.limits.max_image_side)
+                image, mask = imaging.painting_to_image_and_mask(data[self.painter], ctx.limits.max_image_side)
+                mask = imaging.grow_mask(mask, int(data[self.grow]), FAMILIES[data[ctx.model]].base_size)
                 req = service.sample_request(
                     data[self.prompt], model=data[ctx.model], seed=data[self.seed], sampler=data[self.rules.dropdown],
                     sampler_params=self.rules.params(data), steps=data[self.steps],
@@ -425,36 +422,27 @@ class InpaintTab:
                    self.status: f"Done in {out.seconds:.1f} s · seed {out.settings[0]['seed']}"}
 
         gr.on([self.inpaint_btn.click, self.prompt.submit], on_inpaint,
-              inputs={self.editor, self.prompt, ctx.model, self.seed, self.steps, self.upsample,
+              inputs={self.painter, self.grow, self.prompt, ctx.model, self.seed, self.steps, self.upsample,
                       *self.rules.inputs, *self.guidance.inputs},
               outputs=[self.status, self.preview, self.masked_view, self.result, self.result_path],
               show_progress_on=self.result, **ctx.device_events, **PRIVATE)
         self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
 
-        def on_again(path):
+        def on_again(path, model):
             if not path:
                 gr.Warning("Run an inpainting first: its result becomes the next input.")
-                return None, gr.skip()
-            return path, gr.update(visible=False)
+                return gr.skip()
+            return self.painter_value(path, model)
 
-        self.load_editor(self.again_btn.click(on_again, inputs=self.result_path,
-                                              outputs=[self.next_input, self.editor], **PRIVATE))
+        self.again_btn.click(on_again, inputs=[self.result_path, ctx.model], outputs=self.painter, **PRIVATE)
+        # The brush is sized in the chosen model's pixels; the page keeps the image and what is painted.
+        ctx.model.change(lambda value, model: with_base(value, FAMILIES[model].base_size),
+                         inputs=[self.painter, ctx.model], outputs=self.painter, queue=False, **PRIVATE)
 
-    def load_editor(self, event):
-        """After `event` has hidden the editor and set `next_input` to an image's path, show that image in it
-        (`next_input` None: nothing to show, the editor stays as it is).
-
-        gradio 6.31's ImageEditor does not take a second value well: set into an editor that already
-        shows an image, the new one stays on a spinner or takes no more brush strokes (see
-        tests/test_browser.py::test_two_successive_edits). Hidden, the editor is unmounted; shown
-        again with the new value, a fresh one is mounted, which takes its first value well.
-        """
-        max_side = self.ctx.limits.max_image_side
-
-        def show(path):
-            return gr.update(value=editor_value(path, max_side), visible=True) if path else gr.skip()
-
-        event.success(show, inputs=self.next_input, outputs=self.editor, queue=False, **PRIVATE)
+    def painter_value(self, path: str, model: str) -> dict:
+        """An image (checked like an upload) as the painter's value, ready to paint on at once."""
+        image = imaging.open_upload(path, "image", self.ctx.limits.max_image_side)
+        return painter_value(image, FAMILIES[model].base_size)
 
     def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
         return [(self.rules.dropdown, "sampler"), (self.steps, "steps")]

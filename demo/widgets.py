@@ -7,7 +7,6 @@ import time
 from typing import Dict, List, Optional
 
 import gradio as gr
-from PIL import Image
 
 from glide.data import shapes
 from glide.errors import Cancelled, QueueFull, UserError
@@ -83,13 +82,6 @@ def stop_handler(service: DemoService):
 def model_description(name: str) -> str:
     family = FAMILIES[name]
     return f"{family.description} · licence: {family.license}"
-
-
-def editor_value(path: str, max_side: int) -> dict:
-    """An image as the inpainting editor's value, ready to paint on."""
-    # The brush paints on a layer: without an empty one the canvas would take no strokes.
-    size = imaging.open_upload(path, "image", max_side).size
-    return {"background": path, "layers": [Image.new("RGBA", size, (0, 0, 0, 0))], "composite": path}
 
 
 # ---------------------------------------------------------------------------------------------- plugin controls

@@ -30,16 +30,15 @@ def fill_tabs(page):
     page.click("#generate-btn")
     page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
     page.click("#to-inpaint-btn")
-    page.wait_for_function("(document.querySelector('#editor')?.innerText || '').includes('%')")
-    time.sleep(3)
-    canvas = page.locator("#editor canvas").first
+    page.wait_for_function("document.querySelector('#painter .painter')?.dataset.ready === 'true'")
+    canvas = page.locator("#painter canvas")
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
-    x, y = box["x"] + box["width"] / 2 - 70, box["y"] + box["height"] / 2 - 20
+    x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.35
     page.mouse.move(x, y)
     page.mouse.down()
-    for k in range(1, 5):
-        page.mouse.move(x + 30 * k, y + 10 * k)
+    for k in range(1, 61):   # one continuous stroke, as a mouse makes it
+        page.mouse.move(x + box["width"] * 0.4 * k / 60, y + box["height"] * 0.25 * k / 60)
     page.mouse.up()
     page.fill("#inpaint-prompt textarea", "a small red circle on the left on a blue background")
     page.click("#inpaint-btn")

@@ -17,8 +17,9 @@ import pytest
 from fakes import Tag
 from PIL import Image
 
-from demo.imaging import editor_to_image_and_mask
+from demo.imaging import grow_mask, painting_to_image_and_mask
 from demo.models import Downloads
+from demo.painter import painter_value
 from glide.errors import Cancelled, InputError, QueueFull
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
@@ -116,18 +117,43 @@ def test_queue_full():
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def test_editor_layers_become_the_mask():
-    background = Image.new("RGBA", (100, 80), (0, 0, 255, 255))
-    layer = Image.new("RGBA", (100, 80), (0, 0, 0, 0))
-    layer.paste((255, 0, 255, 128), (10, 10, 30, 20))  # a half-transparent stroke still counts
-    image, mask = editor_to_image_and_mask({"background": background, "layers": [layer], "composite": None})
-    assert image.mode == "RGB" and image.size == (100, 80) and mask.mode == "L"
+def test_the_painted_mask_arrives_exactly_as_painted():
+    image = Image.new("RGBA", (100, 80), (0, 0, 255, 0))        # transparent parts become white
+    image.paste((0, 0, 255, 255), (0, 0, 50, 80))
+    painted = Image.new("RGBA", (100, 80), (0, 0, 0, 0))
+    painted.paste((255, 0, 255, 255), (10, 10, 30, 20))
+    painted.putpixel((70, 60), (255, 0, 255, 1))                 # any opacity at all counts
+    value = painter_value(image, 32)
+    value["mask"] = painter_value(painted, 32)["image"]
+    rgb, mask = painting_to_image_and_mask(value)
+    assert rgb.mode == "RGB" and rgb.size == (100, 80) and mask.mode == "L"
+    assert rgb.getpixel((10, 10)) == (0, 0, 255) and rgb.getpixel((90, 10)) == (255, 255, 255)
     m = np.asarray(mask)
-    assert m[15, 20] == 255 and m[50, 50] == 0 and (m == 255).sum() == 20 * 10
+    assert set(np.unique(m)) == {0, 255} and (m == 255).sum() == 20 * 10 + 1 and m[60, 70] == 255
     with pytest.raises(InputError, match="mask is empty"):
-        editor_to_image_and_mask({"background": background, "layers": [], "composite": None})
+        painting_to_image_and_mask({**value, "mask": None})
+    with pytest.raises(InputError, match="mask is empty"):
+        painting_to_image_and_mask({**value, "mask": painter_value(Image.new("RGBA", (100, 80)), 32)["image"]})
     with pytest.raises(InputError, match="upload an image"):
-        editor_to_image_and_mask({"background": None, "layers": [layer], "composite": None})
+        painting_to_image_and_mask({"id": None, "image": None, "base": 32, "mask": None})
+    with pytest.raises(InputError, match="mask is 50x40 but the image is 100x80"):
+        painting_to_image_and_mask({**value, "mask": painter_value(painted.resize((50, 40)), 32)["image"]})
+    with pytest.raises(InputError, match="did not arrive as an image"):
+        painting_to_image_and_mask({**value, "mask": "javascript:alert(1)"})
+    with pytest.raises(InputError, match="could not be read"):
+        painting_to_image_and_mask({**value, "mask": "data:image/png;base64,AAAA"})
+
+
+def test_growing_the_mask_counts_model_pixels():
+    mask = Image.new("L", (128, 64), 0)
+    mask.putpixel((64, 32), 255)
+    assert grow_mask(mask, 0, 32) is mask
+    grown = np.asarray(grow_mask(mask, 1, 32))      # one model pixel = 64 / 32 = 2 image pixels
+    ys, xs = np.nonzero(grown)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (30, 34, 62, 66) and grown.sum() == 25 * 255
+    edge = Image.new("L", (16, 16), 0)
+    edge.putpixel((0, 0), 255)
+    assert np.asarray(grow_mask(edge, 2, 16)).sum() == 9 * 255   # clipped at the border
 
 
 def test_background_download_reports_progress(tmp_path):

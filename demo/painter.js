@@ -1,0 +1,430 @@
+// The mask painter's behaviour: the body of gr.HTML's js_on_load (demo/painter.py). gradio runs it once per
+// mounted component with `element` (the component's root), `props` (props.value is the component's value,
+// sent to the server with every event that takes it as an input) and `watch` (runs when the server sets a
+// prop).
+//
+// The mask is kept here at the image's own resolution, one byte a pixel, and drawn in whole pixels (no
+// anti-aliasing), so what is shown is exactly what is sent: after every stroke the painted pixels go into
+// props.value.mask as a PNG whose opaque pixels are the region to replace. Until an image is loaded and
+// decoded the painter says it is not ready, and a stroke then is refused out loud, never dropped quietly.
+
+const $ = (selector) => element.querySelector(selector);
+const root = $(".painter");
+const view = $("canvas.painter-view");
+const stage = $(".painter-stage");
+const statusLine = $(".painter-status");
+const sizeInput = $("input.painter-size");
+const sizeText = $(".painter-size-text");
+const undoButton = $("button.painter-undo");
+const clearButton = $("button.painter-clear");
+const fileInput = $("input.painter-file");
+const HISTORY_BYTES = 64 * 1024 * 1024;   // undo keeps whole-mask snapshots: at most this much of them
+const FILL_TOLERANCE = 48;                // Fill takes neighbours whose colour is this close (0-255 a channel)
+
+let image = null;          // the decoded image being painted on
+let W = 0, H = 0;          // its size in pixels
+let mask = null;           // Uint8Array(W * H): 1 = to replace
+let maskCanvas = null;     // the same mask as opaque magenta pixels (what is shown and what is sent)
+let maskContext = null;
+let pixels = null;         // the image's RGBA, read once for Fill
+let loadedId = null;       // the value.id of the image shown
+let loadingId = null;
+let history = [];          // mask snapshots for Undo
+let operations = 0;        // strokes, rectangles and fills applied to this image (the tests count them)
+let tool = "brush";
+let gesture = null;        // the stroke or rectangle being drawn
+let hover = null;          // where the brush outline is shown
+
+function say(text, kind = "") {
+  statusLine.textContent = text;
+  statusLine.dataset.kind = kind;
+}
+
+function setReady(ready) {
+  root.dataset.ready = ready ? "true" : "false";
+  root.dataset.imageId = ready ? loadedId : "";
+  stage.classList.toggle("painter-empty", !ready);
+}
+
+function baseSide() {
+  return Math.max(1, Number(props.value?.base) || 32);
+}
+
+// One base pixel (the model's own resolution) in image pixels: the image is centre-cropped to a square
+// and resized to base x base before the model sees it.
+function imagePixelsPerBase() {
+  return Math.min(W, H) / baseSide();
+}
+
+function brushRadius() {
+  return Math.max(0.5, (Number(sizeInput.value) * imagePixelsPerBase()) / 2);
+}
+
+function describeSize() {
+  const across = W ? ` (${Math.round(2 * brushRadius())} image px)` : "";
+  sizeText.textContent = `${sizeInput.value} model px${across}`;
+}
+
+// ------------------------------------------------------------------------------------ loading an image
+function load(value) {
+  if (!value || !value.image) {
+    loadedId = loadingId = null;
+    image = null;
+    setReady(false);
+    draw();
+    say("No image yet: upload one here, or send one from Text to image.");
+    return;
+  }
+  if (value.id === loadingId) return;   // on its way already
+  if (value.id === loadedId) {
+    // The server echoed the image shown (a new model's base side, say): keep the mask painted so far.
+    describeSize();
+    commit();
+    return;
+  }
+  loadingId = value.id;
+  setReady(false);
+  say("Loading the image… not ready for painting yet.", "wait");
+  const next = new Image();
+  next.onload = () => {
+    if (loadingId !== value.id) return;   // a newer image was asked for meanwhile
+    image = next;
+    W = next.naturalWidth;
+    H = next.naturalHeight;
+    mask = new Uint8Array(W * H);
+    maskCanvas = document.createElement("canvas");
+    maskCanvas.width = W;
+    maskCanvas.height = H;
+    maskContext = maskCanvas.getContext("2d");
+    maskContext.fillStyle = "#ff00ff";
+    pixels = null;
+    history = [];
+    operations = 0;
+    root.dataset.operations = "0";
+    root.dataset.painted = "0";
+    const ready = () => {
+      if (loadingId !== value.id) return;
+      loadedId = value.id;
+      loadingId = null;
+      layout();
+      describeSize();
+      updateButtons();
+      setReady(true);
+      say(mask.some((v) => v) ? "Ready: the mask painted before is kept." : "Ready: paint over the region to replace.");
+      commit();
+    };
+    if (!value.mask) {
+      ready();
+      return;
+    }
+    // A value that carries a mask (the component mounted again, its tab shown anew): show that mask.
+    const painted = new Image();
+    painted.onload = () => {
+      if (painted.naturalWidth === W && painted.naturalHeight === H) {
+        maskContext.drawImage(painted, 0, 0);
+        const alpha = maskContext.getImageData(0, 0, W, H).data;
+        for (let i = 0; i < mask.length; i++) mask[i] = alpha[4 * i + 3] > 0 ? 1 : 0;
+        redrawMask();
+      }
+      ready();
+    };
+    painted.onerror = ready;
+    painted.src = value.mask;
+  };
+  next.onerror = () => {
+    if (loadingId !== value.id) return;
+    loadingId = null;
+    say("This image could not be shown: upload a PNG, JPEG or WebP file.", "error");
+  };
+  next.src = value.image;
+}
+
+function loadFile(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/")) {
+    say(`${file.name} is not an image: upload a PNG, JPEG or WebP file.`, "error");
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => {
+    props.value = { id: `upload-${Date.now()}`, image: reader.result, base: baseSide(), mask: null };
+    load(props.value);
+  };
+  reader.readAsDataURL(file);
+}
+
+// ------------------------------------------------------------------------------------ showing it
+function layout() {
+  if (!image) return;
+  const width = stage.clientWidth || 400;
+  const height = Number(root.dataset.height) || 420;
+  const scale = Math.min(width / W, height / H);
+  const cssWidth = Math.max(1, Math.floor(W * scale));
+  const cssHeight = Math.max(1, Math.floor(H * scale));
+  view.style.width = `${cssWidth}px`;
+  view.style.height = `${cssHeight}px`;
+  const ratio = window.devicePixelRatio || 1;
+  view.width = Math.round(cssWidth * ratio);
+  view.height = Math.round(cssHeight * ratio);
+  draw();
+}
+
+let drawQueued = false;
+function draw() {
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(() => {
+    drawQueued = false;
+    const context = view.getContext("2d");
+    context.clearRect(0, 0, view.width, view.height);
+    if (!image) return;
+    context.imageSmoothingEnabled = false;   // the image's pixels as they are (a 32 px image stays sharp)
+    context.drawImage(image, 0, 0, view.width, view.height);
+    context.globalAlpha = 0.5;               // translucent: what is being replaced shows through
+    context.drawImage(maskCanvas, 0, 0, view.width, view.height);
+    context.globalAlpha = 1;
+    const sx = view.width / W, sy = view.height / H;
+    context.lineWidth = Math.max(1, window.devicePixelRatio || 1);
+    if (gesture && gesture.kind === "rect") {
+      const r = rectangleOf(gesture);
+      context.setLineDash([6, 4]);
+      context.strokeStyle = "#ff00ff";
+      context.strokeRect(r.x0 * sx, r.y0 * sy, (r.x1 - r.x0) * sx, (r.y1 - r.y0) * sy);
+      context.setLineDash([]);
+    }
+    if (hover && tool === "brush") {
+      context.strokeStyle = "rgba(255,255,255,0.9)";
+      context.beginPath();
+      context.ellipse(hover.x * sx, hover.y * sy, brushRadius() * sx, brushRadius() * sy, 0, 0, 2 * Math.PI);
+      context.stroke();
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------ painting
+function toImage(event) {
+  const box = view.getBoundingClientRect();
+  return { x: ((event.clientX - box.left) / box.width) * W, y: ((event.clientY - box.top) / box.height) * H };
+}
+
+function setSpan(y, x0, x1) {
+  x0 = Math.max(0, x0);
+  x1 = Math.min(W - 1, x1);
+  if (y < 0 || y >= H || x1 < x0) return;
+  mask.fill(1, y * W + x0, y * W + x1 + 1);
+  maskContext.fillRect(x0, y, x1 - x0 + 1, 1);
+}
+
+// Every pixel whose centre is within the brush's radius of (cx, cy).
+function stamp(cx, cy) {
+  const r = brushRadius();
+  for (let y = Math.floor(cy - r); y <= Math.ceil(cy + r); y++) {
+    const dy = y + 0.5 - cy;
+    if (dy * dy > r * r) continue;
+    const dx = Math.sqrt(r * r - dy * dy);
+    setSpan(y, Math.ceil(cx - dx - 0.5), Math.floor(cx + dx - 0.5));
+  }
+}
+
+// Stamps along a segment close enough together that the stroke is one unbroken band.
+function strokeTo(point) {
+  const last = gesture.last;
+  const distance = Math.hypot(point.x - last.x, point.y - last.y);
+  const step = Math.max(0.5, brushRadius() / 2);
+  for (let t = step; t < distance; t += step) {
+    stamp(last.x + ((point.x - last.x) * t) / distance, last.y + ((point.y - last.y) * t) / distance);
+  }
+  stamp(point.x, point.y);
+  gesture.last = point;
+}
+
+function rectangleOf(g) {
+  const clampX = (v) => Math.min(W, Math.max(0, v)), clampY = (v) => Math.min(H, Math.max(0, v));
+  return { x0: Math.floor(clampX(Math.min(g.start.x, g.last.x))), x1: Math.ceil(clampX(Math.max(g.start.x, g.last.x))),
+           y0: Math.floor(clampY(Math.min(g.start.y, g.last.y))), y1: Math.ceil(clampY(Math.max(g.start.y, g.last.y))) };
+}
+
+// The 4-connected region of pixels of about the clicked pixel's colour (a shape, or the background).
+function fillFrom(point) {
+  if (!pixels) {
+    const scratch = document.createElement("canvas");
+    scratch.width = W;
+    scratch.height = H;
+    const context = scratch.getContext("2d");
+    context.drawImage(image, 0, 0);
+    pixels = context.getImageData(0, 0, W, H).data;
+  }
+  const sx = Math.min(W - 1, Math.max(0, Math.floor(point.x))), sy = Math.min(H - 1, Math.max(0, Math.floor(point.y)));
+  const seed = (sy * W + sx) * 4;
+  const close = (i) => Math.abs(pixels[4 * i] - pixels[seed]) <= FILL_TOLERANCE &&
+                       Math.abs(pixels[4 * i + 1] - pixels[seed + 1]) <= FILL_TOLERANCE &&
+                       Math.abs(pixels[4 * i + 2] - pixels[seed + 2]) <= FILL_TOLERANCE;
+  const seen = new Uint8Array(W * H);
+  const todo = [sy * W + sx];
+  seen[todo[0]] = 1;
+  while (todo.length) {
+    const i = todo.pop();
+    const x = i % W, y = (i - x) / W;
+    setSpan(y, x, x);
+    for (const j of [x > 0 ? i - 1 : -1, x < W - 1 ? i + 1 : -1, y > 0 ? i - W : -1, y < H - 1 ? i + W : -1]) {
+      if (j >= 0 && !seen[j] && close(j)) {
+        seen[j] = 1;
+        todo.push(j);
+      }
+    }
+  }
+}
+
+function remember() {
+  history.push(mask.slice());
+  let bytes = history.length * mask.length;
+  while (history.length > 1 && bytes > HISTORY_BYTES) {
+    history.shift();
+    bytes -= mask.length;
+  }
+}
+
+function redrawMask() {
+  const rgba = new ImageData(W, H);
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i]) {
+      rgba.data[4 * i] = 255;
+      rgba.data[4 * i + 2] = 255;
+      rgba.data[4 * i + 3] = 255;
+    }
+  }
+  maskContext.putImageData(rgba, 0, 0);
+}
+
+function paintedCount() {
+  let n = 0;
+  for (let i = 0; i < mask.length; i++) n += mask[i];
+  return n;
+}
+
+// The mask as it is now goes into the component's value (what Inpaint sends).
+function commit() {
+  if (!mask || root.dataset.ready !== "true") return;
+  const painted = paintedCount();
+  root.dataset.painted = String(painted);
+  props.value = { id: loadedId, image: props.value?.image, base: baseSide(),
+                  mask: painted ? maskCanvas.toDataURL("image/png") : null };
+}
+
+function finish(what) {
+  operations += 1;
+  root.dataset.operations = String(operations);
+  updateButtons();
+  draw();
+  commit();
+  const share = (100 * Number(root.dataset.painted)) / (W * H);
+  say(`${what}: ${share.toFixed(1)}% of the image is marked for replacing.`);
+}
+
+function updateButtons() {
+  undoButton.disabled = history.length === 0;
+  clearButton.disabled = !mask || !mask.some((v) => v);
+}
+
+function notReady(event) {
+  if (root.dataset.ready === "true") return false;
+  event.preventDefault();
+  say(loadingId ? "Not ready yet: the image is still loading. Paint again in a moment."
+                : "Nothing to paint on yet: upload an image, or send one from Text to image.", "error");
+  return true;
+}
+
+// On the stage, not the canvas: with no image the canvas is hidden, and a press there must still be answered.
+stage.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0 || notReady(event) || event.target !== view) return;
+  event.preventDefault();
+  view.setPointerCapture(event.pointerId);   // the stroke goes on when the pointer leaves the canvas
+  const point = toImage(event);
+  remember();
+  if (tool === "fill") {
+    fillFrom(point);
+    finish("Filled");
+    return;
+  }
+  gesture = { kind: tool === "rect" ? "rect" : "brush", pointer: event.pointerId, start: point, last: point };
+  if (gesture.kind === "brush") stamp(point.x, point.y);
+  draw();
+});
+
+view.addEventListener("pointermove", (event) => {
+  if (!image) return;
+  hover = toImage(event);
+  if (gesture && event.pointerId === gesture.pointer) {
+    // A fast drag delivers several positions per event: every one of them is part of the stroke.
+    const points = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const e of points.length ? points : [event]) {
+      const point = toImage(e);
+      if (gesture.kind === "brush") strokeTo(point);
+      else gesture.last = point;
+    }
+  }
+  draw();
+});
+
+function endGesture(event) {
+  if (!gesture || event.pointerId !== gesture.pointer) return;
+  const done = gesture;
+  gesture = null;
+  if (done.kind === "rect") {
+    const r = rectangleOf(done);
+    if (r.x1 - r.x0 < 1 || r.y1 - r.y0 < 1) {
+      history.pop();
+      draw();
+      say("Drag to draw a rectangle: press, move to the opposite corner, release.", "error");
+      return;
+    }
+    for (let y = r.y0; y < r.y1; y++) setSpan(y, r.x0, r.x1 - 1);
+    finish("Rectangle marked");
+  } else {
+    finish("Stroke painted");
+  }
+}
+
+view.addEventListener("pointerup", endGesture);
+view.addEventListener("pointercancel", endGesture);
+view.addEventListener("pointerleave", () => { hover = null; draw(); });
+
+for (const button of element.querySelectorAll("button[data-tool]")) {
+  button.addEventListener("click", () => {
+    tool = button.dataset.tool;
+    for (const b of element.querySelectorAll("button[data-tool]")) b.setAttribute("aria-pressed", String(b === button));
+    draw();
+  });
+}
+
+sizeInput.addEventListener("input", () => { describeSize(); draw(); });
+
+undoButton.addEventListener("click", () => {
+  if (!history.length) return;
+  mask = history.pop();
+  redrawMask();
+  operations += 1;
+  root.dataset.operations = String(operations);
+  updateButtons();
+  draw();
+  commit();
+  say("Undone.");
+});
+
+clearButton.addEventListener("click", () => {
+  remember();
+  mask.fill(0);
+  redrawMask();
+  finish("Cleared");
+});
+
+fileInput.addEventListener("change", () => loadFile(fileInput.files[0]));
+stage.addEventListener("dragover", (event) => event.preventDefault());
+stage.addEventListener("drop", (event) => {
+  event.preventDefault();
+  loadFile(event.dataTransfer.files[0]);
+});
+
+new ResizeObserver(layout).observe(stage);
+watch("value", () => load(props.value));
+load(props.value);
