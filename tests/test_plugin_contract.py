@@ -54,10 +54,10 @@ def glide_guidance_strategies():
 
 @hookimpl
 def glide_components():
-    def load(family, device):
-        if family not in ("shapes", "glide-filtered"):
-            raise SamplerError(f"no target colour for {family}")
-        return torch.tensor(YELLOW, device=device)
+    def load(request):
+        if request.family not in ("shapes", "glide-filtered"):
+            raise SamplerError(f"no target colour for {request.family}")
+        return torch.tensor(YELLOW, device=request.device)
 
     return {"target-colour": load}
 '''
