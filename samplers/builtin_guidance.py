@@ -38,9 +38,8 @@ class NoGuidance:
 
 
 INTERVAL = Param("interval", str, "", help=(
-    "guide only at noise levels sigma in (LOW, HIGH], as LOW,HIGH with sigma = sqrt((1 - abar) / abar) "
-    "(EDM's sigma; Kynkaanniemi et al. 2024 use 0.28,5.42); empty = every step. Outside it the step is "
-    "the conditional model's alone, which for classifier-free guidance halves that step's work"))
+    "LOW,HIGH: guide only where the noise level sigma = sqrt((1 - abar) / abar) is in (LOW, HIGH] (the paper's "
+    "SD-XL interval: 0.28,5.42); empty = every step. Outside, a step is the conditional model's alone"))
 
 
 def noise_interval(text: str):
