@@ -1,5 +1,4 @@
 """Step rules and guidance strategies: reference goldens, guidance identities, plugins, errors, seeds."""
-import math
 import sys
 import textwrap
 
@@ -10,6 +9,7 @@ from safetensors.torch import load_file
 
 import samplers
 from glide.clip.model_creation import create_clip_model
+from glide.eval import GAUSSIAN_RULES, gaussian_ode_errors, solve
 from glide.model_creation import create_gaussian_diffusion, create_model_and_diffusion
 from glide.respace import space_timesteps
 from glide.shapes_family import ClipTokens, load_tokenizer, tokenize
@@ -148,22 +148,12 @@ def test_callback_and_cancel(tiny):
     (dict(guidance="cfg-rescale", guidance_params={"phi": 1.5}), "out of range"),
 ])
 def test_bad_parameters(tiny, kw, message):
-    with pytest.raises(SamplerError, match=message):
-        run_tiny(tiny, **kw)
+    with pytest.raises(SamplerError, match=message):   # (the built-ins alone: installed plugins add names)
+        run_tiny(tiny, registry=samplers.Registry(load_entry_points=False), **kw)
 
 
 # --------------------------------------------------------------------------- solver accuracy on a known ODE
-ODE_RULES = [("ddim", {}), ("dpm++2m", {})] + [(rule, {"spacing": spacing}) for rule in ("unipc", "dpm++3m")
-                                                 for spacing in samplers.NOISE_SPACINGS]
-
-
-def solve(rule: str, params: dict, base, steps: int, model, x_T, **run_kw):
-    """A rule's sample from x_T on `steps` of `base`, with the timesteps it picks (as samplers.sample does)."""
-    plugin = get_registry().step_rule(rule)
-    params = samplers.validate_params(plugin, params)
-    spaced = samplers.respace_for(plugin, base, steps, params)
-    run = SamplingRun(diffusion=spaced, guided=Guided(model), noise_like=torch.zeros_like, **run_kw)
-    return plugin.sample(run, x_T.clone(), **params), spaced
+ODE_RULES = GAUSSIAN_RULES   # every deterministic rule, the new solvers on each spacing
 
 
 @pytest.mark.parametrize("mean_type", ["epsilon", "v"])
@@ -181,31 +171,6 @@ def test_solvers_reach_the_data_point(rule, params, mean_type):
 
     out, _ = solve(rule, params, base, 10, ideal, torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
     assert (out - target).abs().max() < 1e-3
-
-
-def gaussian_ode_errors(steps: int, rules=ODE_RULES) -> dict:
-    """Data ~ N(0, s^2): the ideal denoiser is linear and the probability-flow ODE has a closed form, so each
-    rule's error is measurable: the max abs difference from the exact x0 at the last timestep, from one x_T."""
-    base = create_gaussian_diffusion(steps=1000, noise_schedule="squaredcos_cap_v2")
-    s = 0.5
-    abar_all = torch.from_numpy(base.alphas_cumprod)
-
-    def ideal(x, ts):
-        abar = abar_all[ts].view(-1, 1, 1, 1)
-        x0 = abar.sqrt() * s * s / (abar * s * s + 1 - abar) * x.double()
-        eps = (x.double() - abar.sqrt() * x0) / (1 - abar).sqrt()
-        return torch.cat([eps.float(), torch.zeros_like(x)], dim=1)
-
-    x_T = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    errors = {}
-    for rule, params in rules:
-        out, spaced = solve(rule, params, base, steps, ideal, x_T, clip_denoised=False)
-        first, last = spaced.alphas_cumprod[-1], spaced.alphas_cumprod[0]
-        # The ODE scales x by the marginal std ratio; at the last step the rules return the posterior mean of x0.
-        x_last = x_T.double() * math.sqrt((last * s * s + 1 - last) / (first * s * s + 1 - first))
-        exact = math.sqrt(last) * s * s / (last * s * s + 1 - last) * x_last
-        errors[" ".join([rule, *map(str, params.values())])] = (out.double() - exact).abs().max().item()
-    return errors
 
 
 def test_dpm_solver_beats_ddim_on_gaussian_data_where_the_ode_is_exact():
