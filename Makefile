@@ -10,11 +10,15 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: demo test test-fast bench train-default eval screenshots
 
-$(STAMP): requirements.txt pyproject.toml
+# The example sampler plugin (a third-party package, tests/plugins/) is installed too: the tests use it.
+EXAMPLE_PLUGIN := tests/plugins/glide_example_plugin
+
+$(STAMP): requirements.txt pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
 $(SYSTEM_STAMP): $(STAMP)

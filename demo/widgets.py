@@ -112,6 +112,8 @@ def param_control(param: dict, visible: bool, plugin: str = ""):
         info = SCALE_HELP[plugin]
     if param["type"] == "bool":
         return gr.Checkbox(value=bool(default), label=label, info=info, visible=visible)
+    if param.get("choices"):
+        return gr.Dropdown(param["choices"], value=default, label=label, info=info, visible=visible)
     if param["type"] in ("int", "float") and lo is not None and hi is not None and hi - lo <= 100:
         step = 1 if param["type"] == "int" else (0.05 if hi - lo <= 1 else 0.1)
         return gr.Slider(lo, hi, value=default, step=step, label=label, info=info, visible=visible)

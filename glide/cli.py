@@ -342,6 +342,7 @@ def cmd_samplers(args) -> int:
             print(f"  {plugin['name'].ljust(width)}  {plugin['description']}")
             for q in plugin["params"]:
                 bounds = "" if q["min"] is None and q["max"] is None else f", range [{q['min']}, {q['max']}]"
+                bounds += f", one of {'|'.join(q['choices'])}" if q["choices"] else ""
                 print(f"  {' ' * width}  --param {q['name']}=  {q['type']}, default {q['default']}{bounds}"
                       + (f"  ({q['help']})" if q["help"] else ""))
     return 0

@@ -129,10 +129,15 @@ class GaussianDiffusion:
 
     def respaced(self, section_counts) -> "GaussianDiffusion":
         """The same process on a subset of the original timesteps (see respace.space_timesteps)."""
-        from .respace import SpacedDiffusion, space_timesteps
+        from .respace import space_timesteps
 
-        return SpacedDiffusion(space_timesteps(self.original_num_steps, section_counts),
-                               betas=self.base_betas, model_mean_type=self.model_mean_type)
+        return self.respaced_to(space_timesteps(self.original_num_steps, section_counts))
+
+    def respaced_to(self, timesteps) -> "GaussianDiffusion":
+        """The same process on exactly these original timesteps (any set of them, e.g. respace.noise_spaced_timesteps)."""
+        from .respace import SpacedDiffusion
+
+        return SpacedDiffusion(timesteps, betas=self.base_betas, model_mean_type=self.model_mean_type)
 
     # ------------------------------------------------------------------ forward process
     def q_mean_variance(self, x_start, t):

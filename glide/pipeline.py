@@ -18,6 +18,7 @@ order; in bfloat16 within a few levels). Device and dtype default to "auto" (`gl
 """
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -105,6 +106,11 @@ class Pipeline:
         with self._lock:
             if name not in self._components:
                 if name in COMPONENTS:
+                    shadowed = samplers.get_registry().component_plugins.get(name)
+                    if shadowed:
+                        warnings.warn(f"sampler plugin {shadowed!r} provides a component named {name!r}, like the "
+                                      f"family's own; the {self.name} family's is used", samplers.PluginWarning,
+                                      stacklevel=2)
                     loaded = self.family.load(name, self.device, self.checkpoint_dir)
                     if name != "clip" and self.dtype != "float32":
                         loaded[0].convert_to_half(DTYPES[self.dtype])
@@ -115,7 +121,9 @@ class Pipeline:
                         raise samplers.SamplerError(
                             f"no component {name!r}: the {self.name} family has {', '.join(COMPONENTS)}; plugins "
                             f"provide {', '.join(provided) or 'none'}")
-                    self._components[name] = provided[name](self.name, self.device)
+                    self._components[name] = provided[name](samplers.ComponentRequest(
+                        family=self.name, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,
+                        image_size=self.family.base_size))
             return self._components[name]
 
     def _required(self, guidance: str) -> Dict[str, object]:

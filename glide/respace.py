@@ -1,5 +1,5 @@
 """Respacing: sample with a subset of a trained process's timesteps (guided-diffusion's respace.py)."""
-from typing import Iterable, Union
+from typing import Iterable, List, Union
 
 import numpy as np
 
@@ -45,6 +45,47 @@ def space_timesteps(num_timesteps: int, section_counts: Union[str, Iterable[int]
             cur_idx += frac_stride
         start_idx += size
     return set(all_steps)
+
+
+# How a solver can spread its steps over the noise levels, besides the reference's even spacing in t.
+NOISE_SPACINGS = ("time", "logsnr", "karras")
+KARRAS_RHO = 7.0        # Karras et al. 2022's rho: steps dense at low noise
+SPACED_SIGMA_MAX = 80.0  # ... and their sigma_max: above it an image is noise to any model
+
+
+def noise_spaced_timesteps(alphas_cumprod, steps: int, spacing: str) -> List[int]:
+    """`steps` original timesteps, high to low, from the last (t = T - 1) to the first (t = 0).
+
+    "time": the reference's even spacing in t (space_timesteps, as DDIM and DPM-Solver++(2M) use);
+    "logsnr": even in log-SNR lambda = log(alpha / sigma) (DPM-Solver's spacing for small images);
+    "karras": sigma_i = (sigma_max^(1/rho) + i / (n - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho with
+    rho = 7 (Karras et al. 2022), in EDM's sigma = sqrt((1 - abar) / abar).
+    The last two space the levels from sigma = 80 (Karras et al.'s sigma_max) at most: GLIDE's cosine
+    schedule ends at sigma ~ 2e4, and spacing from there spends half the steps above sigma = 100, on
+    pure noise. The first step still starts at t = T - 1, where x_T is drawn (Lin et al. 2023: a sampler
+    must start from the last timestep). A level maps to the trained timestep nearest in log-SNR; two
+    levels that meet at one timestep count once, so few-step schedules may run a step less than asked.
+    """
+    alphas_cumprod = np.asarray(alphas_cumprod, dtype=np.float64)
+    num_timesteps = len(alphas_cumprod)
+    if spacing not in NOISE_SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; one of {', '.join(NOISE_SPACINGS)}")
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be between 1 and {num_timesteps}, got {steps}")
+    if spacing == "time":
+        return sorted(space_timesteps(num_timesteps, [steps]), reverse=True)
+    if steps == 1:
+        return [num_timesteps - 1]
+    log_snr = 0.5 * np.log(alphas_cumprod / (1 - alphas_cumprod))   # decreasing in t
+    top = max(log_snr[-1], -np.log(SPACED_SIGMA_MAX))
+    if spacing == "logsnr":
+        wanted = np.linspace(top, log_snr[0], steps)
+    else:
+        ramp = np.linspace(0, 1, steps)
+        root_max, root_min = np.exp(-top / KARRAS_RHO), np.exp(-log_snr[0] / KARRAS_RHO)
+        wanted = -KARRAS_RHO * np.log(root_max + ramp * (root_min - root_max))
+    nearest = np.abs(log_snr[None, :] - wanted[1:, None]).argmin(axis=1)
+    return sorted({num_timesteps - 1, *(int(t) for t in nearest)}, reverse=True)
 
 
 class SpacedDiffusion(GaussianDiffusion):

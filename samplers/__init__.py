@@ -8,14 +8,29 @@
 import math
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
-from .base import Cancelled, GuidanceContext, Guided, Param, SamplerError, SamplingRun, validate_params
+from glide.respace import NOISE_SPACINGS, noise_spaced_timesteps
+
+from .base import (
+    Cancelled,
+    ComponentRequest,
+    GuidanceContext,
+    Guided,
+    Param,
+    PluginWarning,
+    SamplerError,
+    SamplingRun,
+    validate_params,
+)
+from .builtin_guidance import concat_kwargs
 from .hookspecs import hookimpl
 from .registry import Registry, get_registry
 
-__all__ = ["sample", "Cancelled", "GuidanceContext", "Guided", "Param", "SamplerError", "SamplingRun",
-           "Registry", "get_registry", "hookimpl", "respace", "seeded_noise"]
+__all__ = ["sample", "Cancelled", "ComponentRequest", "GuidanceContext", "Guided", "Param", "PluginWarning",
+           "SamplerError", "SamplingRun", "Registry", "get_registry", "hookimpl", "concat_kwargs", "respace",
+           "seeded_noise", "NOISE_SPACINGS", "noise_spaced_timesteps"]
 
 
 def respace(diffusion, steps: Union[int, str]):
@@ -32,6 +47,26 @@ def respace(diffusion, steps: Union[int, str]):
         raise SamplerError(f"steps must be between 1 and {diffusion.original_num_steps} (the model's "
                            f"diffusion steps), got {steps}")
     return diffusion.respaced(str(steps))
+
+
+def respace_for(rule, diffusion, steps: Union[int, str], params: Dict):
+    """The process `rule` runs on: the timesteps it picks itself (its optional `timesteps` method), else `steps`
+    respaced as the reference does. SamplerError for a schedule spec given to a rule that picks its own, or a
+    rule that picks timesteps outside the trained process."""
+    choose = getattr(rule, "timesteps", None)
+    if choose is None:
+        return respace(diffusion, steps)
+    if isinstance(steps, str) and not steps.isdigit():
+        raise SamplerError(f"the step rule {rule.name!r} picks its own timesteps: give a number of steps, "
+                           f"not the schedule {steps!r}")
+    count = respace(diffusion, steps).num_timesteps   # the same checks of the number as every rule gets
+    trained = diffusion.respaced_to(range(diffusion.original_num_steps))
+    chosen = list(choose(trained, count, **params))
+    total = diffusion.original_num_steps
+    if not chosen or any(int(t) != t or not 0 <= t < total for t in chosen) or len(set(chosen)) != len(chosen):
+        raise SamplerError(f"the step rule {rule.name!r} picked timesteps {chosen}: they must be distinct whole "
+                           f"numbers in [0, {total - 1}], at least one")
+    return diffusion.respaced_to(int(t) for t in chosen)
 
 
 def seeded_noise(seeds: Sequence[int], device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -64,6 +99,8 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
     `cond_kwargs` / `uncond_kwargs` are the model's keyword arguments for the prompts and for the
     empty or negative prompt. `components` holds what the strategy `requires` (e.g. {"clip": ...}).
     `seeds[i]` seeds item i. `temperature` scales the initial noise (GLIDE's upsampler uses 0.997).
+    `steps` is a number of steps or a respacing spec ("fast27"); a rule that picks its own timesteps
+    takes a number only. Returns the rule's final sample [shape] (unclamped; the pipeline clamps it).
     Raises SamplerError for bad names or parameters, Cancelled when stopped.
     """
     registry = registry or get_registry()
@@ -73,14 +110,15 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
     strategy_params = validate_params(strategy, guidance_params or {})
     if not (math.isfinite(float(temperature)) and float(temperature) > 0):
         raise SamplerError(f"temperature must be a positive number, got {temperature}")
-    spaced = respace(diffusion, steps)
+    spaced = respace_for(rule, diffusion, steps, rule_params)
     device = next(model.parameters()).device
     seeds = list(range(shape[0])) if seeds is None else list(seeds)
     noise_like = seeded_noise(seeds, device)
 
     ctx = GuidanceContext(model=model, prompts=list(prompts), cond_kwargs=cond_kwargs,
                           uncond_kwargs=uncond_kwargs if uncond_kwargs is not None else cond_kwargs,
-                          components=dict(components or {}))
+                          components=dict(components or {}), prediction=diffusion.model_mean_type,
+                          alphas_cumprod=np.cumprod(1.0 - diffusion.base_betas))
     guided = strategy.prepare(ctx, **strategy_params)
     run = SamplingRun(diffusion=spaced, guided=guided, noise_like=noise_like, denoised_fn=denoised_fn,
                       clip_denoised=clip_denoised, callback=callback, should_stop=should_stop)

@@ -91,7 +91,7 @@ def test_generate_upsampled(upsampled):
     assert settings["prompt"] == PROMPT and settings["seed"] == 7 and settings["upsample"] is True
     # --param is routed to the plugin that declares it; --guidance-scale fills the strategy's scale.
     assert settings["sampler_params"] == {"eta": 0.5}
-    assert settings["guidance_params"] == {"guidance_scale": 4.0}
+    assert settings["guidance_params"] == {"guidance_scale": 4.0, "interval": ""}
     assert (settings["upsample_sampler"], settings["upsample_steps"]) == ("ddpm", 3)
 
 

@@ -251,7 +251,7 @@ def test_generate(client):
         assert settings["prompt"] == PROMPT and settings["seed"] == 11 + i and settings["model"] == "shapes"
         # Unset, the sampler and upsampler steps are the model's defaults.
         assert settings["sampler"] == FAMILIES["shapes"].default_sampler and settings["guidance"] == "classifier-free"
-        assert settings["guidance_params"] == {"guidance_scale": 3.0} and settings["steps"] == 2
+        assert settings["guidance_params"] == {"guidance_scale": 3.0, "interval": ""} and settings["steps"] == 2
         assert settings["upsample_sampler"] == FAMILIES["shapes"].default_upsample_sampler
         # What computed it: the server's automatic choice (on Ray, the replica's own).
         assert settings["device"] == "cpu" and settings["dtype"] in ("float32", "bfloat16")

@@ -120,11 +120,15 @@ def test_tradeoff_sweep_writes_every_point_with_its_provenance_and_a_plot(tmp_pa
     assert report["dtype"] == "float32" and report["device"] == "cpu" and report["prompts"] == 6
     assert {"git_commit", "date", "machine", "seconds"} <= set(report)
     points = report["points"]
-    assert [(p["strategy"], p["scale"]) for p in points] == [("none", None)] + (
-        [("classifier-free", s) for s in shapes_eval.CFG_SCALES] + [("clip", s) for s in shapes_eval.CLIP_SCALES])
+    assert [(p.get("curve", p["strategy"]), p["scale"]) for p in points] == [("none", None)] + [
+        (label, s) for label, (_, _, scales) in shapes_eval.TRADEOFF_CURVES.items() for s in scales]
+    interval = next(p for p in points if p.get("curve") == "classifier-free, interval")
+    assert interval["strategy"] == "classifier-free" and interval["params"] == {"interval": "0.28,5.42"}
     curves = measures.points_by_strategy(report)
+    assert list(curves) == list(shapes_eval.TRADEOFF_CURVES)
     assert [p["scale"] for p in curves["classifier-free"]] == [1.0, *shapes_eval.CFG_SCALES]
     assert [p["scale"] for p in curves["clip"]] == [0.0, *shapes_eval.CLIP_SCALES]
+    assert [p["scale"] for p in curves["clip, interval"]] == [0.0, 10.0, 30.0, 100.0]
     # Exact renders of the prompts: every scene right, nothing to fault, layouts as varied as the data.
     assert all(p["fidelity"] == {"rate": 1.0, "low": pytest.approx(0.8241, abs=1e-4), "high": 1.0, "n": 18}
                for p in points)
@@ -134,7 +138,7 @@ def test_tradeoff_sweep_writes_every_point_with_its_provenance_and_a_plot(tmp_pa
 
 def test_tradeoff_diversity_is_zero_for_a_sampler_that_always_draws_one_layout():
     report = {"points": []}
-    shapes_eval.eval_tradeoff(RenderingPipeline(fixed=True), 6, 3, "dpm++2m", 10, {"clip": (1.0,)}, report)
+    shapes_eval.eval_tradeoff(RenderingPipeline(fixed=True), 6, 3, "dpm++2m", 10, {"clip": ("clip", {}, (1.0,))}, report)
     assert report["points"][1]["diversity"] < 1e-6 and report["points"][1]["fidelity"]["rate"] == 1.0
 
 

@@ -21,7 +21,7 @@ def test_defaults_come_from_the_family_registry(model):
     assert str(settings.upsample_steps) == str(family.default_upsample_steps)
     assert settings.upsample_temp == UPSAMPLE_TEMP and settings.guidance == "classifier-free"
     default_scale = samplers.get_registry().scale_of(samplers.get_registry().guidance_strategy("classifier-free"))
-    assert settings.guidance_params == {default_scale.name: default_scale.default}
+    assert settings.guidance_params == {default_scale.name: default_scale.default, "interval": ""}
     # A server's tighter step limit caps the default too.
     assert GenerationSettings.create(PROMPT, model=model, seed=0, limits=Limits(max_steps=30)).steps == min(
         30, family.default_base_steps)
@@ -60,13 +60,13 @@ def test_plugin_params_go_to_whichever_plugin_declares_them():
     settings = GenerationSettings.create(PROMPT, model="glide-filtered", seed=0,
                                          plugin_params={"eta": 0.5, "guidance_scale": 5})
     assert settings.sampler == "ddim" and settings.sampler_params == {"eta": 0.5}
-    assert settings.guidance_params == {"guidance_scale": 5.0}
+    assert settings.guidance_params == {"guidance_scale": 5.0, "interval": ""}
     # The shapes family's default rule (DPM-Solver++) has no eta: the error names what there is.
     with pytest.raises(SamplerError, match="has a parameter 'eta'"):
         GenerationSettings.create(PROMPT, model="shapes", plugin_params={"eta": 0.5})
     # A scale given explicitly in guidance_params wins over guidance_scale; strategies without one ignore it.
     assert GenerationSettings.create(PROMPT, guidance_scale=2, guidance_params={"guidance_scale": 6}
-                                     ).guidance_params == {"guidance_scale": 6.0}
+                                     ).guidance_params == {"guidance_scale": 6.0, "interval": ""}
     assert GenerationSettings.create(PROMPT, guidance="none", guidance_scale=2).guidance_params == {}
 
 
@@ -92,7 +92,8 @@ def test_png_round_trip_and_overrides():
     again = GenerationSettings.from_png(saved[1])
     assert again == settings.with_items([saved[1]["prompt"]], [8])
     changed = GenerationSettings.from_png(saved[0], steps=12, guidance_scale=7, sampler="ddim")
-    assert changed.steps == 12 and changed.guidance_params == {"guidance_scale": 7.0} and changed.sampler == "ddim"
+    assert changed.steps == 12 and changed.sampler == "ddim"
+    assert changed.guidance_params == {"guidance_scale": 7.0, "interval": ""}
     assert changed.sampler_params == {"eta": 0.0} and changed.seeds == (5,)
     # A parameter given on top of the PNG's (`--param eta=0.5`) wins over the recorded one.
     assert GenerationSettings.from_png(changed.per_image()[0], plugin_params={"eta": 0.5}).sampler_params == {
@@ -113,10 +114,12 @@ def test_batch_key_ignores_only_prompts_and_seeds():
 def test_comparison_settings_from_the_registry():
     compared = ComparisonSettings.create(PROMPT, seed=3, scales={"clip": 10, "classifier-free": 2}, sweep="1, 4")
     assert [n for n, _ in compared.strategies] == ["clip", "classifier-free", "none"]
-    assert compared.runs() == [("clip", {"guidance_scale": 10.0}), ("classifier-free", {"guidance_scale": 2.0}),
-                               ("none", {}), ("clip", {"guidance_scale": 1.0}), ("clip", {"guidance_scale": 4.0}),
-                               ("classifier-free", {"guidance_scale": 1.0}),
-                               ("classifier-free", {"guidance_scale": 4.0})]
+    every = {"interval": ""}   # (guidance at every step: the default)
+    assert compared.runs() == [("clip", {"guidance_scale": 10.0, **every}),
+                               ("classifier-free", {"guidance_scale": 2.0, **every}), ("none", {}),
+                               ("clip", {"guidance_scale": 1.0, **every}), ("clip", {"guidance_scale": 4.0, **every}),
+                               ("classifier-free", {"guidance_scale": 1.0, **every}),
+                               ("classifier-free", {"guidance_scale": 4.0, **every})]
     assert compared.components() == ["base", "clip"]
     only = ComparisonSettings.create(PROMPT, strategies="none, classifier-free")
     assert [n for n, _ in only.strategies] == ["none", "classifier-free"]

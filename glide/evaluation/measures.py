@@ -113,7 +113,8 @@ def load_tradeoff(family) -> Optional[Dict]:
     return json.loads(path.read_text()) if path is not None and path.exists() else None
 
 
-STRATEGY_STYLE = {"classifier-free": ("tab:blue", "o"), "clip": ("tab:orange", "s")}
+STRATEGY_STYLE = {"classifier-free": ("tab:blue", "o"), "clip": ("tab:orange", "s"), "cfg-rescale": ("tab:purple", "D"),
+                  "classifier-free, interval": ("tab:cyan", "v"), "clip, interval": ("tab:red", "P")}
 
 
 def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
@@ -158,14 +159,15 @@ def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
 
 
 def points_by_strategy(report: Dict) -> Dict[str, List[Dict]]:
-    """The report's points grouped by strategy, each group in increasing scale and starting with the
-    unguided point at the strategy's neutral scale (classifier-free 1, CLIP 0: the same sampling)."""
+    """The report's points grouped by curve (a strategy, or a strategy with other parameters such as a guidance
+    interval: the point's "curve"), each in increasing scale and starting with the unguided point at the
+    curve's neutral scale (classifier-free 1, CLIP 0: the same sampling)."""
     unguided = next(p for p in report["points"] if p["strategy"] == "none")
-    groups = {strategy: [{**unguided, "strategy": strategy, "scale": scale}]
-              for strategy, scale in report["unguided_is_scale"].items()}
+    groups = {curve: [{**unguided, "strategy": curve, "scale": scale}]
+              for curve, scale in report["unguided_is_scale"].items()}
     for point in report["points"]:
         if point["strategy"] != "none":
-            groups[point["strategy"]].append(point)
+            groups[point.get("curve", point["strategy"])].append(point)
     return {strategy: sorted(points, key=lambda p: p["scale"]) for strategy, points in groups.items()}
 
 

@@ -2,7 +2,8 @@
 
     python -m glide.eval shapes                 # EVAL.json: the table in README (--device cuda on a GPU)
     python -m glide.eval shapes --tradeoff      # EVAL_TRADEOFF.json + tradeoff.png: guidance scale sweeps
-    python -m glide.eval shapes --samplers      # EVAL_SAMPLERS.json: step rules of the base model and upsampler
+    python -m glide.eval shapes --samplers      # EVAL_SAMPLERS.json: step rules of the base model and upsampler,
+                                                # the fast solvers against DPM-Solver++(2M), their exact-ODE errors
     python -m glide.eval shapes --n 32 --quick --out /tmp/e.json   # a smaller, faster pass
 
 For fresh random scenes (a seed no training batch used), the base model draws each caption and the
@@ -17,6 +18,7 @@ only ever written whole by one command, never patched. Prints markdown tables an
 import argparse
 import datetime
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -28,8 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+import samplers
+
 from ..data import shapes
+from ..model_creation import create_gaussian_diffusion
 from ..pipeline import load_pipeline
+from ..respace import NOISE_SPACINGS
 from . import measures
 
 EVAL_SEED = 12345  # scenes from a stream no training batch used (training seeds rng with [0, rank, step])
@@ -83,8 +89,9 @@ def eval_text_to_image(pipe, n: int, conditions, rows: List[dict], save=lambda: 
         for label, kw in conditions:
             start = time.time()
             images = generate_all(pipe, captions, **kw)
+            seconds = time.time() - start
             rows.append({"shapes": num_shapes, "condition": label, **score(images, scenes),
-                         "seconds": round(time.time() - start, 1)})
+                         "seconds": round(seconds, 1), "seconds_per_image": round(seconds / n, 4)})
             print(json.dumps(rows[-1]), flush=True)
             save()
     return rows
@@ -180,6 +187,60 @@ def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32) -
     return rows
 
 
+# The fast ODE solvers against DPM-Solver++(2M) 10 (the family's default), unguided and classifier-free 3.
+FAST_SOLVERS = [("dpm++2m", 10, {})] + [(rule, steps, {"spacing": "time"}) for rule in ("unipc", "dpm++3m")
+                                         for steps in (5, 6, 8, 10)] + [
+    (rule, 6, {"spacing": spacing}) for rule in ("unipc", "dpm++3m") for spacing in ("logsnr", "karras")]
+GAUSSIAN_RULES = [("ddim", {}), ("dpm++2m", {})] + [(rule, {"spacing": spacing}) for rule in ("unipc", "dpm++3m")
+                                                  for spacing in NOISE_SPACINGS]
+
+
+def solver_conditions(solvers=FAST_SOLVERS) -> List[tuple]:
+    """(label, generate keywords) for each solver unguided and with classifier-free 3."""
+    conditions = []
+    for guidance, label in (("none", ""), ("classifier-free", ", classifier-free 3")):
+        for rule, steps, params in solvers:
+            name = " ".join([rule, str(steps), *(v for v in params.values() if v != "time")])
+            conditions.append((name + label, dict(sampler=rule, steps=steps, sampler_params=params or None,
+                                                  guidance=guidance, guidance_scale=3.0 if label else None)))
+    return conditions
+
+
+def solve(rule: str, params: dict, diffusion, steps: int, model, x_T, **run_kw):
+    """A step rule's sample from x_T on `steps` of `diffusion`, with the timesteps it picks (as samplers.sample
+    does): (sample, the respaced process)."""
+    plugin = samplers.get_registry().step_rule(rule)
+    params = samplers.validate_params(plugin, params)
+    spaced = samplers.respace_for(plugin, diffusion, steps, params)
+    run = samplers.SamplingRun(diffusion=spaced, guided=samplers.Guided(model), noise_like=torch.zeros_like, **run_kw)
+    return plugin.sample(run, x_T.clone(), **params), spaced
+
+
+def gaussian_ode_errors(steps: int, rules=GAUSSIAN_RULES, s: float = 0.5) -> Dict[str, float]:
+    """Each deterministic rule's error where the ODE is exact: data ~ N(0, s^2) on the cosine schedule, so the
+    ideal denoiser is linear and the probability-flow ODE has a closed form. The max abs difference from the
+    exact x0 at the last timestep, from one x_T [4, 3, 8, 8]; keyed "rule" or "rule spacing"."""
+    base = create_gaussian_diffusion(steps=1000, noise_schedule="squaredcos_cap_v2")
+    abar_all = torch.from_numpy(base.alphas_cumprod)
+
+    def ideal(x, ts):
+        abar = abar_all[ts].view(-1, 1, 1, 1)
+        x0 = abar.sqrt() * s * s / (abar * s * s + 1 - abar) * x.double()
+        eps = (x.double() - abar.sqrt() * x0) / (1 - abar).sqrt()
+        return torch.cat([eps.float(), torch.zeros_like(x)], dim=1)
+
+    x_T = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    errors = {}
+    for rule, params in rules:
+        out, spaced = solve(rule, params, base, steps, ideal, x_T, clip_denoised=False)
+        first, last = spaced.alphas_cumprod[-1], spaced.alphas_cumprod[0]
+        # The ODE scales x by the marginal std ratio; at the last step the rules return the posterior mean of x0.
+        x_last = x_T.double() * math.sqrt((last * s * s + 1 - last) / (first * s * s + 1 - first))
+        exact = math.sqrt(last) * s * s / (last * s * s + 1 - last) * x_last
+        errors[" ".join([rule, *map(str, params.values())])] = round((out.double() - exact).abs().max().item(), 4)
+    return errors
+
+
 def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
     """Pick the true caption among distractors that differ in one attribute, from the clean image (t=0)."""
     clip = pipe.component("clip")
@@ -211,45 +272,60 @@ def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
     return {"distractors": distractors, "accuracy": measures.wilson(correct, n)}
 
 
-# Both strategies at their neutral scale sample the conditional model alone, exactly as unguided sampling
-# does (same images for the same seeds), so that point is measured once and starts both curves.
+# Every strategy at its neutral scale samples the conditional model alone, exactly as unguided sampling
+# does (same images for the same seeds), so that point is measured once and starts every curve.
 CFG_SCALES = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CLIP_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)
-UNGUIDED_SCALE = {"classifier-free": 1.0, "clip": 0.0}
+UNGUIDED_SCALE = {"classifier-free": 1.0, "cfg-rescale": 1.0, "clip": 0.0}
+# Kynkaanniemi et al. 2024's interval for SD-XL, in EDM's sigma: on 10 time-uniform steps of the shapes
+# family's cosine schedule it guides 6 (sigma 2.8 to 0.38), leaving out two steps at each end.
+GUIDANCE_INTERVAL = "0.28,5.42"
+# curve label: (strategy, its other parameters, the scales measured)
+TRADEOFF_CURVES = {
+    "classifier-free": ("classifier-free", {}, CFG_SCALES),
+    "clip": ("clip", {}, CLIP_SCALES),
+    "cfg-rescale": ("cfg-rescale", {"phi": 0.7}, (3.0, 4.0, 6.0, 8.0)),
+    "classifier-free, interval": ("classifier-free", {"interval": GUIDANCE_INTERVAL}, (3.0, 4.0, 6.0, 8.0)),
+    "clip, interval": ("clip", {"interval": GUIDANCE_INTERVAL}, (10.0, 30.0, 100.0)),
+}
 
 
-def eval_tradeoff(pipe, prompts: int, seeds: int, sampler: str, steps: int, scales: Dict[str, tuple],
+def eval_tradeoff(pipe, prompts: int, seeds: int, sampler: str, steps: int, curves: Dict[str, tuple],
                   report: Dict, save=lambda: None) -> Dict:
-    """Fidelity, diversity and realism of unguided sampling and of each guidance at each scale, on two-shape prompts.
+    """Fidelity, diversity and realism of unguided sampling and of each guidance curve at each scale, on
+    two-shape prompts. `curves` maps a label to (strategy, its other parameters, scales), as TRADEOFF_CURVES.
 
     Every point draws each of `prompts` fresh two-shape captions with `seeds` seeds (the same
     prompts and seeds at every point) and records: fidelity (the checker's all-right rate, Wilson
     95%), diversity and realism error (see glide.evaluation.measures), the noised CLIP's mean cosine similarity
     between image and caption at t = 0, and the wall time. Points go into `report["points"]`, saved
     after each one; the unguided point has strategy "none" (`report["unguided_is_scale"]` says which
-    scale of each strategy it stands for).
+    scale of each curve it stands for).
     """
     scenes, captions = fresh_scenes(prompts, 2)
     reference = measures.data_variances(scenes, pipe.family.base_size)
     clip = pipe.component("clip")
     repeated = [caption for caption in captions for _ in range(seeds)]
-    report["unguided_is_scale"] = {strategy: UNGUIDED_SCALE[strategy] for strategy in scales}
-    for strategy, scale in [("none", None)] + [(strategy, scale) for strategy, values in scales.items()
-                                               for scale in values]:
+    report["unguided_is_scale"] = {label: UNGUIDED_SCALE[strategy] for label, (strategy, _, _) in curves.items()}
+    runs = [("none", "none", {}, None)] + [(label, strategy, params, scale)
+                                           for label, (strategy, params, scales) in curves.items() for scale in scales]
+    for label, strategy, params, scale in runs:
         start = time.time()
-        images = generate_all(pipe, repeated, sampler=sampler, steps=steps, guidance=strategy, guidance_scale=scale)
+        images = generate_all(pipe, repeated, sampler=sampler, steps=steps, guidance=strategy, guidance_scale=scale,
+                              guidance_params=params or None)
         seconds = time.time() - start
         verdicts = [shapes.matches(image, scenes[i // seeds]) for i, image in enumerate(images)]
         pixels = shapes.images_to_tensor(np.stack([np.asarray(image) for image in images])).to(pipe.device)
         similarity = clip.similarity(pixels, torch.zeros(len(images), dtype=torch.long, device=pipe.device), repeated)
         grouped = [images[i * seeds:(i + 1) * seeds] for i in range(prompts)]
         report["points"].append({
-            "strategy": strategy, "scale": scale,
+            "strategy": strategy, **({"curve": label, "params": params} if label != strategy else {}), "scale": scale,
             "fidelity": measures.wilson(sum(v["all"] for v in verdicts), len(verdicts)),
             "clean": round(float(np.mean([v["clean"] for v in verdicts])), 4),
             "diversity": round(measures.diversity(measures.layout_variances(grouped, scenes), reference), 3),
             "realism_error": round(float(np.mean([measures.realism_error(image) for image in images])), 2),
-            "clip_score": round(float(similarity.mean()), 4), "seconds": round(seconds, 1)})
+            "clip_score": round(float(similarity.mean()), 4), "seconds": round(seconds, 1),
+            "seconds_per_image": round(seconds / len(images), 4)})
         print(json.dumps(report["points"][-1]), flush=True)
         save()
     return report
@@ -305,8 +381,7 @@ def main(argv=None):
         report.update(prompts=args.n, seeds=args.seeds, settings={"sampler": "dpm++2m", "steps": args.steps},
                       points=[])
         start = time.time()
-        eval_tradeoff(pipe, args.n, args.seeds, "dpm++2m", args.steps,
-                      {"classifier-free": CFG_SCALES, "clip": CLIP_SCALES}, report, save)
+        eval_tradeoff(pipe, args.n, args.seeds, "dpm++2m", args.steps, TRADEOFF_CURVES, report, save)
         report["seconds"] = round(time.time() - start, 1)
         save()
         measures.tradeoff_figure(report).savefig(args.out.with_name("tradeoff.png"), dpi=110)
@@ -314,11 +389,14 @@ def main(argv=None):
     if args.samplers:
         rules = [("ddpm", 150), ("ddpm", 50), ("ddim", 50), ("ddim", 25), ("dpm++2m", 20), ("dpm++2m", 10)]
         conditions = [(f"{rule} {steps}", dict(sampler=rule, steps=steps, guidance="none")) for rule, steps in rules]
-        report.update(n=args.n, samplers=[])
+        report.update(n=args.n, samplers=[], gaussian_ode_max_error={steps: gaussian_ode_errors(steps)
+                                                                     for steps in (5, 6, 8, 10, 20)}, fast_solvers=[])
         eval_text_to_image(pipe, args.n, conditions, report["samplers"], save, kinds=(1,))
+        eval_text_to_image(pipe, args.n, solver_conditions(), report["fast_solvers"], save)
         report["upsampler_rules"] = eval_upsampler_rules(pipe, args.n)
         save()
         print(markdown(report["samplers"]))
+        print(markdown(report["fast_solvers"]))
         return
     rule = dict(sampler="dpm++2m", steps=args.steps)
     conditions = [
