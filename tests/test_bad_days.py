@@ -60,7 +60,7 @@ def job(payload, session, key=None):
 
 def test_jobs_are_taken_round_robin_across_sessions():
     runner = Recorder()
-    sched = LocalBackend(runner=runner, workers=1, max_per_session=20)
+    sched = LocalBackend(runner=runner, workers=1, max_per_user=20)
     assert sched.submit(job("block", "other")).started.wait(5)
     a_jobs = [sched.submit(job(f"A{i}", "A")) for i in range(10)]
     b_job = sched.submit(job("B0", "B"))
@@ -74,7 +74,7 @@ def test_jobs_are_taken_round_robin_across_sessions():
 
 def test_one_session_may_only_have_a_few_jobs_waiting():
     runner = Recorder()
-    sched = LocalBackend(runner=runner, workers=1, max_per_session=3)
+    sched = LocalBackend(runner=runner, workers=1, max_per_user=3)
     sched.submit(job("block", "other"))
     for i in range(3):
         sched.submit(job(f"A{i}", "A"))
