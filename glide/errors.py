@@ -53,6 +53,10 @@ class QueueFull(UserError):
     """Too many requests are waiting (in all, or from one user); the message says so in words a user understands."""
 
 
+class RateLimited(QueueFull):
+    """One user asked for more images in the last minute than the server allows; the message says when to retry."""
+
+
 class ServerRestarting(UserError):
     """The server is shutting down: requests not finished by then get this, and new ones are refused."""
 

@@ -432,3 +432,11 @@ def load_pipeline(name: str = "shapes", device: Union[str, torch.device] = "auto
             _PIPELINES[key] = Pipeline(family, device, precision, Path(checkpoint_dir) if checkpoint_dir else None,
                                        cuda_graphs=cuda_graphs)
         return _PIPELINES[key]
+
+
+def loaded_pipelines() -> List[Dict]:
+    """The pipelines of this process with models loaded: family, device, dtype and the components in memory."""
+    with _PIPELINES_LOCK:
+        pipelines = list(_PIPELINES.values())
+    return [{"model": p.name, "device": str(p.device), "dtype": p.dtype, "components": sorted(p._components)}
+            for p in pipelines if p._components]

@@ -46,7 +46,7 @@ def job(payload, session, key=None):
 
 def test_jobs_are_taken_round_robin_across_sessions():
     runner = Recorder()
-    sched = LocalBackend(runner=runner, workers=1, max_per_session=20)
+    sched = LocalBackend(runner=runner, workers=1, max_per_user=20)
     assert sched.submit(job("block", "other")).started.wait(5)
     a_jobs = [sched.submit(job(f"A{i}", "A")) for i in range(10)]
     b_job = sched.submit(job("B0", "B"))
@@ -60,7 +60,7 @@ def test_jobs_are_taken_round_robin_across_sessions():
 
 def test_one_session_may_only_have_a_few_jobs_waiting():
     runner = Recorder()
-    sched = LocalBackend(runner=runner, workers=1, max_per_session=3)
+    sched = LocalBackend(runner=runner, workers=1, max_per_user=3)
     sched.submit(job("block", "other"))
     for i in range(3):
         sched.submit(job(f"A{i}", "A"))
@@ -167,3 +167,38 @@ def test_sigterm_during_a_run(tmp_path):
     leftovers = [p.name for p in outputs.rglob("*") if p.suffix != ".png" or p.name.startswith(".")]
     assert not leftovers, leftovers
     assert not os.path.exists(outputs) or all(p.stat().st_size > 0 for p in outputs.rglob("*.png"))
+
+
+def test_one_user_with_five_sessions_is_served_as_one():
+    """Fairness and the cap count users, not sessions: five tabs of A wait behind B's one job like one tab."""
+    runner = Recorder()
+    sched = LocalBackend(runner=runner, workers=1, max_per_user=5)
+    assert sched.submit(job("block", "other")).started.wait(5)
+    a_jobs = [sched.submit(Job(Tag(f"A{i}"), session=f"tab{i}", user="alice")) for i in range(5)]
+    with pytest.raises(QueueFull, match="You already have 5 requests waiting"):
+        sched.submit(Job(Tag("A5"), session="tab5", user="alice"))
+    b_job = sched.submit(Job(Tag("B0"), session="tab9", user="bob"))
+    assert b_job.ahead() == 1            # after alice's first, not after her five sessions' jobs
+    runner.gate.set()
+    for j in a_jobs + [b_job]:
+        j.outcome(timeout=10)
+    assert runner.order[:3] == ["block", "A0", "B0"]
+
+
+def test_counters_move_after_a_job_and_the_rate_limit_refuses_in_words():
+    from prometheus_client import REGISTRY
+
+    from glide.errors import RateLimited
+
+    def ok_count():
+        return REGISTRY.get_sample_value("glide_requests_total", {"kind": "generate", "outcome": "ok"}) or 0
+
+    runner = Recorder()
+    sched = LocalBackend(runner=runner, workers=1, images_per_minute=2)
+    before = ok_count()
+    sched.submit(Job(Tag("A0"), user="alice")).outcome(timeout=10)
+    assert ok_count() == before + 1
+    sched.submit(Job(Tag("A1"), user="alice")).outcome(timeout=10)
+    with pytest.raises(RateLimited, match="at most 2 images a minute per user"):
+        sched.submit(Job(Tag("A2"), user="alice"))
+    sched.submit(Job(Tag("B0"), user="bob")).outcome(timeout=10)    # another user has a minute of their own

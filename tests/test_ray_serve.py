@@ -167,7 +167,7 @@ def test_serve_status_from_the_command_line(ray_cluster, capsys):
 
 def test_the_front_end_sends_jobs_to_serve_fairly(ray_cluster):
     """The local backend's fairness holds in front of Serve: A's queue does not hold B's one job."""
-    fair = ray_serve.RayBackend(ray_serve.handle(), in_flight=1, max_per_session=20)
+    fair = ray_serve.RayBackend(ray_serve.handle(), in_flight=1, max_per_user=20)
     quick = GenerationSettings.create(PROMPT, seed=0, steps=2, upsample=False)
 
     def job(seed, session):

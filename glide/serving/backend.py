@@ -6,11 +6,13 @@ CLI and the demo build theirs with `create_backend(BackendOptions(...))` and nev
 they hold, as in vLLM's executors.
 """
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Union
 
-from ..errors import ServerRestarting
+from ..errors import QueueFull, ServerRestarting
+from . import metrics
 from .fair_queue import FairQueue
 from .jobs import Job
 from .options import ServeConfig
@@ -35,6 +37,14 @@ class Backend(Protocol):
     def stats(self) -> Dict[str, int]:
         """{"waiting", "running", "runs"}: jobs queued, jobs running, sampling runs made so far."""
 
+    def health(self) -> Dict:
+        """Whether it can serve now, for /healthz: {"healthy": bool, "backend": "local" or "ray", "problems":
+        [why not, in words], "models": [the pipelines loaded, glide.pipeline.loaded_pipelines' rows], ...};
+        the Ray backend adds its application's and replicas' state."""
+
+    def device_memory(self) -> Dict[str, Dict[str, int]]:
+        """Bytes held on each device, by where it is held ("local", or a Ray replica's name), for /metrics."""
+
     def drain(self, grace_s: float) -> None:
         """Refuse new jobs, tell the waiting ones the server is restarting, give running ones `grace_s` seconds."""
 
@@ -47,8 +57,8 @@ class QueuedBackend:
     refused and waiting ones told the server is restarting. Subclasses keep their running jobs in
     `_running()` and start work when `submit` notifies the condition."""
 
-    def __init__(self, max_pending: int, max_per_session: int):
-        self._pending = FairQueue(max_pending, max_per_session)
+    def __init__(self, max_pending: int, max_per_user: int, images_per_minute: Optional[int] = None):
+        self._pending = FairQueue(max_pending, max_per_user, images_per_minute)
         self._cond = threading.Condition()
         self._closing = False       # drain() began: no new jobs
 
@@ -57,9 +67,14 @@ class QueuedBackend:
 
     def submit(self, job: Job) -> Job:
         with self._cond:
-            if self._closing:
-                raise ServerRestarting(RESTARTING)
-            self._pending.add(job)
+            try:
+                if self._closing:
+                    raise ServerRestarting(RESTARTING)
+                self._pending.add(job)
+            except (ServerRestarting, QueueFull) as refusal:
+                metrics.refused(job.kind, refusal)
+                raise
+            job.submitted_at = time.monotonic()
             job._backend = self
             self._cond.notify_all()
         return job
@@ -82,8 +97,7 @@ class QueuedBackend:
             self._closing = True
             waiting, self._pending.jobs = self._pending.jobs, []
         for job in waiting:
-            job.error = ServerRestarting(RESTARTING)
-            job.done.set()
+            job.finish(error=ServerRestarting(RESTARTING))
 
 
 @dataclass
@@ -93,7 +107,8 @@ class BackendOptions:
     Local: pipelines on `device` in `dtype` ("auto" or a resolved glide.precision.Precision), `workers`
     threads, batches of up to `max_batch` images. Ray: attach to `ray_address` (None: start a local Ray
     with `ray_cpus`), deploying or updating the application with `deploy` when given, else using the
-    running one.
+    running one. Both: at most `max_pending` jobs waiting, `max_per_user` of one user's, and, when
+    `images_per_minute` is set, that many images a minute per user (glide.serving.fair_queue).
     """
 
     kind: str = "local"                     # "local" or "ray"
@@ -104,7 +119,8 @@ class BackendOptions:
     workers: int = 1
     max_batch: int = 8
     max_pending: int = 64
-    max_per_session: int = 4
+    max_per_user: int = 4
+    images_per_minute: Optional[int] = None
     preview_every: int = 5
     ray_address: Optional[str] = None
     ray_cpus: Optional[int] = None
@@ -122,8 +138,8 @@ def create_backend(options: BackendOptions) -> Backend:
                                  cuda_graphs=options.cuda_graphs)
 
         return LocalBackend(pipeline_of, workers=options.workers, max_batch=options.max_batch,
-                            max_pending=options.max_pending, max_per_session=options.max_per_session,
-                            preview_every=options.preview_every)
+                            max_pending=options.max_pending, max_per_user=options.max_per_user,
+                            images_per_minute=options.images_per_minute, preview_every=options.preview_every)
     if options.kind == "ray":
         from . import ray_serve
 
@@ -136,6 +152,7 @@ def create_backend(options: BackendOptions) -> Backend:
             raise
         # Attached to an application of unknown size, 2 replicas is a guess.
         replicas = (options.deploy.max_replicas or options.deploy.replicas) if options.deploy else 2
-        return ray_serve.RayBackend(handle, max_pending=options.max_pending, max_per_session=options.max_per_session,
+        return ray_serve.RayBackend(handle, max_pending=options.max_pending, max_per_user=options.max_per_user,
+                                    images_per_minute=options.images_per_minute,
                                     in_flight=2 * options.max_batch * replicas, owns_cluster=owned)
     raise ValueError(f"unknown backend {options.kind!r}; choose local or ray")

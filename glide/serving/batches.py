@@ -38,6 +38,9 @@ class Images:
     seconds: float
     masked_input: Any = None          # inpainting: the input with the region to replace greyed
 
+    def count(self) -> int:
+        return len(self.images)
+
 
 @dataclass
 class Compared:
@@ -47,6 +50,9 @@ class Compared:
     entries: List[Comparison]
     sweep: List[Comparison]
     seconds: float
+
+    def count(self) -> int:
+        return len(self.entries) + len(self.sweep)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

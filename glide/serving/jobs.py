@@ -9,6 +9,7 @@ images the job makes (a prompt and a seed each) and which other jobs may share i
 import itertools
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, List, Optional, Protocol, Tuple
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from ..errors import Cancelled
 from ..settings import ComparisonSettings, GenerationSettings
+from . import metrics
 
 
 # ------------------------------------------------------------------------------------------ payloads
@@ -128,13 +130,16 @@ def progress_of(offset: int, count: int, previews: bool, stage: str, step: int, 
 class Job:
     """One user's request: its payload, and the stream of progress and the result that come back.
 
-    `session` is whom the request is counted against (fairness and the per-user cap); `previews`
-    asks for x0 previews in the progress events.
+    `user` is whom the request is counted against (fairness, the per-user cap and rate limit): the
+    logged-in user or the client's address, so that one user's browser tabs and API clients count as
+    one; without it, the `session`. `session` is one browser tab or API client: what its Stop button
+    cancels. `previews` asks for x0 previews in the progress events.
     """
 
     _ids = itertools.count()
 
-    def __init__(self, payload: Payload, *, session: Optional[str] = None, previews: bool = False):
+    def __init__(self, payload: Payload, *, session: Optional[str] = None, user: Optional[str] = None,
+                 previews: bool = False):
         self.id = next(self._ids)
         self.payload = payload
         self.kind = payload.kind
@@ -142,6 +147,7 @@ class Job:
         self.seeds: List[int] = list(payload.seeds)
         self.batch_key = payload.batch_key()
         self.session = session
+        self.user = user if user is not None else session
         self.previews = previews
         self.offset = 0                 # where this job's items start in its run
         self.result: Any = None
@@ -151,8 +157,25 @@ class Job:
         self.started = threading.Event()
         self.done = threading.Event()
         self.cancelled = threading.Event()
+        # time.monotonic() when a backend took it, when it started running, when it ended (metrics)
+        self.submitted_at: Optional[float] = None
+        self.started_at: Optional[float] = None
+        self.finished_at: Optional[float] = None
         self._events: "queue.Queue[Progress]" = queue.Queue()
         self._backend = None            # the backend that took it
+
+    def start(self) -> None:
+        """A backend began running it (left the queue)."""
+        self.started_at = time.monotonic()
+        self.started.set()
+
+    def finish(self, error: Optional[BaseException] = None) -> None:
+        """The one way a job ends, once its result (or `error`) is set: counted in the metrics, its waiter woken."""
+        if error is not None:
+            self.error = error
+        self.finished_at = time.monotonic()
+        metrics.finished(self)
+        self.done.set()
 
     def cancel(self) -> None:
         """Stop waiting for this job; its run stops too if no other job still needs it."""

@@ -24,6 +24,7 @@ from ..errors import ServerRestarting
 from .backend import RESTARTING, QueuedBackend
 from .batches import batch_runner
 from .jobs import Batch, Job, progress_of
+from .metrics import memory_here
 
 # A runner does one batch's work: runner(batch, report, should_stop) -> one result per job,
 # where report(stage, step, total, x0) is the pipeline's progress callback for the whole run.
@@ -35,11 +36,12 @@ class LocalBackend(QueuedBackend):
     module docstring)."""
 
     def __init__(self, pipeline_of: Optional[Callable] = None, *, runner: Optional[Runner] = None, workers: int = 1,
-                 max_batch: int = 8, max_pending: int = 64, max_per_session: int = 4, preview_every: int = 5):
+                 max_batch: int = 8, max_pending: int = 64, max_per_user: int = 4, images_per_minute: Optional[int] = None,
+                 preview_every: int = 5):
         """Runs each batch on the pipelines `pipeline_of(model)` gives, or with a `runner` of its own (tests)."""
         if workers < 1 or max_batch < 1:
             raise ValueError("workers and max_batch must be at least 1")
-        super().__init__(max_pending, max_per_session)
+        super().__init__(max_pending, max_per_user, images_per_minute)
         if (pipeline_of is None) == (runner is None):
             raise ValueError("give pipeline_of or runner")
         self.runner = runner or batch_runner(pipeline_of)
@@ -73,6 +75,20 @@ class LocalBackend(QueuedBackend):
         with self._cond:
             return {"waiting": self._pending.waiting(),
                     "running": len(self._active), "runs": self.runs}
+
+    def health(self) -> Dict:
+        """Healthy while every worker thread lives and no drain has begun; the models: those loaded in this
+        process."""
+        from ..pipeline import loaded_pipelines
+
+        problems = [f"worker {t.name} has stopped" for t in self._threads if not t.is_alive()]
+        if self._closing:
+            problems.append("shutting down")
+        return {"healthy": not problems, "backend": "local", "problems": problems, "models": loaded_pipelines(),
+                **self.stats()}
+
+    def device_memory(self) -> Dict[str, Dict[str, int]]:
+        return {"local": memory_here()}
 
     def cancelled(self, job: Job) -> None:
         """A job was cancelled: wake the workers, which drop it or stop its run if nobody else needs it."""
@@ -147,4 +163,4 @@ class LocalBackend(QueuedBackend):
             for job in jobs:
                 if job.result is None and job.error is None:
                     job.error = RuntimeError("the sampling run ended without a result")
-                job.done.set()
+                job.finish()

@@ -44,15 +44,17 @@ from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RequestCancelledError
 
 from ..errors import Cancelled, ClusterUnavailable, ServerRestarting
-from ..pipeline import load_pipeline
+from ..pipeline import load_pipeline, loaded_pipelines
 from ..precision import choose_precision
 from .backend import RESTARTING, QueuedBackend
 from .batches import run_batch
 from .jobs import Job, progress_of
+from .metrics import memory_here
 from .options import APP_NAME, DEPLOYMENT, ServeConfig
 
 log = logging.getLogger("glide.serving.ray")
 
+HEALTH_PROBE_S = 5.0   # how long /healthz and /metrics wait for replicas to describe themselves
 RETRIES = 1   # a request whose replica died is sent once more, to whichever replica Serve picks
 
 
@@ -88,7 +90,7 @@ class GlideReplica:
         return {"replica": self.name, "device": self.device, "dtype": self.precision.describe(),
                 "threads": torch.get_num_threads(),
                 "cuda_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "requests": self.active,
-                "running": self.running}
+                "running": self.running, "models": loaded_pipelines(), "memory": memory_here()}
 
     async def run(self, request: Dict):
         """Stream one request's events (see the module docstring)."""
@@ -213,19 +215,33 @@ def handle():
                                  "`python -m glide serve --ray-address auto --replicas N`") from None
 
 
-def status(samples: int = 16) -> Dict:
-    """The application's state, its replicas by state (Serve's), the cluster's resources, and what the
-    replicas that answer `samples` probes say of themselves: device, threads, requests held."""
+def _state(value) -> str:
+    return str(value.value if hasattr(value, "value") else value)
+
+
+def _application():
+    """Serve's status of the glide application; ClusterUnavailable when it is not deployed."""
     app = serve.status().applications.get(APP_NAME)
     if app is None:
         raise ClusterUnavailable("no glide application on this Ray cluster; deploy it with `glide serve`")
-    deployments = {name: {"status": str(d.status.value if hasattr(d.status, "value") else d.status),
-                          "replicas": {str(k): v for k, v in d.replica_states.items()}, "message": d.message}
-                   for name, d in app.deployments.items()}
+    return app
+
+
+def replicas(samples: int = 16, timeout_s: float = 30.0) -> List[Dict]:
+    """What the replicas that answer `samples` probes say of themselves (GlideReplica.describe), by name."""
     probes = [handle().describe.remote() for _ in range(samples)]
-    replicas = {r["replica"]: r for r in (p.result(timeout_s=30) for p in probes)}
-    return {"application": str(app.status.value if hasattr(app.status, "value") else app.status),
-            "deployments": deployments, "replicas": sorted(replicas.values(), key=lambda r: r["replica"]),
+    answers = {r["replica"]: r for r in (p.result(timeout_s=timeout_s) for p in probes)}
+    return sorted(answers.values(), key=lambda r: r["replica"])
+
+
+def status(samples: int = 16) -> Dict:
+    """The application's state, its replicas by state (Serve's), the cluster's resources, and what the
+    replicas that answer `samples` probes say of themselves: device, threads, requests held."""
+    app = _application()
+    deployments = {name: {"status": _state(d.status), "replicas": {_state(k): v for k, v in d.replica_states.items()},
+                          "message": d.message}
+                   for name, d in app.deployments.items()}
+    return {"application": _state(app.status), "deployments": deployments, "replicas": replicas(samples),
             "cluster": {"resources": ray.cluster_resources(), "available": ray.available_resources()}}
 
 
@@ -238,10 +254,10 @@ class RayBackend(QueuedBackend):
     of the replicas too; Serve then batches what reaches each replica.
     """
 
-    def __init__(self, deployment_handle, max_pending: int = 64, max_per_session: int = 4, in_flight: int = 32,
-                 owns_cluster: bool = False):
+    def __init__(self, deployment_handle, max_pending: int = 64, max_per_user: int = 4,
+                 images_per_minute: Optional[int] = None, in_flight: int = 32, owns_cluster: bool = False):
         """`owns_cluster`: this process started the Ray it talks to, so `close()` shuts it down."""
-        super().__init__(max_pending, max_per_session)
+        super().__init__(max_pending, max_per_user, images_per_minute)
         self.owns_cluster = owns_cluster
         self.handle = deployment_handle.options(stream=True)
         self.in_flight = in_flight
@@ -295,7 +311,7 @@ class RayBackend(QueuedBackend):
                 self._cond.notify_all()
             if job.result is None and job.error is None:
                 job.error = RuntimeError("the request ended without a result")
-            job.done.set()
+            job.finish()
 
     def _stream(self, job: Job, request: Dict) -> None:
         stream = self.handle.run.remote(request)
@@ -324,6 +340,42 @@ class RayBackend(QueuedBackend):
     def stats(self) -> Dict[str, int]:
         with self._cond:
             return {"waiting": self._pending.waiting(), "running": len(self._streams), "runs": len(self.run_ids)}
+
+    def health(self, probe_timeout_s: float = HEALTH_PROBE_S) -> Dict:
+        """Healthy while the application runs with at least one replica running and the replicas answer a
+        probe within `probe_timeout_s`; the models: those the answering replicas have loaded."""
+        problems, application, running, answering = [], None, 0, []
+        if self._closing:
+            problems.append("shutting down")
+        try:
+            app = _application()
+            application = _state(app.status)
+            deployment = app.deployments.get(DEPLOYMENT)
+            states = deployment.replica_states.items() if deployment is not None else ()
+            running = sum(n for state, n in states if _state(state) == "RUNNING")
+            if application != "RUNNING":
+                problems.append(f"the glide application is {application}")
+            if not running:
+                problems.append("no replica is running")
+            else:
+                answering = replicas(2 * running, timeout_s=probe_timeout_s)
+        except ClusterUnavailable as exc:
+            problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure to ask is an unhealthy cluster, said in words
+            problems.append(f"the Ray cluster does not answer: {type(exc).__name__}: {exc}")
+        models = [m for r in answering for m in r["models"]]
+        return {"healthy": not problems, "backend": "ray", "problems": problems, "models": models,
+                "application": application, "replicas_running": running,
+                "replicas": [{k: r[k] for k in ("replica", "device", "dtype", "requests")} for r in answering],
+                **self.stats()}
+
+    def device_memory(self) -> Dict[str, Dict[str, int]]:
+        """Each answering replica's memory (none while the application is down: /metrics still answers)."""
+        try:
+            return {r["replica"]: r["memory"] for r in replicas(8, timeout_s=HEALTH_PROBE_S)}
+        except Exception as exc:  # noqa: BLE001 - the scrape goes on without them; /healthz says why
+            log.warning("no replica memory for /metrics: %s: %s", type(exc).__name__, exc)
+            return {}
 
     def drain(self, grace_s: float) -> None:
         """Refuse new jobs and tell the waiting ones the server is restarting; give the ones sent `grace_s`
