@@ -11,6 +11,8 @@ import torch
 
 import samplers
 from bench import cli, sections
+from bench.report import Table
+from bench.sections import common, sample
 from glide import cuda_graphs
 from glide.cuda_graphs import GraphedModel
 from glide.families import get_family
@@ -153,21 +155,21 @@ def test_the_bench_samples_through_graphs_when_asked(fake_cuda, monkeypatch):
         pipe.cuda_graphs = cuda_graphs
         return pipe
 
-    monkeypatch.setattr(sections, "Pipeline", cpu_pipeline)
+    monkeypatch.setattr(common, "Pipeline", cpu_pipeline)
     args = cli.parse_args(["--quick", "--fast-base-steps", "2", "--fast-upsample-steps", "2"])
     settings = {k: getattr(args, k) for k in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps",
                                               "fast_upsample_sampler", "fast_upsample_steps", "sample_settings")}
     b = sections.Bench(torch.device("cpu"), quick=True, full=False, compile=False, args=settings, cuda_graphs=True)
-    assert not b.cuda_graphs and "fast-graphs" not in sections.sample_settings(b)   # a CPU has no CUDA graphs
+    assert not b.cuda_graphs and "fast-graphs" not in sample.sample_settings(b)   # a CPU has no CUDA graphs
     b.cuda_graphs = True
-    setting = sections.sample_settings(b)["fast-graphs"]
+    setting = sample.sample_settings(b)["fast-graphs"]
     assert setting.cuda_graphs and setting.dtype == "float32"
     assert samplers.get_registry().step_rule(setting.stages[0].sampler).name == "dpm++2m"
     # The setting's run: an untimed one-step pass captures both stages' graphs, then the timed run replays.
     b.args["sample_settings"] = ["fast-graphs"]
-    table = sections.Table("sample", ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s",
+    table = Table("sample", ["setting", "stage", "sampler", "steps", "model batch", "ms/step", "stage s",
                                       "total s", "peak MB", "how"])
-    [result] = sections._run_settings(b, images=1, stop_after=None, repeats=1, table=table)
+    [result] = sample._run_settings(b, images=1, stop_after=None, repeats=1, table=table)
     assert result["status"] == "ok" and result["capture_s"] > 0, result
     assert [r["total_steps"] for r in result["stages"]] == [2, 2]
     graphed = b.pipeline("float32", cuda_graphs=True)._graphed    # the pipeline's own stages ran the graphs
