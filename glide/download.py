@@ -14,6 +14,7 @@ import shutil
 import ssl
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Dict, NamedTuple, Optional, Union
 
@@ -275,6 +276,7 @@ def load_checkpoint(
     cache_dir: Optional[PathLike] = None,
     path: Optional[PathLike] = None,
     progress: bool = True,
+    mmap: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """Load the state dict of an official GLIDE checkpoint.
 
@@ -285,6 +287,9 @@ def load_checkpoint(
         ``checkpoint_url(name)``); defaults to ``default_cache_dir()``. The file name is
         ``CHECKPOINT_FILENAMES[name]``.
     :param path: load this file (``.pt`` or ``.safetensors``) instead of the cached download.
+    :param mmap: map a ``.pt`` file's tensors into memory instead of reading them (they are read when
+        first used; see ``model_creation.build_with_weights``); the files ``torch.save`` wrote before
+        torch 1.6 cannot be mapped and are read whole.
     :raises ValueError: unknown ``name``.
     :raises CheckpointError: the file is truncated, corrupt or not a plain state dict.
     """
@@ -303,7 +308,8 @@ def load_checkpoint(
             state_dict = load_safetensors(str(path), device=str(device))
         else:
             # weights_only: a checkpoint is data, and must not be able to run code when loaded.
-            state_dict = torch.load(path, map_location=device, weights_only=True)
+            state_dict = torch.load(path, map_location=device, weights_only=True,
+                                    mmap=mmap and zipfile.is_zipfile(path))
     except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, SafetensorError) as exc:
         raise CheckpointError(
             f"Could not load checkpoint {name!r} from {path}: {exc}. "

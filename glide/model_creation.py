@@ -3,8 +3,14 @@
 `create_model_and_diffusion(**model_and_diffusion_defaults())` builds the released base model; the
 upsampler uses `model_and_diffusion_defaults_upsampler()`; `inpaint=True` gives the inpainting
 variants. Options beyond the reference's (`model_mean_type`, `tokenizer`) have backward-compatible
-defaults.
+defaults. `load_model_and_diffusion(state_dict, **options)` is the same model with released weights,
+built without initialising weights only to overwrite them (`build_with_weights`).
 """
+from itertools import chain
+from typing import Callable, Dict
+
+import torch
+
 from .gaussian_diffusion import GaussianDiffusion, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
 from .text2im_model import InpaintText2ImUNet, SuperResInpaintText2ImUnet, SuperResText2ImUNet, Text2ImUNet
@@ -55,6 +61,39 @@ def create_model_and_diffusion(*, diffusion_steps, noise_schedule, timestep_resp
                                           timestep_respacing=timestep_respacing,
                                           model_mean_type=model_mean_type)
     return model, diffusion
+
+
+def load_model_and_diffusion(state_dict: Dict[str, torch.Tensor], *, diffusion_steps, noise_schedule,
+                             timestep_respacing, model_mean_type: str = "epsilon", **model_options):
+    """What `create_model_and_diffusion(**options)` then `model.load_state_dict(state_dict)` make, in a
+    fraction of the time: the model takes `state_dict`'s tensors as its weights (`build_with_weights`)."""
+    model = build_with_weights(lambda: create_model(**model_options), state_dict)
+    diffusion = create_gaussian_diffusion(steps=diffusion_steps, noise_schedule=noise_schedule,
+                                          timestep_respacing=timestep_respacing, model_mean_type=model_mean_type)
+    return model, diffusion
+
+
+def build_with_weights(build: Callable[[], torch.nn.Module], state_dict: Dict[str, torch.Tensor]) -> torch.nn.Module:
+    """`build()` with `state_dict`'s tensors as its weights: equal to building it and loading the state dict.
+
+    The module is built on the meta device, so no weight is initialised only to be overwritten (GLIDE's
+    base model: 6.1 s of random initialisation on 2 EPYC cores), and the tensors are assigned, not copied
+    into place: those of a memory-mapped checkpoint stay mapped until used or converted, so a half-precision
+    pipeline converts straight from the file, with no float32 copy in between. A tensor whose dtype differs
+    from the module's is cast to the module's, as `load_state_dict` would copy it. Keys must match exactly
+    (strict). Modules with non-persistent buffers cannot be built this way (the state dict lacks them).
+    """
+    with torch.device("meta"):
+        model = build()
+    expected = model.state_dict()
+    state = {name: tensor.to(expected[name].dtype) if name in expected and tensor.dtype != expected[name].dtype
+             else tensor for name, tensor in state_dict.items()}
+    model.load_state_dict(state, assign=True)
+    unset = [name for name, tensor in chain(model.named_parameters(), model.named_buffers()) if tensor.is_meta]
+    if unset:
+        raise ValueError(f"the state dict does not set {unset[:5]}{' ...' if len(unset) > 5 else ''}: "
+                         "build this module normally and load_state_dict into it")
+    return model
 
 
 _DEFAULT_CHANNEL_MULT = {256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}

@@ -29,7 +29,7 @@ import samplers
 
 from .cuda_graphs import GraphedModel
 from .errors import UserError
-from .families import COMPONENTS, Family, get_family
+from .families import COMPONENTS, Family, channels_last_on_cpu, get_family
 from .images import (
     ImageLike,
     InputError,
@@ -112,8 +112,12 @@ class Pipeline:
                                       f"family's own; the {self.name} family's is used", samplers.PluginWarning,
                                       stacklevel=2)
                     loaded = self.family.load(name, self.device, self.checkpoint_dir)
-                    if name != "clip" and self.dtype != "float32":
-                        loaded[0].convert_to_half(DTYPES[self.dtype])
+                    if name != "clip":
+                        # Converted before the layout change, so a mapped checkpoint's weights are read once,
+                        # straight into the half precision (channels-last copies the converted weights).
+                        if self.dtype != "float32":
+                            loaded[0].convert_to_half(DTYPES[self.dtype])
+                        channels_last_on_cpu(loaded[0], self.device)
                     self._components[name] = loaded
                 else:
                     provided = samplers.get_registry().components

@@ -6,8 +6,8 @@ import torch
 
 from ..clip.model_creation import create_clip_model
 from ..download import CHECKPOINT_FILENAMES, default_cache_dir, load_checkpoint
-from ..model_creation import create_model_and_diffusion, model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler
-from .base import Family, channels_last_on_cpu
+from ..model_creation import load_model_and_diffusion, model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler
+from .base import Family
 
 CHECKPOINTS = {"base": ["base"], "upsample": ["upsample"], "base-inpaint": ["base-inpaint"],
                       "upsample-inpaint": ["upsample-inpaint"], "clip": ["clip/image-enc", "clip/text-enc"]}
@@ -28,9 +28,11 @@ def load(component: str, device: torch.device, checkpoint_dir: Optional[Path] = 
     options = (model_and_diffusion_defaults_upsampler() if component.startswith("upsample")
                else model_and_diffusion_defaults())
     options.update(use_fp16=False, inpaint=component.endswith("inpaint"))
-    model, diffusion = create_model_and_diffusion(**options)
-    model.load_state_dict(load_checkpoint(component, device, cache_dir=checkpoint_dir))
-    return channels_last_on_cpu(model, device).to(device).eval(), diffusion
+    # Mapped, not read: the weights come from the page cache as they are converted or first used, and a
+    # download replacing the file (os.replace) leaves a mapped file intact.
+    state = load_checkpoint(component, "cpu", cache_dir=checkpoint_dir, mmap=True)
+    model, diffusion = load_model_and_diffusion(state, **options)
+    return model.to(device).eval(), diffusion
 
 
 FAMILY = Family(

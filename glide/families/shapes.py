@@ -6,6 +6,7 @@ inpainting variant of each, and a noised CLIP. This module holds what loading th
 its configurations, its tokenizer and its loader. Training data lives in `glide.training.shapes`; `glide.training`
 trains, `python -m glide.train_default` runs the whole recipe, and the weights ship in `glide/assets/shapes/`.
 """
+import functools
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -14,9 +15,9 @@ from safetensors.torch import load_file
 
 from ..clip.model_creation import create_clip_model
 from ..errors import ModelNotAvailable
-from ..model_creation import create_model_and_diffusion
+from ..model_creation import load_model_and_diffusion
 from ..tokenizer.bpe import Encoder
-from .base import COMPONENTS, Family, channels_last_on_cpu
+from .base import COMPONENTS, Family
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "shapes"
 BASE_SIZE, UPSAMPLE_SIZE = 32, 128
@@ -48,7 +49,14 @@ CLIP_CONFIG = dict(
 
 # ---------------------------------------------------------------------------------------------- tokenizer
 def load_tokenizer(directory: Path = ASSET_DIR) -> Encoder:
-    return Encoder.from_files(directory / "encoder.json", directory / "vocab.bpe")
+    """The family's BPE, parsed once per version of its files (training rewrites them) and shared."""
+    files = (directory / "encoder.json", directory / "vocab.bpe")
+    return _parsed_tokenizer(files, tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_tokenizer(files: Tuple[Path, Path], _version: tuple) -> Encoder:
+    return Encoder.from_files(*files)
 
 
 class ClipTokens:
@@ -96,10 +104,9 @@ def load(component: str, device: torch.device, _checkpoint_dir=None):
                                            if k.startswith("text_encoder.")})
         clip.image_encoder.eval(), clip.text_encoder.eval()
         return clip
-    model, diffusion = create_model_and_diffusion(**MODEL_OPTIONS[component], tokenizer=encoder)
-    model.load_state_dict(load_file(path, device=str(device)))
-    # Channels-last: the upsampler ~25% faster on a CPU, the base 5-12% at batch 2-64 in float32 (2 EPYC cores).
-    return channels_last_on_cpu(model, device).to(device).eval(), diffusion
+    model, diffusion = load_model_and_diffusion(load_file(path, device=str(device)), **MODEL_OPTIONS[component],
+                                                tokenizer=encoder)
+    return model.eval(), diffusion
 
 
 FAMILY = Family(

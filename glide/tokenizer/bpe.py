@@ -5,6 +5,7 @@ unlike GPT-2). The module also trains small vocabularies in the same file format
 a narrow caption domain can use a much smaller token embedding than the official 50257 rows.
 """
 import collections
+import functools
 import gzip
 import json
 from pathlib import Path
@@ -106,11 +107,18 @@ class Encoder:
 
 
 def get_encoder(cache_dir: Optional[PathLike] = None) -> Encoder:
-    """The official GLIDE tokenizer, its files taken from (or downloaded into) the cache directory."""
-    return Encoder.from_files(
-        resolve_vocab_file("encoder.json.gz", cache_dir=cache_dir),
-        resolve_vocab_file("vocab.bpe.gz", cache_dir=cache_dir),
-    )
+    """The official GLIDE tokenizer, its files taken from (or downloaded into) the cache directory.
+
+    The files are checked on every call; they are parsed once per process (0.2 s each time on 2 EPYC
+    cores, and every GLIDE model built takes a tokenizer), so all callers share one Encoder.
+    """
+    return _encoder_from_files(resolve_vocab_file("encoder.json.gz", cache_dir=cache_dir),
+                               resolve_vocab_file("vocab.bpe.gz", cache_dir=cache_dir))
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_from_files(encoder_json_path: Path, bpe_merges_path: Path) -> Encoder:
+    return Encoder.from_files(encoder_json_path, bpe_merges_path)
 
 
 def train_bpe(
