@@ -22,9 +22,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # CPU features that decide whether half-precision matmuls have hardware support. Without
 # avx512_bf16 / amx_bf16, oneDNN emulates bf16 and it is far slower than float32.
-_CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
-
-
 # ---------------------------------------------------------------------------------------------- device facts
 def resolve_device(name: Optional[str]) -> torch.device:
     """The device to benchmark: `name` if given, else cuda when available, else cpu."""
@@ -43,7 +40,7 @@ def _cpu_info() -> Dict:
         affinity = os.cpu_count()
     flags = precision.cpu_flags()
     return {"cpu_model": precision.cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": affinity,
-            "cpu_flags": sorted(f for f in _CPU_FLAGS_OF_INTEREST if f in flags),
+            "cpu_flags": sorted(f for f in precision.SPEED_FLAGS if f in flags),
             "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 

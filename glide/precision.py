@@ -92,6 +92,16 @@ def cpu_flags() -> FrozenSet[str]:
         return frozenset()
 
 
+# The flags that decide matmul speed and the precision `auto` picks: what a speed figure records beside it.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
+
+
+def cpu_description() -> str:
+    """The CPU as a report records it beside a speed figure: "AMD EPYC (avx2, avx512_bf16, avx512f, fma)"."""
+    flags = cpu_flags()
+    return f"{cpu_model()} ({', '.join(sorted(f for f in SPEED_FLAGS if f in flags)) or 'no speed flags known'})"
+
+
 def native_bf16_flags(flags: FrozenSet[str]) -> list:
     """The flags that say the CPU computes bf16 natively."""
     return [f for f in BF16_CPU_FLAGS if f in flags]

@@ -32,6 +32,7 @@ from PIL import Image
 
 import samplers
 
+from .. import precision
 from ..data import shapes
 from ..model_creation import create_gaussian_diffusion
 from ..pipeline import load_pipeline
@@ -71,7 +72,8 @@ def provenance(pipe, argv) -> Dict:
             "git_commit": git("rev-parse", "HEAD"), "git_uncommitted_changes": bool(git("status", "--porcelain",
                                                                                           "--untracked-files=no")),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+            "cpu": precision.cpu_description()}
 
 
 def generate_all(pipe, captions, chunk: int = 64, **kw) -> List[Image.Image]:
