@@ -12,7 +12,7 @@ import gradio as gr
 from glide.evaluation import measures
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
-from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, GenerationSettings
+from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, PRESETS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, GenerationSettings
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
@@ -33,6 +33,8 @@ from .widgets import (
     stop_handler,
     user_errors,
 )
+
+DEFAULTS = "defaults"   # the preset choice that means none: the family's own defaults
 
 # Sentences of the shapes grammar (glide.data.shapes); tests/test_demo.py checks that each one parses.
 EXAMPLES = [
@@ -190,6 +192,11 @@ class TextToImageTab:
                     ctx.examples(self.prompt, "prompt-words")
                     self.negative = gr.Textbox(label="Negative prompt",
                                                placeholder="what to steer away from (optional)")
+                    self.preset = gr.Dropdown(
+                        [("the model's defaults", DEFAULTS)] + [(name, name) for name in PRESETS], value=DEFAULTS,
+                        label="Preset", elem_id="preset",
+                        info="Sets the controls below; " + "; ".join(f"{name}: {p.description}"
+                                                                   for name, p in PRESETS.items()))
                     with gr.Row():
                         with gr.Column():
                             self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
@@ -331,6 +338,26 @@ class TextToImageTab:
             outputs=[self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample, self.upsample_temp,
                      self.upsample_rule, self.upsample_steps, ctx.model, self.status, self.rules.dropdown,
                      self.guidance.dropdown, *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
+
+        @user_errors
+        def on_preset(name, model, guidance):
+            # The preset goes through the one validator like a request would, so the controls show exactly what
+            # Generate runs; of the guidance's parameters only those a preset sets change (the scale stays).
+            chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=ctx.limits,
+                                               preset=None if name == DEFAULTS else name)
+            preset_params = {k for p in PRESETS.values() for k in p.plugin_params}
+            updates = {self.upsample_rule: chosen.upsample_sampler, self.upsample_steps: str(chosen.upsample_steps)}
+            if isinstance(chosen.steps, int):
+                updates[self.steps] = chosen.steps
+            updates.update(self.rules.restore(chosen.sampler, chosen.sampler_params))
+            updates.update(self.guidance.restore(chosen.guidance, {k: v for k, v in chosen.guidance_params.items()
+                                                                   if k in preset_params}))
+            return updates
+
+        self.preset.input(on_preset, inputs=[self.preset, ctx.model, self.guidance.dropdown],
+                          outputs=[self.steps, self.upsample_rule, self.upsample_steps, self.rules.dropdown,
+                                   *self.rules.widgets, self.guidance.dropdown, *self.guidance.widgets],
+                          queue=False, **PRIVATE)
 
         def on_select(evt: gr.SelectData):
             return evt.index

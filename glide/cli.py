@@ -38,7 +38,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 # Command-line flags that are keywords of GenerationSettings.create, under the same names.
 _SETTINGS_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "guidance_scale", "negative_prompt",
-                   "upsample", "upsample_sampler", "upsample_steps", "upsample_temp")
+                   "upsample", "upsample_sampler", "upsample_steps", "upsample_temp", "preset")
 
 
 # ------------------------------------------------------------------------------------------ argument types
@@ -413,6 +413,9 @@ def _sampling_options(parser) -> None:
     parser.add_argument("--upsample-sampler", help="the upsampler's step rule (default: the model's)")
     parser.add_argument("--upsample-steps", type=_steps, help="upsampler steps (default: the model's)")
     parser.add_argument("--upsample-temp", type=float, help="upsampler noise temperature (default 0.997)")
+    parser.add_argument("--preset", help="a named bundle of settings that fills what the flags leave out: "
+                                          "'fast' (fewer steps, guidance only in the middle noise levels; see "
+                                          "README \"Presets\")")
     parser.add_argument("--from-png", type=Path, metavar="FILE",
                         help="start from the settings embedded in a PNG glide wrote; flags override them")
 

@@ -272,7 +272,8 @@ class Pipeline:
                  negative_prompt: str = "", seed: Union[int, Sequence[int], None] = 0,
                  batch_size: Optional[int] = None, upsample: bool = True,
                  upsample_steps: Union[int, str, None] = None, upsample_sampler: Optional[str] = None,
-                 upsample_temp: Optional[float] = None, callback: Optional[ProgressCallback] = None,
+                 upsample_temp: Optional[float] = None, preset: Optional[str] = None,
+                 callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Text to image: base model with the chosen rule and guidance, then (optionally) the upsampler.
 
@@ -284,13 +285,14 @@ class Pipeline:
         unguided with initial-noise temperature `upsample_temp` (default 0.997). `sampler`, `steps`,
         `upsample_steps` and `upsample_sampler` default to the family's: for glide-filtered DDIM 100 and
         the notebook's upsampler DDPM "fast27"; for shapes the fastest settings measured as good as the
-        slow ones (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README).
+        slow ones (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README). `preset="fast"` fills what
+        is left empty with glide.settings.PRESETS["fast"] (fewer steps, guidance in an interval).
         """
         settings = self._given(prompts, "generate", dict(
             sampler=sampler, steps=steps, guidance=guidance, guidance_scale=guidance_scale,
             sampler_params=sampler_params, guidance_params=guidance_params, negative_prompt=negative_prompt,
             seed=seed, batch_size=batch_size, upsample=upsample, upsample_steps=upsample_steps,
-            upsample_sampler=upsample_sampler, upsample_temp=upsample_temp), generate_defaults())
+            upsample_sampler=upsample_sampler, upsample_temp=upsample_temp, preset=preset), generate_defaults())
         return self.run(settings, callback=callback, should_stop=should_stop)
 
     __call__ = generate  # pipe("a prompt", **kw), as diffusers' pipelines are called

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import samplers
+from samplers.builtin_guidance import SDXL_INTERVAL
 
 from .errors import InputError
 from .families import Family, get_family
@@ -57,6 +58,37 @@ class Limits:
 
 
 LIBRARY_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named bundle of settings (`GenerationSettings.create(..., preset="fast")`, `--preset fast`, the demo's
+    choice). It fills only what a request leaves empty, so a value given explicitly always wins; its plugin
+    parameters go to whichever chosen step rule or strategy declares them (an `interval` for guidance that
+    has none is dropped, not an error). The settings made record the values, not the preset's name."""
+
+    description: str
+    sampler: str = ""
+    steps: Union[int, str] = 0
+    plugin_params: Dict[str, Any] = field(default_factory=dict)
+    upsample_sampler: str = ""
+    upsample_steps: Union[int, str] = 0
+
+
+PRESETS = {
+    # The fastest settings measured within noise of the defaults on the shapes family (README "Presets";
+    # `python -m glide.eval shapes --presets`): 6 steps of DPM-Solver++(3M), guidance only inside the
+    # SD-XL noise interval (the unconditional half of the batch is skipped outside it), upsampler DDIM 4.
+    "fast": Preset("6 steps of DPM-Solver++(3M), guidance only in the middle noise levels, upsampler DDIM 4",
+                   sampler="dpm++3m", steps=6, plugin_params={"interval": SDXL_INTERVAL},
+                   upsample_sampler="ddim", upsample_steps=4),
+}
+
+
+def preset_of(name: str) -> Preset:
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -176,6 +208,13 @@ def _plugin_params(plugin, given: Optional[Dict]) -> Dict[str, Any]:
     return samplers.validate_params(plugin, dict(given or {}))
 
 
+def _declared(plugin_params: Dict, rule, strategy) -> Tuple[Dict, Dict]:
+    """`plugin_params` split between the step rule and the guidance strategy, each keeping those it declares."""
+    def declared_by(plugin):
+        return {name: value for name, value in plugin_params.items() if any(p.name == name for p in plugin.params)}
+    return declared_by(rule), declared_by(strategy)
+
+
 def _route(plugin_params: Optional[Dict], rule, strategy) -> Tuple[Dict, Dict]:
     """Parameters given without saying whose (`--param`, the API's plugin_params): each goes to the step rule
     and/or the guidance strategy that declares it; one neither declares is an error listing theirs."""
@@ -255,7 +294,7 @@ class GenerationSettings:
                guidance_params: Optional[Dict] = None, plugin_params: Optional[Dict] = None,
                upsample: bool = True, upsample_sampler: Optional[str] = None,
                upsample_steps: Union[int, str, None] = None, upsample_temp: Optional[float] = None,
-               limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
+               preset: Optional[str] = None, limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
         """Settings from raw values (from Python, a form or the command line), the model's defaults filled in.
 
         None (or an empty field) means the default: the model family's step rule and steps for each
@@ -265,10 +304,16 @@ class GenerationSettings:
         declared scale parameter (ignored by strategies without one; a value in `guidance_params` wins).
         `plugin_params` go to whichever of the step rule and strategy declares each, over what
         `sampler_params`/`guidance_params` say (they are the later word: a `--param` on a PNG's
-        settings). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
+        settings). `preset` (a name in PRESETS) fills what is left empty before the family's defaults do.
+        Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
         """
         family = get_family(model)
         registry = samplers.get_registry()
+        bundle = preset_of(preset) if not _is_blank(preset) else Preset("")
+        sampler = sampler or bundle.sampler
+        steps = bundle.steps if _is_blank(steps) or steps == 0 else steps
+        upsample_sampler = upsample_sampler or bundle.upsample_sampler
+        upsample_steps = bundle.upsample_steps if _is_blank(upsample_steps) or upsample_steps == 0 else upsample_steps
         if isinstance(seed, (list, tuple)) and _is_blank(batch_size) and (isinstance(prompts, str) or len(prompts) == 1):
             batch_size = len(seed)  # one prompt, several seeds: an image per seed
         prompts = _expand_prompts(prompts, batch_size, limits)
@@ -277,7 +322,9 @@ class GenerationSettings:
         routed_rule, routed_strategy = _route(plugin_params, rule, strategy)
         _check_mapping(strategy, guidance_params)
         _check_mapping(rule, sampler_params)
-        guidance_params = {**dict(guidance_params or {}), **routed_strategy}
+        preset_rule, preset_strategy = _declared(bundle.plugin_params, rule, strategy)
+        guidance_params = {**preset_strategy, **dict(guidance_params or {}), **routed_strategy}
+        sampler_params = {**preset_rule, **dict(sampler_params or {})}
         scale = registry.scale_of(strategy)
         if not _is_blank(guidance_scale) and scale is not None:
             guidance_params.setdefault(scale.name, number(guidance_scale, "guidance_scale"))
@@ -313,6 +360,16 @@ class GenerationSettings:
             kwargs.pop("sampler_params", None)
         if given.get("guidance", kwargs.get("guidance")) != kwargs.get("guidance"):
             kwargs.pop("guidance_params", None)
+        if given.get("preset"):   # the preset's values replace the recorded ones it sets (as flags would)
+            bundle = preset_of(given["preset"])
+            for name in ("sampler", "steps", "upsample_sampler", "upsample_steps"):
+                if getattr(bundle, name) and name not in given:
+                    kwargs.pop(name, None)
+            if "sampler" not in kwargs:
+                kwargs.pop("sampler_params", None)
+            for params in ("sampler_params", "guidance_params"):
+                if params in kwargs:
+                    kwargs[params] = {k: v for k, v in kwargs[params].items() if k not in bundle.plugin_params}
         if "guidance_scale" in given and kwargs.get("guidance_params"):
             strategy = samplers.get_registry().guidance_strategy(given.get("guidance", kwargs.get("guidance")))
             kwargs["guidance_params"] = {k: v for k, v in kwargs["guidance_params"].items()

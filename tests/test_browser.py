@@ -531,3 +531,27 @@ def test_the_painter_says_when_it_has_nothing_to_paint_on_and_takes_an_upload(pa
 
 def test_no_handler_failed_on_the_server(page):
     assert "internal error in" not in shared_log()
+
+
+def test_the_fast_preset_sets_the_controls_and_generate_runs_it(page, tmp_path):
+    from glide.pngmeta import read_settings
+
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#preset input").click()
+    page.get_by_role("option", name="fast").click()
+    page.wait_for_function("document.querySelector('#upsample-steps input').value === '4'")
+    assert upsampler_settings(page) == ("ddim", "4")
+    assert page.locator("#steps input[type=number]").input_value() == "6"
+    page.fill("#prompt textarea", PROMPT)
+    page.locator("#upsample input[type=checkbox]").uncheck()
+    page.click("#generate-btn")
+    wait_for(page, "#gallery img")
+    png = tmp_path / "fast.png"
+    png.write_bytes(page.request.get(page.locator("#gallery img").first.get_attribute("src")).body())
+    settings = read_settings(png)
+    assert (settings["sampler"], settings["steps"], settings["guidance_params"]["interval"]) == (
+        "dpm++3m", 6, "0.28,5.42")
+    page.locator("#preset input").click()
+    page.get_by_role("option", name="the model's defaults").click()
+    page.wait_for_function("document.querySelector('#upsample-steps input').value === '8'")
+    assert page.locator("#steps input[type=number]").input_value() == "10"

@@ -249,3 +249,14 @@ def test_the_seed_default_is_what_the_help_says(work):
              for _ in range(2) for line in ok(glide("generate", PROMPT, "--steps", 1, "--no-upsample", "--out",
                                                     "random-seeds", cwd=work))}
     assert len(seeds) == 2, f"two runs without --seed both used seed {seeds}"
+
+
+def test_preset_fast_fills_what_the_flags_leave_out(work):
+    (path,) = ok(glide("generate", PROMPT, "--preset", "fast", "--upsample-steps", 2, "--seed", 3,
+                       "--out", "preset", cwd=work))
+    settings = read_settings(work / path)
+    assert (settings["sampler"], settings["steps"], settings["upsample_sampler"], settings["upsample_steps"]) == (
+        "dpm++3m", 6, "ddim", 2)
+    assert settings["guidance_params"]["interval"] == "0.28,5.42"
+    proc = glide("generate", PROMPT, "--preset", "quick", cwd=work)
+    assert proc.returncode != 0 and "unknown preset 'quick'; choose one of: fast" in proc.stderr

@@ -8,6 +8,7 @@ from glide.errors import InputError
 from glide.families import FAMILIES
 from glide.settings import MAX_SEED, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, ComparisonSettings, GenerationSettings, Limits
 from samplers import Param, SamplerError
+from samplers.builtin_guidance import SDXL_INTERVAL
 
 PROMPT = "a small red circle on the left on a blue background"
 
@@ -183,3 +184,35 @@ def test_an_unknown_model_is_one_error_with_one_message_everywhere():
             attempt()
         messages.add(str(caught.value))
     assert messages == {"unknown model 'nope'; choose one of: shapes, glide-filtered"}
+
+
+def test_a_preset_fills_only_what_is_left_empty():
+    fast = GenerationSettings.create("a red circle", preset="fast", seed=0)
+    assert (fast.sampler, fast.steps, fast.upsample_sampler, fast.upsample_steps) == ("dpm++3m", 6, "ddim", 4)
+    assert fast.guidance_params["interval"] == SDXL_INTERVAL
+    # An explicit value wins over the preset's, whether given as a keyword or as a plugin parameter.
+    mine = GenerationSettings.create("a red circle", preset="fast", seed=0, steps=9, upsample_steps="ddim6",
+                                     guidance_params={"interval": "0.5,3"})
+    assert (mine.sampler, mine.steps, mine.upsample_steps, mine.guidance_params["interval"]) == (
+        "dpm++3m", 9, "ddim6", "0.5,3")
+    assert GenerationSettings.create("a red circle", preset="fast", seed=0,
+                                     plugin_params={"interval": ""}).guidance_params["interval"] == ""
+    # A strategy without an interval simply does not get one; the settings record values, not the name.
+    unguided = GenerationSettings.create("a red circle", preset="fast", seed=0, guidance="none")
+    assert unguided.guidance_params == {} and unguided.steps == 6
+    assert "preset" not in unguided.per_image()[0]
+    assert fast == GenerationSettings.create("a red circle", seed=0, sampler="dpm++3m", steps=6, upsample_sampler="ddim",
+                                             upsample_steps=4, guidance_params={"interval": SDXL_INTERVAL})
+
+
+def test_an_unknown_preset_names_the_choices():
+    with pytest.raises(InputError, match=r"unknown preset 'quick'; choose one of: fast"):
+        GenerationSettings.create("a red circle", preset="quick")
+
+
+def test_a_preset_replaces_what_a_png_recorded_and_keeps_its_prompt_and_seed():
+    saved = GenerationSettings.create("a red circle", seed=7, steps=20, guidance_scale=4.0).per_image()[0]
+    fast = GenerationSettings.from_png(saved, preset="fast")
+    assert (fast.prompts, fast.seeds, fast.sampler, fast.steps) == (("a red circle",), (7,), "dpm++3m", 6)
+    assert fast.guidance_params == {"guidance_scale": 4.0, "interval": SDXL_INTERVAL}
+    assert GenerationSettings.from_png(saved, preset="fast", steps=8).steps == 8

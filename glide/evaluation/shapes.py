@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 import samplers
+from samplers.builtin_guidance import SDXL_INTERVAL
 
 from .. import precision
 from ..data import shapes
@@ -279,9 +280,7 @@ def eval_clip(pipe, n: int, distractors: int = 4) -> dict:
 CFG_SCALES = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CLIP_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)
 UNGUIDED_SCALE = {"classifier-free": 1.0, "cfg-rescale": 1.0, "clip": 0.0}
-# Kynkaanniemi et al. 2024's interval for SD-XL, in EDM's sigma: on 10 time-uniform steps of the shapes
-# family's cosine schedule it guides 6 (sigma 2.8 to 0.38), leaving out two steps at each end.
-GUIDANCE_INTERVAL = "0.28,5.42"
+GUIDANCE_INTERVAL = SDXL_INTERVAL   # Kynkaanniemi et al. 2024's, for SD-XL
 # curve label: (strategy, its other parameters, the scales measured)
 TRADEOFF_CURVES = {
     "classifier-free": ("classifier-free", {}, CFG_SCALES),
