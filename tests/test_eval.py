@@ -183,3 +183,14 @@ def test_upsampler_study_scores_the_truth_perfectly_and_a_blocky_copy_worse():
     # Blowing the input up keeps it exactly (reduced back, it is the input) but is far from the truth.
     blocky = shapes_eval.eval_upsampler_rules(TruthUpsampler(blocky=True), 4, rules=[("ddim", 8)])[0]
     assert blocky["mean_abs_error"] > 1 and blocky["psnr_db"] < 40 and blocky["base_image_diff_at_base_size"] == 0
+
+
+def test_presets_are_measured_against_the_defaults_with_their_upsamplers(tmp_path):
+    out = tmp_path / "EVAL_PRESETS.json"
+    shapes_eval.main(["shapes", "--presets", "--n", "3", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["presets"]["fast"]["sampler"] == "dpm++3m" and report["cpu"]
+    assert [(r["shapes"], r["condition"]) for r in report["text_to_image"]] == [
+        (k, c) for k in (1, 2) for c in ("defaults, classifier-free 3", "preset fast, classifier-free 3")]
+    assert all(r["all"]["n"] == 3 and r["seconds_per_image"] > 0 for r in report["text_to_image"])
+    assert [r["rule"] for r in report["upsampler_rules"]] == ["ddim 8", "ddim 4"]

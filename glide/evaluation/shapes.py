@@ -4,6 +4,8 @@
     python -m glide.eval shapes --tradeoff      # EVAL_TRADEOFF.json + tradeoff.png: guidance scale sweeps
     python -m glide.eval shapes --samplers      # EVAL_SAMPLERS.json: step rules of the base model and upsampler,
                                                 # the fast solvers against DPM-Solver++(2M), their exact-ODE errors
+    python -m glide.eval shapes --presets       # EVAL_PRESETS.json: each preset (glide.settings.PRESETS) against
+                                                # the defaults, guided, and its upsampler against the truth
     python -m glide.eval shapes --n 32 --quick --out /tmp/e.json   # a smaller, faster pass
 
 For fresh random scenes (a seed no training batch used), the base model draws each caption and the
@@ -16,6 +18,7 @@ report records the command, n, device, dtype, git commit and date it was measure
 only ever written whole by one command, never patched. Prints markdown tables and writes JSON.
 """
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -38,6 +41,7 @@ from ..data import shapes
 from ..model_creation import create_gaussian_diffusion
 from ..pipeline import load_pipeline
 from ..respace import NOISE_SPACINGS
+from ..settings import PRESETS
 from . import measures
 
 EVAL_SEED = 12345  # scenes from a stream no training batch used (training seeds rng with [0, rank, step])
@@ -332,6 +336,27 @@ def eval_tradeoff(pipe, prompts: int, seeds: int, sampler: str, steps: int, curv
     return report
 
 
+def eval_presets(pipe, n: int, report: Dict, save=lambda: None) -> Dict:
+    """Each preset of glide.settings.PRESETS against the family's defaults, classifier-free 3 (the demo's
+    default guidance), on one- and two-shape scenes; then the upsampler of each against the defaults' on
+    true low-res renders (eval_upsampler_rules). Rows go into `report`, saved after each."""
+    family = pipe.family
+    conditions = [("defaults, classifier-free 3", dict(guidance="classifier-free", guidance_scale=3.0))] + [
+        (f"preset {name}, classifier-free 3", dict(preset=name, guidance="classifier-free", guidance_scale=3.0))
+        for name in PRESETS]
+    report["text_to_image"] = []
+    eval_text_to_image(pipe, n, conditions, report["text_to_image"], save)
+    upsamplers = [(family.default_upsample_sampler, family.default_upsample_steps)]
+    for preset in PRESETS.values():
+        rule = (preset.upsample_sampler or family.default_upsample_sampler,
+                preset.upsample_steps or family.default_upsample_steps)
+        if rule not in upsamplers:
+            upsamplers.append(rule)
+    report["upsampler_rules"] = eval_upsampler_rules(pipe, min(n, 64), upsamplers)
+    save()
+    return report
+
+
 def percent(rate: Dict) -> str:
     """A Wilson rate as README writes it: 99.2% (97.1-99.8)."""
     return f"{100 * rate['rate']:.1f}% ({100 * rate['low']:.1f}-{100 * rate['high']:.1f})"
@@ -363,11 +388,15 @@ def main(argv=None):
     parser.add_argument("--tradeoff", action="store_true",
                         help="only the guidance trade-off: classifier-free and CLIP guidance at several scales, "
                              "fidelity vs diversity vs realism (see glide.evaluation.measures), JSON and a plot")
+    parser.add_argument("--presets", action="store_true",
+                        help="only the presets (glide.settings.PRESETS) against the defaults: guided accuracy, "
+                             "seconds per image and the upsampler's error against the truth")
     parser.add_argument("--seeds", type=int, default=4, help="--tradeoff: seeds per prompt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--dtype", default="float32", help="passed to load_pipeline (float32, bfloat16, float16, ...)")
     args = parser.parse_args(argv)
-    name = "EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff else "EVAL.json"
+    name = ("EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff else
+            "EVAL_PRESETS.json" if args.presets else "EVAL.json")
     args.out = args.out or Path("glide/assets/shapes") / name
     args.n = args.n or (64 if args.samplers else 40 if args.tradeoff else 128)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -386,6 +415,11 @@ def main(argv=None):
         report["seconds"] = round(time.time() - start, 1)
         save()
         measures.tradeoff_figure(report).savefig(args.out.with_name("tradeoff.png"), dpi=110)
+        return
+    if args.presets:
+        report.update(n=args.n, presets={name: dataclasses.asdict(preset) for name, preset in PRESETS.items()})
+        eval_presets(pipe, args.n, report, save)
+        print(markdown(report["text_to_image"]))
         return
     if args.samplers:
         rules = [("ddpm", 150), ("ddpm", 50), ("ddim", 50), ("ddim", 25), ("dpm++2m", 20), ("dpm++2m", 10)]
