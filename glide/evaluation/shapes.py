@@ -459,6 +459,3 @@ def main(argv=None):
     for key in ("inpainting", "upsampler", "clip_zero_shot"):
         print(f"{key}: {report[key]}")
 
-
-if __name__ == "__main__":
-    main()

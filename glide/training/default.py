@@ -203,6 +203,3 @@ def main(argv=None):
     if failed:
         raise SystemExit(f"stages that failed (not exported): {', '.join(failed)}")
 
-
-if __name__ == "__main__":
-    main()

@@ -304,6 +304,3 @@ def main(argv=None):
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}") if torch.cuda.is_available() else None
     build_trainer(TrainConfig(**args), device, rank, world).run()
 
-
-if __name__ == "__main__":
-    main()
