@@ -201,3 +201,19 @@ def test_a_budget_cut_loses_the_sections_that_matter_least(tmp_path, monkeypatch
     [json_path] = list(tmp_path.glob("*.json"))
     statuses = {name: s["status"] for name, s in json.loads(json_path.read_text())["sections"].items()}
     assert statuses == {"matmul": "ok", "forward": "ok", "sample": "skipped", "recipe": "skipped"}
+
+
+def test_guidance_rows_time_every_strategy_and_say_what_an_interval_saves(quick_run):
+    from bench.sections.guidance import GUIDANCE_ROWS
+
+    _, data, _ = quick_run
+    section = data["sections"]["guidance"]
+    assert section["status"] in ("ok", "skipped")   # skipped: a checkout without the trained weights
+    if section["status"] == "ok":
+        rows = {r["guidance"]: r for r in section["results"]}
+        assert list(rows) == list(GUIDANCE_ROWS)
+        assert all(r["status"] == "ok" and _positive(r["seconds_per_image"]) and r["repeats"] == 3
+                   for r in rows.values())
+        for label, (_, params, without) in GUIDANCE_ROWS.items():
+            assert (f"saves_vs_{without}" in rows[label]) == (without is not None)
+            assert rows[label]["params"] == params

@@ -5,7 +5,8 @@ forward  one forward of the full-size base model and upsampler per precision/lay
 sample   text -> 256x256 sample: the reference's settings against our fastest of equal quality
 batch    throughput vs batch size
 shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
-recipe   the fast recipe at 256 px from checkpoint files in a fresh process, loading included
+guidance seconds per image of each guidance strategy on the shapes family, and what an interval saves
+recipe   the fast recipe and the `fast` preset at 256 px from checkpoint files in a fresh process, loading included
 Sections that compare precisions run float32 and what dtype="auto" picks on this machine.
 
 With a wall-clock budget (`--budget-s`), a section, variant, setting or batch that would start after
@@ -16,6 +17,7 @@ from typing import Callable, Dict
 from .batch import section_batch
 from .common import Bench, log
 from .forward import section_forward
+from .guidance import section_guidance
 from .matmul import section_matmul
 from .recipe import section_recipe
 from .sample import SAMPLE_SETTINGS, section_sample
@@ -23,13 +25,14 @@ from .shapes import section_shapes
 
 # Run order: what a GPU run must show first (MFU's denominator, forward MFU, sampling time, batch
 # scaling), then the embedded model's CPU figures, so a budget cut loses the least important part.
-SECTIONS = ("matmul", "forward", "sample", "batch", "shapes", "recipe")
+SECTIONS = ("matmul", "forward", "sample", "batch", "shapes", "guidance", "recipe")
 RUNNERS: Dict[str, Callable] = {
     "matmul": section_matmul,
     "forward": section_forward,
     "sample": section_sample,
     "shapes": section_shapes,
     "batch": section_batch,
+    "guidance": section_guidance,
     "recipe": section_recipe,
 }
 
