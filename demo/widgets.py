@@ -16,6 +16,7 @@ from glide.settings import step_count
 
 from . import imaging
 from .service import DemoService
+from .users import user_of
 
 log = logging.getLogger("glide.demo")
 
@@ -67,6 +68,12 @@ def user_errors(fn):
 def session_of(request: Optional[gr.Request]) -> Optional[str]:
     """The browser tab's (or API client's) session: what Stop cancels."""
     return getattr(request, "session_hash", None) if request is not None else None
+
+
+def caller(service: DemoService, request: Optional[gr.Request]) -> Dict[str, Optional[str]]:
+    """Who sends a request, as the service's submit methods take it: its session (what Stop cancels) and its
+    user (whom fairness, the per-user cap and the rate limit count it against: demo.users)."""
+    return {"session": session_of(request), "user": user_of(request, service.trusted_proxies)}
 
 
 def stop_handler(service: DemoService):
