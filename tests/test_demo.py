@@ -346,12 +346,12 @@ def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
     """8 users at once: each gets an image for its own prompt, and they share sampling runs."""
     from gradio_client import Client
 
-    from demo.testing import runs_in
+    from demo.testing import as_user, runs_in
 
     prompts = [f"a small {c} circle on the left on a blue background"
                for c in ("red", "green", "yellow", "white", "black", "purple", "orange", "red")]
     runs_before = runs_in(server)
-    clients = [Client(server.url, verbose=False) for _ in prompts]
+    clients = [Client(server.url, verbose=False, **as_user(i)) for i in range(len(prompts))]
     barrier, results, errors = threading.Barrier(len(prompts)), {}, []
 
     def user(i):

@@ -343,7 +343,7 @@ def behind_nginx(tmp_path_factory):
         pytest.skip(f"{NGINX} not found: apt-get install nginx (the Makefile's SYSTEM_PACKAGES)")
     if missing_weights():
         pytest.skip(missing_weights())
-    demo = start_server("--root-path", "/glide", "--trusted-proxy", "127.0.0.1")
+    demo = start_server("--root-path", "/glide")
     tmp, port = tmp_path_factory.mktemp("nginx"), free_port()
     demo_port = int(demo.url.rstrip("/").rsplit(":", 1)[1])
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port, location=nginx_location(demo_port)))

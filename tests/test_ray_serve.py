@@ -122,12 +122,12 @@ def test_a_replica_killed_mid_request(backend):
 def test_sixteen_concurrent_clients_through_the_ui(ray_cluster):
     from gradio_client import Client
 
-    from demo.testing import runs_in, shared_server
+    from demo.testing import as_user, runs_in, shared_server
     from glide.pngmeta import read_settings
 
     server = shared_server("--backend", "ray", "--ray-address", ray_cluster)
     runs_before = runs_in(server)
-    clients = [Client(server.url, verbose=False) for _ in range(16)]
+    clients = [Client(server.url, verbose=False, **as_user(i)) for i in range(16)]
     barrier, results, errors = threading.Barrier(16), {}, []
 
     def user(i):
