@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 import gradio as gr
 
 from glide.data import shapes
-from glide.errors import Cancelled, QueueFull, UserError
+from glide.errors import Cancelled, QueueFull, RateLimited, UserError
 from glide.families import FAMILIES
 from glide.serving.jobs import Compare
 from glide.settings import step_count
@@ -38,6 +38,8 @@ def user_errors(fn):
     def convert(exc: BaseException) -> gr.Error:
         if isinstance(exc, gr.Error):
             return exc
+        if isinstance(exc, RateLimited):
+            return gr.Error(str(exc), title="Too many images this minute", print_exception=False)
         if isinstance(exc, QueueFull):
             return gr.Error(str(exc), title="Queue full", print_exception=False)
         if isinstance(exc, USER_ERRORS):

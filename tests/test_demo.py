@@ -20,7 +20,7 @@ from PIL import Image
 from demo.imaging import grow_mask, painting_to_image_and_mask
 from demo.models import Downloads
 from demo.painter import painter_value
-from glide.errors import Cancelled, InputError, QueueFull
+from glide.errors import Cancelled, InputError, QueueFull, RateLimited
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
 from glide.serving.jobs import Compare, Generate, Job
@@ -193,6 +193,11 @@ def test_handler_errors_become_clear_gradio_errors():
         raise QueueFull("The queue is full (3 requests waiting): please try again in a minute.")
 
     @user_errors
+    def greedy():
+        raise RateLimited("This server makes at most 2 images a minute per user and you asked for 2 in the last "
+                          "minute: try again in 40 s.")
+
+    @user_errors
     def bug():
         raise KeyError("internal detail")
 
@@ -202,6 +207,7 @@ def test_handler_errors_become_clear_gradio_errors():
         raise InputError("<b>bold</b> input")
 
     for fn, text, title in [(bad_input, "prompt is empty", "check the input"), (full, "queue is full", "Queue full"),
+                            (greedy, "try again in 40 s", "Too many images this minute"),
                             (bug, "Internal error (logged): KeyError", "Internal error")]:
         with pytest.raises(gr.Error, match=re.escape(text)) as info:
             fn()
