@@ -120,6 +120,21 @@ def test_bad_serving_flags_are_refused_in_words(capsys, argv, message):
     assert message in refused(capsys, *argv)
 
 
+def test_a_port_in_use_is_a_clear_error():
+    import socket
+
+    import fastapi
+
+    from demo.server import WebServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"could not listen on 127.0.0.1:{port}"):
+            WebServer(fastapi.FastAPI(), "127.0.0.1", port).start()
+
+
 # ---------------------------------------------------------------------------------------------- the demo served here
 class Gate:
     """A runner that holds the device until `open` is set, then runs each batch on the real pipeline,
