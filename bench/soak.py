@@ -24,7 +24,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from demo.testing import start_server
+from demo.testing import as_user, start_server
 from glide.fileio import write_text_atomic
 
 from . import env
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
              "stop_at": time.time() + args.warm_up + 60 * args.minutes}
     try:
         def client(c: int):
-            connection = Client(server.url, verbose=False)
+            connection = Client(server.url, verbose=False, **as_user(c))   # 32 users, not one user's 32 clients
             n = 0
             while time.time() < phase["stop_at"]:
                 started, measured = time.perf_counter(), time.time() > phase["warm_until"]

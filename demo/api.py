@@ -22,7 +22,7 @@ from glide.errors import InputError
 
 from .service import settings_summary
 from .tabs import Context
-from .widgets import session_of, user_errors
+from .widgets import caller, user_errors
 
 
 def parse_plugin_params(text) -> Dict:
@@ -93,7 +93,7 @@ def add_api(ctx: Context) -> None:
         """Text to image. Returns the final images: PNGs whose text chunks hold their settings."""
         req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
                          upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler)
-        out = service.submit_generate(req, session=session_of(request)).wait()
+        out = service.submit_generate(req, **caller(service, request)).wait()
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     generate_btn.click(generate, inputs=[prompt, negative, seed, batch, steps, sampler, guidance, scale, upsample,
@@ -106,7 +106,7 @@ def add_api(ctx: Context) -> None:
         """Inpainting: white pixels of `mask` (or painted ones, in an RGBA mask's alpha) are replaced to match the prompt."""
         req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
                          upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler)
-        out = service.submit_inpaint(req, image, mask, session=session_of(request)).wait()
+        out = service.submit_inpaint(req, image, mask, **caller(service, request)).wait()
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     inpaint_btn.click(inpaint, inputs=[prompt, image, mask, negative, seed, batch, steps, sampler, guidance, scale,
@@ -122,7 +122,7 @@ def add_api(ctx: Context) -> None:
         req = ctx.service.compare_request(prompt, model=model, seed=seed, sampler=sampler, steps=steps,
                                           clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
                                           sweep=sweep, strategies=strategies)
-        out = service.submit_compare(req, session=session_of(request)).wait()
+        out = service.submit_compare(req, **caller(service, request)).wait()
         entries = [{k: v for k, v in e.items() if k not in ("image", "caption", "title")} for e in out.entries]
         return [(e["image"], e["caption"]) for e in out.entries], {"seed": out.seed, "entries": entries}, out.grid
 

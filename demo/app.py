@@ -2,9 +2,11 @@
 
     python app.py [--host H] [--port P] [--model shapes] [--device cuda] [--max-batch 8] ...
     python app.py --backend ray --replicas 2 [--gpus-per-replica 1] [--ray-address auto]   # on Ray Serve
+    python app.py --config deploy/glide-serve.toml     # the same flags from a TOML file (a shared box)
 
 `build_demo(service)` lays out the Blocks from the pieces in demo.tabs and demo.api; `main()`
-parses the command line and launches it. The UI only turns widget values into requests for
+parses the command line and serves it, mounted in a FastAPI app beside /healthz and /metrics
+(demo.server), under --root-path behind a reverse proxy. The UI only turns widget values into requests for
 demo.service and shows what comes back; the service owns validation, queueing, batching and the
 pipeline. Three API endpoints with plain inputs — /generate, /inpaint and /compare — serve
 gradio_client users; every other event is private to the page.
@@ -19,6 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a GPU box
 
+import fastapi  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from glide.cli import DEVICE_HELP, DTYPE_HELP  # noqa: E402
@@ -26,12 +29,15 @@ from glide.errors import UserError  # noqa: E402
 from glide.families import FAMILIES  # noqa: E402
 from glide.precision import DTYPE_CHOICES, resolve_device  # noqa: E402
 from glide.serving import options as serving  # noqa: E402
+from glide.serving import settings_file  # noqa: E402
 from glide.serving.backend import BackendOptions, create_backend  # noqa: E402
 from glide.settings import LIBRARY_LIMITS, MIN_STEPS  # noqa: E402
 
 from .api import add_api  # noqa: E402
+from .server import WebServer, create_app  # noqa: E402
 from .service import DEMO_LIMITS, DemoService  # noqa: E402
 from .tabs import CompareTab, Context, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
+from .users import trusted_networks  # noqa: E402
 
 # Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling.
 CSS = """
@@ -77,6 +83,8 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
         text_to_image.send_to(inpaint, tabs)
         picker.wire(demo, text_to_image.follow_defaults() + inpaint.follow_defaults() + compare.follow_defaults())
         add_api(ctx)
+    # Threads for the handlers: every request in flight holds one while it waits for its job.
+    demo.max_threads = max(40, 2 * concurrency * service.limits.max_batch + 8)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return demo
 
@@ -110,11 +118,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="images older than this are deleted, so a long-running server stays small (default 3600)")
     parser.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
                         help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 30)")
+    parser.add_argument("--max-per-user", type=int, default=4, metavar="N",
+                        help="requests one user may have waiting (default 4); a user is the --auth login, "
+                             "else the client's address")
+    parser.add_argument("--rate-limit", type=int, default=None, metavar="IMAGES",
+                        help="images one user may ask for per minute (default: no limit)")
+    parser.add_argument("--root-path", default="", metavar="/PATH",
+                        help="the path a reverse proxy serves the demo under, e.g. /glide (the proxy strips it)")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="a reverse proxy (address or network) whose X-Real-IP / X-Forwarded-For headers "
+                             "name the client; repeat for more. Without it those headers are ignored")
+    settings_file.add_option(parser)
     parser.add_argument("--backend", choices=serving.BACKENDS, default="local",
                         help="local: sample in this process (default); ray: on a Ray Serve application")
     serving.add_options(parser)
+    settings_file.apply(parser, argv)
     args = parser.parse_args(argv)
-    for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1)):
+    for name, least in (("max_batch", 1), ("max_steps", MIN_STEPS), ("concurrency", 1), ("queue_size", 1),
+                        ("max_per_user", 1)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     if args.max_batch > LIBRARY_LIMITS.max_batch:
@@ -129,6 +150,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--cuda-graphs needs a CUDA device, not --device {args.device}")
     if any(":" not in a for a in args.auth):
         parser.error("--auth takes USER:PASS")
+    if args.rate_limit is not None and args.rate_limit < 1:
+        parser.error(f"--rate-limit must be at least 1 image a minute, not {args.rate_limit}")
+    args.root_path = args.root_path.rstrip("/")
+    if args.root_path and (not args.root_path.startswith("/") or any(c in args.root_path for c in " ?#")):
+        parser.error(f"--root-path must be a path such as /glide, not {args.root_path!r}")
+    try:
+        args.trusted_proxy = trusted_networks(args.trusted_proxy)
+    except UserError as exc:
+        parser.error(str(exc))
     if args.backend == "ray":
         try:
             args.serve_config = serving.config_of(args, args.max_batch, args.dtype, args.checkpoint_dir)
@@ -137,16 +167,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def web_app(args: argparse.Namespace, service: DemoService, concurrency: int) -> fastapi.FastAPI:
+    """The demo's Blocks for the command line `args`, mounted beside /healthz and /metrics (demo.server)."""
+    demo = build_demo(service, concurrency=concurrency, queue_size=args.queue_size)
+    return create_app(demo, service.backend, server_name=args.host, server_port=args.port,
+                      auth=[tuple(a.split(":", 1)) for a in args.auth] or None, root_path=args.root_path or None,
+                      allowed_paths=[str(service.out_dir)], max_file_size="25mb", show_error=False, css=CSS,
+                      theme=gr.themes.Soft())
+
+
 def main(argv=None) -> None:
     """Start the demo server; it runs until interrupted."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
+    log = logging.getLogger("glide.demo")
     backend = None   # the local one, which DemoService builds on its resolved device and precision
     if args.backend == "ray":
         backend = create_backend(BackendOptions(
             kind="ray", ray_address=args.ray_address, ray_cpus=args.ray_cpus, max_batch=args.max_batch,
-            max_pending=args.queue_size, deploy=args.serve_config if serving.deploys(args) else None))
+            max_pending=args.queue_size, max_per_user=args.max_per_user, images_per_minute=args.rate_limit,
+            deploy=args.serve_config if serving.deploys(args) else None))
         atexit.register(backend.close)   # a Ray this process started ends with it; an attached one keeps serving
     # On Ray each replica is a device's worth of concurrency: let a full batch through per replica.
     concurrency = (args.max_replicas or args.replicas or 1) if backend else args.concurrency
@@ -154,14 +195,15 @@ def main(argv=None) -> None:
                           checkpoint_dir=args.checkpoint_dir, cuda_graphs=args.cuda_graphs,
                           limits=replace(DEMO_LIMITS, max_batch=args.max_batch, max_steps=args.max_steps),
                           concurrency=args.concurrency, queue_size=args.queue_size, backend=backend,
-                          out_dir=args.outputs, keep_outputs_s=args.keep_outputs)
+                          max_per_user=args.max_per_user, images_per_minute=args.rate_limit,
+                          trusted_proxies=args.trusted_proxy, out_dir=args.outputs, keep_outputs_s=args.keep_outputs)
 
     def restart(*_):
         """SIGTERM (a service manager, `kill`) or Ctrl-C: finish what runs within the grace period, tell everyone
         else the server is restarting, then close the server (exit handlers run; exit status 0). A second
         Ctrl-C stops at once."""
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        logging.getLogger("glide.demo").info("stopping: running requests get %g s to finish", args.shutdown_grace)
+        log.info("stopping: running requests get %g s to finish", args.shutdown_grace)
         service.shutdown(args.shutdown_grace)
         raise KeyboardInterrupt
 
@@ -169,17 +211,17 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGINT, restart)
     if backend is None:
         service.warm_up()    # replicas load their own models
-    demo = build_demo(service, concurrency=concurrency, queue_size=args.queue_size)
-    in_flight = concurrency * args.max_batch
+    server = WebServer(web_app(args, service, concurrency), args.host, args.port)
     try:
-        demo.launch(server_name=args.host, server_port=args.port,
-                    auth=[tuple(a.split(":", 1)) for a in args.auth] or None,
-                    allowed_paths=[str(service.out_dir)], max_file_size="25mb", show_error=False,
-                    max_threads=max(40, 2 * in_flight + 8), css=CSS, theme=gr.themes.Soft())
+        server.start()
+        log.info("serving on http://%s:%d%s/ (and /healthz, /metrics)", args.host, args.port, args.root_path)
+        server.wait()
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt:
-        # The signal came while launch() was still starting, before gradio's own wait loop could catch it:
-        # the drain has run; close the server the same way, and exit 0 rather than die of the interrupt.
-        demo.close()
+        pass   # restart() has drained the backend: close the server and exit 0
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

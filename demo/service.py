@@ -35,6 +35,7 @@ from glide.settings import ComparisonSettings, GenerationSettings, Limits
 
 from . import imaging
 from .models import APPROX_BYTES, Downloads, model_rows
+from .users import Network
 
 log = logging.getLogger("glide.demo")
 
@@ -67,9 +68,12 @@ class DemoService:
     def __init__(self, default_model: str = "shapes", device: str = "auto", dtype: str = "auto",
                  checkpoint_dir: Optional[Path] = None, limits: Limits = DEMO_LIMITS, concurrency: int = 1,
                  queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
-                 cuda_graphs: bool = False, backend: Optional[Backend] = None):
+                 cuda_graphs: bool = False, backend: Optional[Backend] = None, max_per_user: int = 4,
+                 images_per_minute: Optional[int] = None, trusted_proxies: Sequence[Network] = ()):
         """`backend` runs the jobs: None for the local one (worker threads in this process, `concurrency`
-        of them), or one `glide.serving.backend.create_backend` made (Ray Serve)."""
+        of them, at most `max_per_user` waiting jobs and `images_per_minute` images a minute per user), or
+        one `glide.serving.backend.create_backend` made (Ray Serve). `trusted_proxies`: the reverse proxies
+        whose forwarded-address headers say who a user is (demo.users)."""
         self.default_model = get_family(default_model).name
         # "auto" resolved once here, so every pipeline, log line and the page's header agree.
         self.device = resolve_device(device)
@@ -89,9 +93,11 @@ class DemoService:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
         self._last_prune = 0.0
+        self.trusted_proxies = tuple(trusted_proxies)
         self.backend = backend or create_backend(BackendOptions(
             device=str(self.device), dtype=self.precision, checkpoint_dir=self.checkpoint_dir, cuda_graphs=cuda_graphs,
-            workers=concurrency, max_batch=limits.max_batch, max_pending=queue_size))
+            workers=concurrency, max_batch=limits.max_batch, max_pending=queue_size, max_per_user=max_per_user,
+            images_per_minute=images_per_minute))
 
     # ------------------------------------------------------------------ models
     def hardware(self) -> str:
@@ -168,27 +174,29 @@ class DemoService:
         return image, imaging.fit_mask(mask, image)
 
     # ------------------------------------------------------------------ submitting
-    def _submit(self, payload: Payload, session, previews) -> Job:
-        job = Job(payload, session=session, previews=previews)
+    def _submit(self, payload: Payload, session, user, previews) -> Job:
+        job = Job(payload, session=session, user=user, previews=previews)
         job.convert = self._compare_output if isinstance(payload, Compare) else self._images_output
         return self.backend.submit(job)
 
+    # `session`: the browser tab or API client (what Stop cancels); `user`: whom the request counts against
+    # (demo.users.user_of; None: the session).
     def submit_generate(self, settings: GenerationSettings, session: Optional[str] = None,
-                        previews: bool = False) -> Job:
+                        user: Optional[str] = None, previews: bool = False) -> Job:
         self.require(settings.model, settings.components())
-        return self._submit(Generate(settings), session, previews)
+        return self._submit(Generate(settings), session, user, previews)
 
     def submit_inpaint(self, settings: GenerationSettings, image, mask, session: Optional[str] = None,
-                       previews: bool = False) -> Job:
+                       user: Optional[str] = None, previews: bool = False) -> Job:
         settings = replace(settings, mode="inpaint")  # the same settings, run on the inpainting models
         image, mask = self.inpaint_inputs(image, mask)
         self.require(settings.model, settings.components())
-        return self._submit(Inpaint(settings, image, mask), session, previews)
+        return self._submit(Inpaint(settings, image, mask), session, user, previews)
 
     def submit_compare(self, compared: ComparisonSettings, session: Optional[str] = None,
-                       previews: bool = False) -> Job:
+                       user: Optional[str] = None, previews: bool = False) -> Job:
         self.require(compared.base.model, compared.components())
-        return self._submit(Compare(compared), session, previews)
+        return self._submit(Compare(compared), session, user, previews)
 
     def cancel_session(self, session: str) -> int:
         return self.backend.cancel_session(session)

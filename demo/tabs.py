@@ -23,13 +23,13 @@ from .widgets import (
     SCALE_HELP,
     USER_ERRORS,
     PluginPanel,
+    caller,
     gallery_items,
     grammar_notice,
     grammar_words,
     model_description,
     refuse,
     run_job,
-    session_of,
     stop_handler,
     user_errors,
 )
@@ -263,7 +263,7 @@ class TextToImageTab:
                     guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
                     upsample=data[self.upsample], upsample_sampler=data[self.upsample_rule],
                     upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp])
-                job = service.submit_generate(req, session=session_of(request), previews=True)
+                job = service.submit_generate(req, **caller(service, request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
                 refuse(exc)
                 yield {self.status: gr.skip()}
@@ -436,7 +436,7 @@ class InpaintTab:
                     sampler_params=self.rules.params(data), steps=data[self.steps],
                     guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
                     upsample=data[self.upsample])
-                job = service.submit_inpaint(req, image, mask, session=session_of(request), previews=True)
+                job = service.submit_inpaint(req, image, mask, **caller(service, request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous result stays as it is
                 refuse(exc)
                 yield {self.status: gr.skip()}
@@ -570,7 +570,7 @@ class CompareTab:
                 req = service.compare_request(text, model=model_name, seed=seed, sampler=rule, steps=steps,
                                               clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
                                               sweep=sweep, strategies=strategies or None)
-                job = service.submit_compare(req, session=session_of(request), previews=True)
+                job = service.submit_compare(req, **caller(service, request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
                 refuse(exc)
                 yield {self.status: gr.skip()}

@@ -54,15 +54,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def as_user(i: int) -> Dict:
+    """gradio_client.Client arguments for a client of user number `i`: every test client connects from
+    127.0.0.1, so each names its own address as a proxy would (the servers trust 127.0.0.1, below); without
+    it, they would all be one user, held to the per-user cap."""
+    return {"headers": {"X-Forwarded-For": f"198.51.{100 + i // 250}.{1 + i % 250}"}}
+
+
 def start_server(*args: str, timeout: float = 240.0) -> Server:
-    """Start the demo on 127.0.0.1 with extra command-line `args`; wait until it answers HTTP."""
+    """Start the demo on 127.0.0.1 with extra command-line `args`, trusting its clients' X-Forwarded-For
+    (as_user); wait until it answers HTTP."""
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"demo-server-{port}.log"
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port),
-                                    "--device", "cpu", *args], cwd=ROOT, env=env, stdout=log,
+                                    "--device", "cpu", "--trusted-proxy", "127.0.0.1", *args], cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}/", process, log_path)
     deadline = time.time() + timeout

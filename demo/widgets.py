@@ -9,13 +9,14 @@ from typing import Dict, List, Optional
 import gradio as gr
 
 from glide.data import shapes
-from glide.errors import Cancelled, QueueFull, UserError
+from glide.errors import Cancelled, QueueFull, RateLimited, UserError
 from glide.families import FAMILIES
 from glide.serving.jobs import Compare
 from glide.settings import step_count
 
 from . import imaging
 from .service import DemoService
+from .users import user_of
 
 log = logging.getLogger("glide.demo")
 
@@ -37,6 +38,8 @@ def user_errors(fn):
     def convert(exc: BaseException) -> gr.Error:
         if isinstance(exc, gr.Error):
             return exc
+        if isinstance(exc, RateLimited):
+            return gr.Error(str(exc), title="Too many images this minute", print_exception=False)
         if isinstance(exc, QueueFull):
             return gr.Error(str(exc), title="Queue full", print_exception=False)
         if isinstance(exc, USER_ERRORS):
@@ -67,6 +70,12 @@ def user_errors(fn):
 def session_of(request: Optional[gr.Request]) -> Optional[str]:
     """The browser tab's (or API client's) session: what Stop cancels."""
     return getattr(request, "session_hash", None) if request is not None else None
+
+
+def caller(service: DemoService, request: Optional[gr.Request]) -> Dict[str, Optional[str]]:
+    """Who sends a request, as the service's submit methods take it: its session (what Stop cancels) and its
+    user (whom fairness, the per-user cap and the rate limit count it against: demo.users)."""
+    return {"session": session_of(request), "user": user_of(request, service.trusted_proxies)}
 
 
 def stop_handler(service: DemoService):

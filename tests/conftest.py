@@ -28,19 +28,26 @@ def vocab_dir(reference_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray (2 CPUs, no dashboard) with the Serve application deployed: 2 CPU replicas, one thread
-    each, in float32 (the serving tests compare images across batch sizes to one 8-bit level, which is
-    float32's promise). Yields the cluster's address, for demo servers that attach to it; shut down at the end."""
+def ray_serve_config():
+    """How the tests' Serve application is deployed: 2 CPU replicas, one thread each, in float32 (the serving
+    tests compare images across batch sizes to one 8-bit level, which is float32's promise)."""
+    from glide.serving.options import ServeConfig
+
+    return ServeConfig(replicas=2, threads=1, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_serve_config):
+    """A local Ray (2 CPUs, no dashboard) with the Serve application deployed (ray_serve_config). Yields the
+    cluster's address, for demo servers that attach to it; shut down at the end."""
     ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
     from demo.testing import missing_weights
-    from glide.serving.options import ServeConfig
 
     if missing_weights():
         pytest.skip(missing_weights())
     ray_serve.connect(num_cpus=2)
     try:
-        ray_serve.deploy(ServeConfig(replicas=2, threads=1, dtype="float32"))
+        ray_serve.deploy(ray_serve_config)
         import ray
 
         yield ray.get_runtime_context().gcs_address

@@ -20,7 +20,7 @@ from PIL import Image
 from demo.imaging import grow_mask, painting_to_image_and_mask
 from demo.models import Downloads
 from demo.painter import painter_value
-from glide.errors import Cancelled, InputError, QueueFull
+from glide.errors import Cancelled, InputError, QueueFull, RateLimited
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
 from glide.serving.jobs import Compare, Generate, Job
@@ -193,6 +193,11 @@ def test_handler_errors_become_clear_gradio_errors():
         raise QueueFull("The queue is full (3 requests waiting): please try again in a minute.")
 
     @user_errors
+    def greedy():
+        raise RateLimited("This server makes at most 2 images a minute per user and you asked for 2 in the last "
+                          "minute: try again in 40 s.")
+
+    @user_errors
     def bug():
         raise KeyError("internal detail")
 
@@ -202,6 +207,7 @@ def test_handler_errors_become_clear_gradio_errors():
         raise InputError("<b>bold</b> input")
 
     for fn, text, title in [(bad_input, "prompt is empty", "check the input"), (full, "queue is full", "Queue full"),
+                            (greedy, "try again in 40 s", "Too many images this minute"),
                             (bug, "Internal error (logged): KeyError", "Internal error")]:
         with pytest.raises(gr.Error, match=re.escape(text)) as info:
             fn()
@@ -346,12 +352,12 @@ def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
     """8 users at once: each gets an image for its own prompt, and they share sampling runs."""
     from gradio_client import Client
 
-    from demo.testing import runs_in
+    from demo.testing import as_user, runs_in
 
     prompts = [f"a small {c} circle on the left on a blue background"
                for c in ("red", "green", "yellow", "white", "black", "purple", "orange", "red")]
     runs_before = runs_in(server)
-    clients = [Client(server.url, verbose=False) for _ in prompts]
+    clients = [Client(server.url, verbose=False, **as_user(i)) for i in range(len(prompts))]
     barrier, results, errors = threading.Barrier(len(prompts)), {}, []
 
     def user(i):

@@ -122,12 +122,12 @@ def test_a_replica_killed_mid_request(backend):
 def test_sixteen_concurrent_clients_through_the_ui(ray_cluster):
     from gradio_client import Client
 
-    from demo.testing import runs_in, shared_server
+    from demo.testing import as_user, runs_in, shared_server
     from glide.pngmeta import read_settings
 
     server = shared_server("--backend", "ray", "--ray-address", ray_cluster)
     runs_before = runs_in(server)
-    clients = [Client(server.url, verbose=False) for _ in range(16)]
+    clients = [Client(server.url, verbose=False, **as_user(i)) for i in range(16)]
     barrier, results, errors = threading.Barrier(16), {}, []
 
     def user(i):
@@ -226,3 +226,44 @@ def test_the_cli_runs_a_job_on_either_backend(ray_cluster, tmp_path):
     compared = ok(glide("compare", PROMPT, "--steps", 2, "--strategies", "none,classifier-free", "--backend", "ray",
                         "--ray-address", ray_cluster, cwd=tmp_path))
     assert [line.split()[0] for line in compared[1:3]] == ["none", "classifier-free"]
+
+
+def healthz(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(server.url + "healthz", timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_healthz_turns_unhealthy_when_the_ray_application_is_gone(ray_cluster, ray_serve_config):
+    """The UI's /healthz on Ray: 200 with the replicas while the application runs, 503 saying why once it is
+    deleted, then healthy and serving again once it is deployed again (last here: it redeploys the session's
+    application)."""
+    from gradio_client import Client
+    from ray import serve
+
+    from demo.testing import shared_server
+    from glide.serving.options import APP_NAME
+
+    server = shared_server("--backend", "ray", "--ray-address", ray_cluster)
+    status, health = healthz(server)
+    assert status == 200 and health["healthy"] and health["backend"] == "ray", health
+    assert health["application"] == "RUNNING" and health["replicas_running"] == 2 and health["replicas"]
+    serve.delete(APP_NAME)
+    try:
+        status, health = healthz(server)
+        assert status == 503 and not health["healthy"], health
+        assert any("no glide application" in problem for problem in health["problems"]), health
+    finally:
+        ray_serve.deploy(ray_serve_config)
+    deadline = time.time() + 120          # the new replicas start and answer the probes
+    while healthz(server)[0] != 200:
+        assert time.time() < deadline, healthz(server)
+        time.sleep(0.5)
+    images = Client(server.url, verbose=False).predict(PROMPT, steps=2, upsample=False, api_name="/generate")
+    assert len(images) == 1

@@ -249,7 +249,7 @@ def status(samples: int = 16) -> Dict:
 class RayBackend(QueuedBackend):
     """The front end's side of the Serve application: `submit(job)` streams the job from a replica.
 
-    Jobs wait here in a FairQueue (round-robin across sessions, a cap per session) and at most
+    Jobs wait here in a FairQueue (round-robin across users, a cap per user) and at most
     `in_flight` are sent to Serve at once, so the fairness rules of the local backend hold in front
     of the replicas too; Serve then batches what reaches each replica.
     """

@@ -1,0 +1,72 @@
+"""The demo's web server: the Gradio UI mounted in a FastAPI app, beside what a server's operator asks of it.
+
+    GET /healthz   200 when the demo can serve, 503 when not; JSON: "healthy", "problems" (why not, in
+                   words), "models" (loaded), the jobs waiting and running, and on Ray the application's
+                   state and its replicas (glide.serving.backend.Backend.health)
+    GET /metrics   Prometheus' text format: requests, images, queue wait and run time, queue depth,
+                   device memory (glide.serving.metrics)
+
+Both answer without a login, for probes and scrapers: expose them only where the operator's tools
+reach (README, "Hosting"). uvicorn serves the app from a thread, so the main thread keeps the
+signal handlers that drain the backend on SIGTERM (demo.app.main).
+"""
+import logging
+import threading
+import time
+
+import fastapi
+import gradio as gr
+import uvicorn
+from fastapi.responses import JSONResponse, Response
+
+from glide.errors import UserError
+from glide.serving import metrics
+from glide.serving.backend import Backend
+
+log = logging.getLogger("glide.demo")
+
+
+def create_app(blocks: gr.Blocks, backend: Backend, **mount_options) -> fastapi.FastAPI:
+    """/healthz and /metrics on `backend`, and `blocks` at / (gr.mount_gradio_app with `mount_options`)."""
+    app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    # Plain functions: FastAPI runs them on its thread pool, so a slow Ray probe never blocks the event loop.
+    @app.get("/healthz")
+    def healthz():
+        state = backend.health()
+        return JSONResponse(state, status_code=200 if state["healthy"] else 503)
+
+    @app.get("/metrics")
+    def metrics_page():
+        return Response(metrics.render(backend), media_type=metrics.CONTENT_TYPE)
+
+    return gr.mount_gradio_app(app, blocks, path="/", **mount_options)
+
+
+class WebServer:
+    """uvicorn serving `app` on host:port from a daemon thread; `start()` returns once it listens."""
+
+    def __init__(self, app: fastapi.FastAPI, host: str, port: int):
+        # Forwarded-address headers are read by demo.users, from trusted proxies only: not by uvicorn.
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
+                                timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.address = f"{host}:{port}"
+        self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise UserError(f"could not listen on {self.address} (is another server using the port?)")
+            time.sleep(0.05)
+
+    def wait(self) -> None:
+        """Until the server stops; signals reach the main thread meanwhile (it wakes twice a second)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
