@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import samplers
 
+from .deep_cache import MAX_INTERVAL as MAX_DEEP_CACHE
 from .errors import InputError
 from .families import Family, get_family
 from .respace import space_timesteps
@@ -165,6 +166,12 @@ def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[i
     return number(value, what, int, MIN_STEPS, limits.max_steps)
 
 
+def _deep_cache(value, what: str) -> int:
+    """A DeepCache interval: N >= 2 is a full forward every N steps; 0, 1 or empty is off (stored as 0)."""
+    interval = 0 if _is_blank(value) else number(value, what, int, 0, MAX_DEEP_CACHE)
+    return 0 if interval == 1 else interval
+
+
 def _check_mapping(plugin, given) -> None:
     if given is not None and not isinstance(given, dict):
         raise InputError(f"parameters of {plugin.name!r} must be a mapping of name to value, got {given!r}")
@@ -216,6 +223,8 @@ class GenerationSettings:
     upsample_sampler: str = ""
     upsample_steps: Union[int, str] = 0
     upsample_temp: float = UPSAMPLE_TEMP
+    deep_cache: int = 0              # DeepCache (glide.deep_cache): a full forward every N base steps; 0 = off
+    upsample_deep_cache: int = 0     # the same for the upsampler
     limits: Limits = field(default=LIBRARY_LIMITS, compare=False, repr=False)
 
     def __post_init__(self):
@@ -242,7 +251,9 @@ class GenerationSettings:
             upsample=self.mode == "upsample" or bool(self.upsample), upsample_sampler=upsample_rule.name,
             upsample_steps=_steps(self.upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
             upsample_temp=number(UPSAMPLE_TEMP if _is_blank(self.upsample_temp) else self.upsample_temp,
-                                 "upsample_temp", float, lo, hi))
+                                 "upsample_temp", float, lo, hi),
+            deep_cache=_deep_cache(self.deep_cache, "deep_cache"),
+            upsample_deep_cache=_deep_cache(self.upsample_deep_cache, "upsample_deep_cache"))
         for name, value in checked.items():
             object.__setattr__(self, name, value)   # frozen: the constructor is the one place values are set
 
@@ -255,6 +266,7 @@ class GenerationSettings:
                guidance_params: Optional[Dict] = None, plugin_params: Optional[Dict] = None,
                upsample: bool = True, upsample_sampler: Optional[str] = None,
                upsample_steps: Union[int, str, None] = None, upsample_temp: Optional[float] = None,
+               deep_cache: Optional[int] = None, upsample_deep_cache: Optional[int] = None,
                limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
         """Settings from raw values (from Python, a form or the command line), the model's defaults filled in.
 
@@ -265,7 +277,8 @@ class GenerationSettings:
         declared scale parameter (ignored by strategies without one; a value in `guidance_params` wins).
         `plugin_params` go to whichever of the step rule and strategy declares each, over what
         `sampler_params`/`guidance_params` say (they are the later word: a `--param` on a PNG's
-        settings). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
+        settings). `deep_cache` / `upsample_deep_cache` N >= 2 run each stage with DeepCache, a full forward
+        every N steps (None, 0 or 1: off). Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
         """
         family = get_family(model)
         registry = samplers.get_registry()
@@ -286,14 +299,16 @@ class GenerationSettings:
                    sampler_params={**dict(sampler_params or {}), **routed_rule}, steps=steps,
                    guidance=strategy.name, guidance_params=guidance_params, upsample=upsample,
                    upsample_sampler=upsample_sampler or "", upsample_steps=upsample_steps,
-                   upsample_temp=upsample_temp, limits=limits)
+                   upsample_temp=upsample_temp, deep_cache=deep_cache, upsample_deep_cache=upsample_deep_cache,
+                   limits=limits)
 
     # ------------------------------------------------------------------ PNG round trip
     def per_image(self) -> List[Dict]:
         """For each image, the settings its PNG records: enough to make it again alone."""
         if self.mode == "upsample":
             common = dict(model=self.model, mode=self.mode, upsample_steps=self.upsample_steps,
-                          upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp)
+                          upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp,
+                          upsample_deep_cache=self.upsample_deep_cache)
         else:
             common = self._shared()
         return [dict(common, prompt=p, seed=s) for p, s in zip(self.prompts, self.seeds)]
@@ -308,7 +323,8 @@ class GenerationSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         kwargs = {k: saved[k] for k in ("model", "mode", "seed", "sampler", "sampler_params", "steps", "guidance",
                                         "guidance_params", "negative_prompt", "upsample", "upsample_steps",
-                                        "upsample_sampler", "upsample_temp") if k in saved}
+                                        "upsample_sampler", "upsample_temp", "deep_cache", "upsample_deep_cache")
+                  if k in saved}
         if given.get("sampler", kwargs.get("sampler")) != kwargs.get("sampler"):
             kwargs.pop("sampler_params", None)
         if given.get("guidance", kwargs.get("guidance")) != kwargs.get("guidance"):
