@@ -18,7 +18,7 @@ from .report import Table
 from .sections import RUNNERS, SAMPLE_SETTINGS, SECTIONS, Bench, log
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA_VERSION = 2   # 2: shapes runs per dtype, recipe section, forward weights
+SCHEMA_VERSION = 3   # 2: shapes runs per dtype, recipe section, forward weights; 3: deepcache, loading
 
 
 def parse_args(argv=None) -> argparse.Namespace:
