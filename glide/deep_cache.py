@@ -10,9 +10,12 @@ up-path feature at a skip branch and the next steps recompute only the shallow p
 
 The shallow step is the full forward exactly, given the true h of its input: only the deep path is
 skipped, and the skip connections of the shallow blocks are this step's own. `depth` is the branch:
-the number of input blocks (and of output blocks) the shallow step runs. SKIP_DEPTH = 1, the
-shallowest branch (the paper's branch 0 on Stable Diffusion): the first convolution, the last
-output block and the head, which measured as good as off on the shapes family (README, DeepCache).
+the number of input blocks (and of output blocks) the shallow step runs. `default_depth` is the branch
+at the entry of the lowest-resolution level: the shallow step recomputes every level but the deepest,
+the cache holds that level and the middle block. It is the shallowest branch that measured as good as
+off on the shapes family's base model (two-shape scenes, n = 128: depths 1-3 lost 5-14 points of
+accuracy at a full forward every 2 steps; README, DeepCache); the paper's branch 0 (the first
+convolution and the last output block) is `depth=1`.
 
 `DeepCachedModel(model, interval)` is the model of one sampling run: every `interval`-th call is a
 full forward, the calls in between shallow. A call whose batch differs from the one the cache was
@@ -27,7 +30,12 @@ from typing import Optional
 import torch
 
 MAX_INTERVAL = 10   # beyond this the cached feature is many steps stale; the settings refuse more
-SKIP_DEPTH = 1
+
+
+def default_depth(unet) -> int:
+    """The branch at the entry of the UNet's lowest-resolution level: every input block but that level's
+    residual blocks and the downsampling into it (4 of 6 for the shapes base model, 12 of 16 for GLIDE's)."""
+    return max(1, len(unet.input_blocks) - (unet.num_res_blocks + 1))
 
 
 class DeepCacheStep:
@@ -71,18 +79,19 @@ def _tensors(value):
 
 
 class DeepCachedModel:
-    """A text-conditional UNet for one sampling run, with DeepCache every `interval` calls (see the module
-    docstring). Attributes other than the call (parameters, tokenizer, ...) are the model's own.
+    """A text-conditional UNet for one sampling run, with DeepCache every `interval` calls at branch `depth`
+    (default: `default_depth`; see the module docstring). Attributes other than the call (parameters,
+    tokenizer, ...) are the model's own.
 
     `full_calls` and `shallow_calls` count what ran. Not for sharing between runs or threads.
     """
 
-    def __init__(self, model, interval: int, depth: int = SKIP_DEPTH):
+    def __init__(self, model, interval: int, depth: Optional[int] = None):
         if not 2 <= interval <= MAX_INTERVAL:
             raise ValueError(f"DeepCache interval must be in [2, {MAX_INTERVAL}], got {interval}")
         self.model = model
         self.interval = interval
-        self.depth = depth
+        self.depth = default_depth(model) if depth is None else depth
         self.full_calls = self.shallow_calls = 0
         self._feature: Optional[torch.Tensor] = None
         self._made_for = None        # (x's signature, the keyword tensors) of the full forward

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from glide.cli import main
-from glide.deep_cache import MAX_INTERVAL, DeepCachedModel, DeepCacheStep
+from glide.deep_cache import MAX_INTERVAL, DeepCachedModel, DeepCacheStep, default_depth
 from glide.errors import InputError
 from glide.pipeline import load_pipeline
 from glide.pngmeta import read_settings
@@ -67,9 +67,10 @@ class CallCounts:
 
 
 @pytest.mark.parametrize("component", ["base", "upsample", "base-inpaint", "upsample-inpaint"])
-@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("depth", [1, 2, 3, None])
 def test_the_shallow_step_is_the_full_forward_given_the_true_deep_feature(pipe, component, depth):
     model, x, t, kwargs = model_inputs(pipe, component)
+    depth = default_depth(model) if depth is None else depth
     with torch.no_grad():
         plain = model(x, t, **kwargs)
         full = DeepCacheStep(depth)
@@ -79,6 +80,18 @@ def test_the_shallow_step_is_the_full_forward_given_the_true_deep_feature(pipe, 
     assert torch.equal(full_out, plain)        # a full step computes exactly today's forward
     assert torch.equal(shallow_out, full_out)  # the split loses nothing
     assert not torch.allclose(stale_out, full_out, atol=1e-3)   # and the shallow path does use the feature
+
+
+def test_the_default_branch_is_the_entry_of_the_lowest_resolution_level(pipe):
+    """Every level but the deepest is recomputed: 4 of the shapes base's 6 input blocks, 8 of its upsampler's 10,
+    12 of GLIDE's base's 16 (conv, 3 levels of 3 residual blocks and a downsampling each, less the last one's)."""
+    from bench import models
+    from glide.model_creation import model_and_diffusion_defaults
+
+    assert default_depth(pipe.component("base")[0]) == 4 and default_depth(pipe.component("upsample")[0]) == 8
+    with torch.device("meta"):
+        glide_base = models._create({**model_and_diffusion_defaults(), "use_fp16": False})[0]
+    assert (len(glide_base.input_blocks), default_depth(glide_base)) == (16, 12)
 
 
 def test_a_depth_beyond_the_unet_is_refused(pipe):
@@ -136,7 +149,7 @@ class Recorder(torch.nn.Module):
 
 def test_a_cache_is_only_applied_to_the_batch_it_was_made_for():
     recorder = Recorder()
-    cached = DeepCachedModel(recorder, 3)
+    cached = DeepCachedModel(recorder, 3, depth=1)
     x1, x2 = torch.randn(1, 3, 4, 4), torch.randn(2, 3, 4, 4)
     text_a, text_b = {"xf_out": torch.zeros(1, 2, 3)}, {"xf_out": torch.ones(1, 2, 3)}
     both = {"xf_out": torch.zeros(2, 2, 3)}
@@ -242,7 +255,7 @@ def test_bad_intervals_get_a_clear_error(field, value, message):
 
 def test_the_wrapper_refuses_an_interval_outside_its_range():
     with pytest.raises(ValueError, match="interval must be in"):
-        DeepCachedModel(Recorder(), 1)
+        DeepCachedModel(Recorder(), 1, depth=1)
 
 
 def test_the_cli_generates_with_deep_cache_and_records_it(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """deepcache: one sampling step of the base model and upsampler with DeepCache off and on (glide.deep_cache).
 
 A full step is today's forward (it also stores the cached feature); a shallow step runs only the path
-around the cache's branch (glide.deep_cache.SKIP_DEPTH) on a cached feature. With a full step every N,
+around the cache's branch (glide.deep_cache.default_depth: every level but the lowest-resolution one)
+on a cached feature. With a full step every N,
 a step costs (full + (N - 1) * shallow) / N on average. Timed as the pipeline samples: the models in the
 automatic dtype and layout (the pipeline's own loading of this run's random-weight models), the text
 encoded once, base batch 2 (one classifier-free pair), upsampler batch 1 (unguided).
@@ -11,7 +12,7 @@ from typing import Dict, List
 
 import torch
 
-from glide.deep_cache import SKIP_DEPTH, DeepCacheStep
+from glide.deep_cache import DeepCacheStep, default_depth
 
 from .. import env
 from ..report import Table, fmt
@@ -27,16 +28,17 @@ def step_times(b: Bench, name: str, batch: int) -> Dict:
     model, _ = pipe.component(name)
     inputs = b.inputs(name, batch)
     x, t = inputs["x"], inputs["timesteps"]
+    depth = default_depth(model)
     with torch.no_grad():
         kwargs = {"text_emb": model.encode_text(inputs["tokens"], inputs["mask"])}
     if "low_res" in inputs:
         kwargs["low_res"] = inputs["low_res"]
-    cached = DeepCacheStep(SKIP_DEPTH)
+    cached = DeepCacheStep(depth)
     holder = {}
 
     def full():
         with torch.no_grad():
-            step = DeepCacheStep(SKIP_DEPTH)
+            step = DeepCacheStep(depth)
             holder["full"] = model(x, t, deep_cache=step, **kwargs)
             cached.feature = step.feature
 
@@ -51,7 +53,8 @@ def step_times(b: Bench, name: str, batch: int) -> Dict:
     shallow_stats = env.benchmark(shallow, b.device, warmup=p.warmup, max_repeats=p.max_repeats, budget_s=p.budget_s)
     # On the very input the feature came from, the shallow step must give the full step's output.
     difference = float((holder["shallow"].float() - holder["full"].float()).abs().max())
-    return {"dtype": pipe.dtype, "full_s": full_stats["median_s"], "shallow_s": shallow_stats["median_s"],
+    return {"dtype": pipe.dtype, "depth": depth, "blocks": len(model.input_blocks),
+            "full_s": full_stats["median_s"], "shallow_s": shallow_stats["median_s"],
             "full_repeats": full_stats["repeats"], "shallow_repeats": shallow_stats["repeats"],
             "shallow_vs_full_max_abs_diff": difference}
 
@@ -62,7 +65,7 @@ def section_deep_cache(b: Bench):
                   ["model", "batch", "dtype", "full step s", "shallow step s",
                    *[f"N={n} avg s/step" for n in INTERVALS], *[f"N={n} speed-up" for n in INTERVALS]])
     for name, batch in BATCHES.items():
-        row: Dict = {"model": name, "batch": batch, "depth": SKIP_DEPTH}
+        row: Dict = {"model": name, "batch": batch}
         results.append(row)
         if b.out_of_budget():
             row.update(status="skipped", budget=True, note=b.budget_note())
@@ -81,8 +84,10 @@ def section_deep_cache(b: Bench):
             table.add(name, batch, "-", "error", row["error"], *[""] * (2 * len(INTERVALS)))
         if b.gpu:
             torch.cuda.empty_cache()
-    table.notes.append(f"shallow step: the branch at depth {SKIP_DEPTH} (first convolution, last output block, "
-                       "output head) on the cached feature; N = a full forward every N steps")
+    table.notes.append("shallow step: every level but the lowest-resolution one (glide.deep_cache.default_depth), "
+                       "on the cached feature of that level and the middle block; N = a full forward every N steps")
+    table.notes += [f"{r['model']}: branch depth {r['depth']} of {r['blocks']} input blocks" for r in results
+                    if r.get("status") == "ok"]
     table.notes += [f"{r['model']}: shallow step on its own feature differs from the full step by at most "
                     f"{r['shallow_vs_full_max_abs_diff']:.3g}" for r in results if r.get("status") == "ok"]
     table.notes += budget_notes(b, results)
