@@ -11,11 +11,12 @@ up-path feature at a skip branch and the next steps recompute only the shallow p
 The shallow step is the full forward exactly, given the true h of its input: only the deep path is
 skipped, and the skip connections of the shallow blocks are this step's own. `depth` is the branch:
 the number of input blocks (and of output blocks) the shallow step runs. `default_depth` is the branch
-at the entry of the lowest-resolution level: the shallow step recomputes every level but the deepest,
-the cache holds that level and the middle block. It is the shallowest branch that measured as good as
-off on the shapes family's base model (two-shape scenes, n = 128: depths 1-3 lost 5-14 points of
-accuracy at a full forward every 2 steps; README, DeepCache); the paper's branch 0 (the first
-convolution and the last output block) is `depth=1`.
+below the two highest-resolution levels: the shallow step recomputes those two levels, the cache holds
+every level below them and the middle block. It is the shallowest branch that measured as good as off
+on the shapes family (`scripts/deep_cache_depths.py`; README, DeepCache): on the base model depths 1-3
+lost 5-14 points of two-shape accuracy at a full forward every 2 steps, depth 4 (this branch) none; on
+the upsampler this branch kept the error against the truth, depth 1 raised it. The paper's branch 0
+(the first convolution and the last output block) is `depth=1`.
 
 `DeepCachedModel(model, interval)` is the model of one sampling run: every `interval`-th call is a
 full forward, the calls in between shallow. A call whose batch differs from the one the cache was
@@ -33,9 +34,10 @@ MAX_INTERVAL = 10   # beyond this the cached feature is many steps stale; the se
 
 
 def default_depth(unet) -> int:
-    """The branch at the entry of the UNet's lowest-resolution level: every input block but that level's
-    residual blocks and the downsampling into it (4 of 6 for the shapes base model, 12 of 16 for GLIDE's)."""
-    return max(1, len(unet.input_blocks) - (unet.num_res_blocks + 1))
+    """The branch below the UNet's two highest-resolution levels: the first convolution, the first level's
+    residual blocks and downsampling, the second level's residual blocks (4 input blocks of the shapes
+    models' 6 and 10, 8 of GLIDE's base's 16, 6 of its upsampler's 18); all of them for a two-level UNet."""
+    return min(len(unet.input_blocks), 2 * unet.num_res_blocks + 2)
 
 
 class DeepCacheStep:

@@ -82,16 +82,17 @@ def test_the_shallow_step_is_the_full_forward_given_the_true_deep_feature(pipe, 
     assert not torch.allclose(stale_out, full_out, atol=1e-3)   # and the shallow path does use the feature
 
 
-def test_the_default_branch_is_the_entry_of_the_lowest_resolution_level(pipe):
-    """Every level but the deepest is recomputed: 4 of the shapes base's 6 input blocks, 8 of its upsampler's 10,
-    12 of GLIDE's base's 16 (conv, 3 levels of 3 residual blocks and a downsampling each, less the last one's)."""
+def test_the_default_branch_is_below_the_two_highest_resolution_levels(pipe):
+    """The shallow step recomputes the first two levels: 4 input blocks of the shapes models' 6 and 10, 8 of
+    GLIDE's base's 16 (conv, then 3 residual blocks and a downsampling per level), 6 of its upsampler's 18."""
     from bench import models
-    from glide.model_creation import model_and_diffusion_defaults
+    from glide.model_creation import model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler
 
-    assert default_depth(pipe.component("base")[0]) == 4 and default_depth(pipe.component("upsample")[0]) == 8
+    assert default_depth(pipe.component("base")[0]) == 4 and default_depth(pipe.component("upsample")[0]) == 4
     with torch.device("meta"):
-        glide_base = models._create({**model_and_diffusion_defaults(), "use_fp16": False})[0]
-    assert (len(glide_base.input_blocks), default_depth(glide_base)) == (16, 12)
+        glide = [models._create({**options(), "use_fp16": False})[0]
+                 for options in (model_and_diffusion_defaults, model_and_diffusion_defaults_upsampler)]
+    assert [(len(m.input_blocks), default_depth(m)) for m in glide] == [(16, 8), (18, 6)]
 
 
 def test_a_depth_beyond_the_unet_is_refused(pipe):

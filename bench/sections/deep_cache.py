@@ -1,8 +1,8 @@
 """deepcache: one sampling step of the base model and upsampler with DeepCache off and on (glide.deep_cache).
 
 A full step is today's forward (it also stores the cached feature); a shallow step runs only the path
-around the cache's branch (glide.deep_cache.default_depth: every level but the lowest-resolution one)
-on a cached feature. With a full step every N,
+around the cache's branch (glide.deep_cache.default_depth: the two highest-resolution levels) on a
+cached feature. With a full step every N,
 a step costs (full + (N - 1) * shallow) / N on average. Timed as the pipeline samples: the models in the
 automatic dtype and layout (the pipeline's own loading of this run's random-weight models), the text
 encoded once, base batch 2 (one classifier-free pair), upsampler batch 1 (unguided).
@@ -84,8 +84,8 @@ def section_deep_cache(b: Bench):
             table.add(name, batch, "-", "error", row["error"], *[""] * (2 * len(INTERVALS)))
         if b.gpu:
             torch.cuda.empty_cache()
-    table.notes.append("shallow step: every level but the lowest-resolution one (glide.deep_cache.default_depth), "
-                       "on the cached feature of that level and the middle block; N = a full forward every N steps")
+    table.notes.append("shallow step: the two highest-resolution levels (glide.deep_cache.default_depth) on the "
+                       "cached feature of the levels below and the middle block; N = a full forward every N steps")
     table.notes += [f"{r['model']}: branch depth {r['depth']} of {r['blocks']} input blocks" for r in results
                     if r.get("status") == "ok"]
     table.notes += [f"{r['model']}: shallow step on its own feature differs from the full step by at most "
