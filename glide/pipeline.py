@@ -315,9 +315,9 @@ class Pipeline:
         """Super-resolve given images (any size; centre-cropped and resized to the base size) with the upsampler.
 
         The second stage of `generate` on images you supply: one prompt per image (or one for all),
-        unguided, `sampler`/`steps`/`deep_cache` the upsampler's (defaults: the family's upsampler settings). `base_images` of
-        the result are the inputs as the upsampler saw them. Given `generate`'s base images, prompts
-        and seed, it reproduces `generate`'s upsampled images.
+        unguided; `sampler`, `steps` and `deep_cache` are the upsampler's (defaults: the family's upsampler
+        settings). `base_images` of the result are the inputs as the upsampler saw them. Given `generate`'s
+        base images, prompts and seed, it reproduces `generate`'s upsampled images.
         """
         images = [images] if not isinstance(images, (list, tuple)) else list(images)
         if not images or any(image is None for image in images):
