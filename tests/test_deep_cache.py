@@ -271,3 +271,16 @@ def test_the_cli_generates_with_deep_cache_and_records_it(tmp_path, capsys):
     code = main(["generate", PROMPT, "--deep-cache", "11", "--device", "cpu", "--out", str(tmp_path)])
     assert code == 2
     assert "deep_cache must be between 0 and 10, got 11" in capsys.readouterr().err
+
+
+def test_the_cli_upsampler_takes_its_own_interval(tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "small.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(source)
+    out = tmp_path / "out"
+    code = main(["upsample", str(source), "--prompt", PROMPT, "--steps", "3", "--deep-cache", "2", "--device", "cpu",
+                 "--dtype", "float32", "--out", str(out)])
+    assert code == 0
+    (path,) = out.glob("*.png")
+    assert read_settings(Image.open(path))["upsample_deep_cache"] == 2
