@@ -18,7 +18,8 @@ from .report import Table
 from .sections import RUNNERS, SAMPLE_SETTINGS, SECTIONS, Bench, log
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCHEMA_VERSION = 3   # 2: shapes runs per dtype, recipe section, forward weights; 3: recipes (the fast preset)
+# 2: shapes runs per dtype, recipe section, forward weights; 3: deepcache, loading, guidance, recipes (the fast preset)
+SCHEMA_VERSION = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:

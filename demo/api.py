@@ -63,6 +63,9 @@ def add_api(ctx: Context) -> None:
         plugin_params = gr.Textbox("", label="plugin_params")
         model = gr.Textbox(service.default_model, label="model")
         upsample_sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="upsample_sampler")
+        deep_cache = gr.Number(0, precision=0, label="deep_cache")                    # 0: off
+        upsample_deep_cache = gr.Number(0, precision=0, label="upsample_deep_cache")
+        preset = gr.Textbox("", label="preset")                              # empty: none ("fast": PRESETS)
         # Files rather than gr.Image: a broken upload then reaches our handler, which says what is wrong.
         image = gr.File(label="image", type="filepath")
         mask = gr.File(label="mask", type="filepath")
@@ -78,40 +81,47 @@ def add_api(ctx: Context) -> None:
         generate_btn, inpaint_btn, compare_btn = gr.Button(), gr.Button(), gr.Button()
 
     def request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale, upsample,
-                   upsample_steps, upsample_temp, plugin_params, model, upsample_sampler):
+                   upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
+                   upsample_deep_cache, preset):
         return service.sample_request(prompt, model=model, seed=seed, batch_size=batch_size,
                                       negative_prompt=negative_prompt, sampler=sampler, steps=steps,
                                       guidance=guidance, guidance_scale=guidance_scale,
                                       plugin_params=parse_plugin_params(plugin_params), upsample=upsample,
                                       upsample_sampler=upsample_sampler, upsample_steps=upsample_steps,
-                                      upsample_temp=upsample_temp)
+                                      upsample_temp=upsample_temp, deep_cache=deep_cache,
+                                      upsample_deep_cache=upsample_deep_cache, preset=preset or None)
 
     # New inputs go last, so that clients passing the earlier ones by position keep working.
     @user_errors
     def generate(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale, upsample,
-                 upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, request: gr.Request):
+                 upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
+                 upsample_deep_cache, preset, request: gr.Request):
         """Text to image. Returns the final images: PNGs whose text chunks hold their settings."""
         req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
-                         upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler)
+                         upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
+                         upsample_deep_cache, preset)
         out = service.submit_generate(req, **caller(service, request)).wait()
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     generate_btn.click(generate, inputs=[prompt, negative, seed, batch, steps, sampler, guidance, scale, upsample,
-                                         upsample_steps, upsample_temp, plugin_params, model, upsample_sampler],
+                                         upsample_steps, upsample_temp, plugin_params, model, upsample_sampler,
+                                         deep_cache, upsample_deep_cache, preset],
                        outputs=images, api_name="generate", **ctx.device_events)
 
     @user_errors
     def inpaint(prompt, image, mask, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
-                upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, request: gr.Request):
+                upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
+                upsample_deep_cache, preset, request: gr.Request):
         """Inpainting: white pixels of `mask` (or painted ones, in an RGBA mask's alpha) are replaced to match the prompt."""
         req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
-                         upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler)
+                         upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
+                         upsample_deep_cache, preset)
         out = service.submit_inpaint(req, image, mask, **caller(service, request)).wait()
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     inpaint_btn.click(inpaint, inputs=[prompt, image, mask, negative, seed, batch, steps, sampler, guidance, scale,
                                        upsample, upsample_steps, upsample_temp, plugin_params, model,
-                                       upsample_sampler],
+                                       upsample_sampler, deep_cache, upsample_deep_cache, preset],
                       outputs=images, api_name="inpaint", **ctx.device_events)
 
     @user_errors

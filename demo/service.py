@@ -147,14 +147,16 @@ class DemoService:
     def sample_request(self, prompt, *, model=None, mode="generate", seed=None, batch_size=1, negative_prompt="",
                        sampler=None, sampler_params=None, steps=None, guidance=None, guidance_params=None,
                        guidance_scale=None, plugin_params=None, upsample=True, upsample_sampler=None,
-                       upsample_steps=None, upsample_temp=None, preset=None) -> GenerationSettings:
+                       upsample_steps=None, upsample_temp=None, deep_cache=None,
+                       upsample_deep_cache=None, preset=None) -> GenerationSettings:
         """GenerationSettings from raw widget or API values, within this server's limits (a UserError if off)."""
         return GenerationSettings.create(
             prompt, model=model or self.default_model, mode=mode, seed=seed, batch_size=batch_size,
             negative_prompt=negative_prompt, sampler=sampler, sampler_params=sampler_params, steps=steps,
             guidance=guidance, guidance_params=guidance_params, guidance_scale=guidance_scale,
             plugin_params=plugin_params, upsample=upsample, upsample_sampler=upsample_sampler,
-            upsample_steps=upsample_steps, upsample_temp=upsample_temp, preset=preset, limits=self.limits)
+            upsample_steps=upsample_steps, upsample_temp=upsample_temp, deep_cache=deep_cache,
+            upsample_deep_cache=upsample_deep_cache, preset=preset, limits=self.limits)
 
     def compare_request(self, prompt, *, model=None, seed=None, sampler=None, steps=None, clip_scale=None,
                         cfg_scale=None, upsample=False, sweep="", strategies=None) -> ComparisonSettings:

@@ -12,7 +12,15 @@ import gradio as gr
 from glide.evaluation import measures
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
-from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, PRESETS, UPSAMPLE_TEMP, UPSAMPLE_TEMP_RANGE, GenerationSettings
+from glide.settings import (
+    COMPARE_STRATEGIES,
+    MAX_DEEP_CACHE,
+    MIN_STEPS,
+    PRESETS,
+    UPSAMPLE_TEMP,
+    UPSAMPLE_TEMP_RANGE,
+    GenerationSettings,
+)
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
@@ -224,6 +232,17 @@ class TextToImageTab:
                                                           value=ctx.family.default_upsample_steps,
                                                           allow_custom_value=True,
                                                           label="Upsample steps", elem_id="upsample-steps")
+                    with gr.Accordion("Speed: DeepCache", open=False):
+                        with gr.Row():
+                            # 1 means off as 0 does (every step a full forward); the settings store it as 0.
+                            self.deep_cache = gr.Slider(0, MAX_DEEP_CACHE, value=0, step=1, label="DeepCache interval",
+                                                        elem_id="deep-cache",
+                                                        info="Base model: a full forward every N steps, the steps "
+                                                             "between reuse its deep features (0 = off)")
+                            self.upsample_deep_cache = gr.Slider(0, MAX_DEEP_CACHE, value=0, step=1,
+                                                                 label="Upsampler DeepCache interval",
+                                                                 elem_id="upsample-deep-cache",
+                                                                 info="The same for the upsampler (0 = off)")
                     with gr.Accordion("Restore settings from an image", open=False):
                         # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks
                         # and all.
@@ -262,7 +281,8 @@ class TextToImageTab:
                     sampler_params=self.rules.params(data), steps=data[self.steps],
                     guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
                     upsample=data[self.upsample], upsample_sampler=data[self.upsample_rule],
-                    upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp])
+                    upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp],
+                    deep_cache=data[self.deep_cache], upsample_deep_cache=data[self.upsample_deep_cache])
                 job = service.submit_generate(req, **caller(service, request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
                 refuse(exc)
@@ -284,8 +304,8 @@ class TextToImageTab:
 
         # Inputs as a set: the handler gets {component: value}, which keeps the plugin controls generic.
         inputs = {self.prompt, self.negative, ctx.model, self.seed, self.batch, self.steps, self.upsample,
-                  self.upsample_rule, self.upsample_steps, self.upsample_temp, *self.rules.inputs,
-                  *self.guidance.inputs}
+                  self.upsample_rule, self.upsample_steps, self.upsample_temp, self.deep_cache,
+                  self.upsample_deep_cache, *self.rules.inputs, *self.guidance.inputs}
         # The progress bar covers the gallery, not the live preview it would hide.
         gr.on([self.generate_btn.click, self.prompt.submit], on_generate, inputs=inputs,
               outputs=[self.status, self.preview, self.gallery, self.base_gallery, self.base_box, self.result_paths,
@@ -324,7 +344,8 @@ class TextToImageTab:
             updates = {self.prompt: restored.prompts[0], self.negative: restored.negative_prompt,
                        self.seed: restored.seeds[0], self.batch: 1, self.upsample: restored.upsample,
                        self.upsample_temp: restored.upsample_temp, self.upsample_steps: str(restored.upsample_steps),
-                       self.upsample_rule: restored.upsample_sampler, ctx.model: restored.model,
+                       self.upsample_rule: restored.upsample_sampler, self.deep_cache: restored.deep_cache,
+                       self.upsample_deep_cache: restored.upsample_deep_cache, ctx.model: restored.model,
                        self.status: f"Restored the settings of seed {restored.seeds[0]} ({restored.model}): "
                                     + ("; ".join(caveats) + "." if caveats else "press Generate to make it again.")}
             if isinstance(restored.steps, int):
@@ -336,7 +357,8 @@ class TextToImageTab:
         self.settings_drop.upload(
             on_settings_drop, inputs=self.settings_drop,
             outputs=[self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample, self.upsample_temp,
-                     self.upsample_rule, self.upsample_steps, ctx.model, self.status, self.rules.dropdown,
+                     self.upsample_rule, self.upsample_steps, self.deep_cache, self.upsample_deep_cache, ctx.model,
+                     self.status, self.rules.dropdown,
                      self.guidance.dropdown, *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
 
         @user_errors
@@ -346,7 +368,8 @@ class TextToImageTab:
             chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=ctx.limits,
                                                preset=None if name == DEFAULTS else name)
             preset_params = {k for p in PRESETS.values() for k in p.plugin_params}
-            updates = {self.upsample_rule: chosen.upsample_sampler, self.upsample_steps: str(chosen.upsample_steps)}
+            updates = {self.upsample_rule: chosen.upsample_sampler, self.upsample_steps: str(chosen.upsample_steps),
+                       self.deep_cache: chosen.deep_cache, self.upsample_deep_cache: chosen.upsample_deep_cache}
             if isinstance(chosen.steps, int):
                 updates[self.steps] = chosen.steps
             updates.update(self.rules.restore(chosen.sampler, chosen.sampler_params))
@@ -355,7 +378,8 @@ class TextToImageTab:
             return updates
 
         self.preset.input(on_preset, inputs=[self.preset, ctx.model, self.guidance.dropdown],
-                          outputs=[self.steps, self.upsample_rule, self.upsample_steps, self.rules.dropdown,
+                          outputs=[self.steps, self.upsample_rule, self.upsample_steps, self.deep_cache,
+                                   self.upsample_deep_cache, self.rules.dropdown,
                                    *self.rules.widgets, self.guidance.dropdown, *self.guidance.widgets],
                           queue=False, **PRIVATE)
 

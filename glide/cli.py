@@ -38,7 +38,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 # Command-line flags that are keywords of GenerationSettings.create, under the same names.
 _SETTINGS_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "guidance_scale", "negative_prompt",
-                   "upsample", "upsample_sampler", "upsample_steps", "upsample_temp", "preset")
+                   "upsample", "upsample_sampler", "upsample_steps", "upsample_temp", "deep_cache",
+                   "upsample_deep_cache", "preset")
 
 
 # ------------------------------------------------------------------------------------------ argument types
@@ -264,7 +265,7 @@ def cmd_upsample(args) -> int:
     images = [_open_image(path, "image") for path in args.images]
     settings = GenerationSettings.create([args.prompt] * len(images), model=args.model or "shapes", mode="upsample",
                                          seed=args.seed, upsample_sampler=args.sampler, upsample_steps=args.steps,
-                                         upsample_temp=args.upsample_temp)
+                                         upsample_temp=args.upsample_temp, upsample_deep_cache=args.deep_cache)
     pipe = _load_pipeline(args, settings.model)
     with _Progress() as progress:
         result = pipe.upsample(images, settings, callback=progress)
@@ -413,9 +414,13 @@ def _sampling_options(parser) -> None:
     parser.add_argument("--upsample-sampler", help="the upsampler's step rule (default: the model's)")
     parser.add_argument("--upsample-steps", type=_steps, help="upsampler steps (default: the model's)")
     parser.add_argument("--upsample-temp", type=float, help="upsampler noise temperature (default 0.997)")
+    parser.add_argument("--deep-cache", type=int, metavar="N", help="DeepCache for the base model: a full forward "
+                        "every N steps, the steps between reuse its deep features (2-10; default 0 = off)")
+    parser.add_argument("--upsample-deep-cache", type=int, metavar="N", help="DeepCache for the upsampler (as "
+                        "--deep-cache)")
     parser.add_argument("--preset", help="a named bundle of settings that fills what the flags leave out: "
-                                          "'fast' (fewer steps, guidance only in the middle noise levels; see "
-                                          "README \"Presets\")")
+                                          "'fast' (fewer steps, guidance only in the middle noise levels, "
+                                          "DeepCache; see README \"Presets\")")
     parser.add_argument("--from-png", type=Path, metavar="FILE",
                         help="start from the settings embedded in a PNG glide wrote; flags override them")
 
@@ -449,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", help="step rule (default: the model's upsampler rule)")
     p.add_argument("--steps", type=_steps, help="steps or a spec like fast27 (default: the model's)")
     p.add_argument("--upsample-temp", type=float, default=0.997, help="noise temperature (default 0.997)")
+    p.add_argument("--deep-cache", type=int, metavar="N", help="DeepCache: a full forward every N steps (2-10; "
+                   "default 0 = off)")
     p.set_defaults(run=cmd_upsample)
 
     p = sub.add_parser("compare", help="one prompt and seed under several guidance strategies, as one grid PNG")

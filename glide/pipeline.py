@@ -28,6 +28,7 @@ import torch
 import samplers
 
 from .cuda_graphs import GraphedModel
+from .deep_cache import with_deep_cache
 from .errors import UserError
 from .families import COMPONENTS, Family, channels_last_on_cpu, get_family
 from .images import (
@@ -135,9 +136,13 @@ class Pipeline:
         registry = samplers.get_registry()
         return {name: self.component(name) for name in registry.requires_of(registry.guidance_strategy(guidance))}
 
-    def _sampling_model(self, name: str, model):
-        """The model as the sampling loop calls it: with `cuda_graphs`, its forward passes replayed from
-        CUDA graphs kept per component, so a shape captured once serves every later run."""
+    def _sampling_model(self, name: str, model, deep_cache: int = 0):
+        """The model as one run's sampling loop calls it: with `deep_cache` N >= 2, DeepCache's every-N-steps
+        full forward (state of this run only); else with `cuda_graphs`, its forward passes replayed from
+        CUDA graphs kept per component, so a shape captured once serves every later run. DeepCache runs
+        eagerly: its shallow steps take a feature from outside the call, which a graph cannot."""
+        if deep_cache >= 2:
+            return with_deep_cache(model, deep_cache)
         if not self.cuda_graphs:
             return model
         with self._lock:
@@ -160,7 +165,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def _sample_stage(self, stage: str, component: str, settings: GenerationSettings, *, steps, sampler,
-                      sampler_params, guidance, guidance_params, seeds, extra_kwargs=None, inpaint=None,
+                      sampler_params, guidance, guidance_params, seeds, deep_cache, extra_kwargs=None, inpaint=None,
                       temperature=1.0, callback=None, should_stop=None):
         """One diffusion stage of `settings`' images on `component`: text encoded once, then the sampler
         plugins. With `inpaint` (keep, known) the known region is pasted into every x0 prediction."""
@@ -179,7 +184,7 @@ class Pipeline:
             def denoised_fn(x0):
                 return x0 * (1 - keep) + known * keep
         out = samplers.sample(
-            self._sampling_model(component, model), diffusion, (len(prompts), 3, size, size), steps=steps,
+            self._sampling_model(component, model, deep_cache), diffusion, (len(prompts), 3, size, size), steps=steps,
             prompts=prompts, cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
             guidance=guidance, guidance_params=guidance_params, components=components, seeds=seeds,
             denoised_fn=denoised_fn, temperature=temperature,
@@ -205,7 +210,8 @@ class Pipeline:
         return self._sample_stage(
             "base", "base-inpaint" if inpaint else "base", settings, steps=settings.steps, sampler=settings.sampler,
             sampler_params=settings.sampler_params, guidance=settings.guidance,
-            guidance_params=settings.guidance_params, seeds=list(settings.seeds), extra_kwargs=extra,
+            guidance_params=settings.guidance_params, seeds=list(settings.seeds), deep_cache=settings.deep_cache,
+            extra_kwargs=extra,
             inpaint=tensors, callback=callback, should_stop=should_stop)
 
     def upsample_stage(self, settings: GenerationSettings, low_res: torch.Tensor, *, inpaint=None,
@@ -220,7 +226,8 @@ class Pipeline:
         return self._sample_stage(
             "upsample", "upsample-inpaint" if inpaint else "upsample", settings, steps=settings.upsample_steps,
             sampler=settings.upsample_sampler, sampler_params=None, guidance="none", guidance_params=None,
-            seeds=[s + UPSAMPLE_SEED_OFFSET for s in settings.seeds], extra_kwargs=extra, inpaint=tensors,
+            seeds=[s + UPSAMPLE_SEED_OFFSET for s in settings.seeds], deep_cache=settings.upsample_deep_cache,
+            extra_kwargs=extra, inpaint=tensors,
             temperature=settings.upsample_temp, callback=callback, should_stop=should_stop)
 
     def run(self, settings: GenerationSettings, *, images=None, inpaint=None,
@@ -272,7 +279,8 @@ class Pipeline:
                  negative_prompt: str = "", seed: Union[int, Sequence[int], None] = 0,
                  batch_size: Optional[int] = None, upsample: bool = True,
                  upsample_steps: Union[int, str, None] = None, upsample_sampler: Optional[str] = None,
-                 upsample_temp: Optional[float] = None, preset: Optional[str] = None,
+                 upsample_temp: Optional[float] = None, deep_cache: Optional[int] = None,
+                 upsample_deep_cache: Optional[int] = None, preset: Optional[str] = None,
                  callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Text to image: base model with the chosen rule and guidance, then (optionally) the upsampler.
@@ -285,14 +293,17 @@ class Pipeline:
         unguided with initial-noise temperature `upsample_temp` (default 0.997). `sampler`, `steps`,
         `upsample_steps` and `upsample_sampler` default to the family's: for glide-filtered DDIM 100 and
         the notebook's upsampler DDPM "fast27"; for shapes the fastest settings measured as good as the
-        slow ones (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README). `preset="fast"` fills what
-        is left empty with glide.settings.PRESETS["fast"] (fewer steps, guidance in an interval).
+        slow ones (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README). `deep_cache` /
+        `upsample_deep_cache` N >= 2 run the base / upsampler stage with DeepCache: a full forward every N
+        steps, the steps between only the shallow path on the cached deep feature (0 or 1: off; at most 10).
+        `preset="fast"` fills what is left empty with glide.settings.PRESETS["fast"].
         """
         settings = self._given(prompts, "generate", dict(
             sampler=sampler, steps=steps, guidance=guidance, guidance_scale=guidance_scale,
             sampler_params=sampler_params, guidance_params=guidance_params, negative_prompt=negative_prompt,
             seed=seed, batch_size=batch_size, upsample=upsample, upsample_steps=upsample_steps,
-            upsample_sampler=upsample_sampler, upsample_temp=upsample_temp, preset=preset), generate_defaults())
+            upsample_sampler=upsample_sampler, upsample_temp=upsample_temp, deep_cache=deep_cache,
+            upsample_deep_cache=upsample_deep_cache, preset=preset), generate_defaults())
         return self.run(settings, callback=callback, should_stop=should_stop)
 
     __call__ = generate  # pipe("a prompt", **kw), as diffusers' pipelines are called
@@ -300,14 +311,15 @@ class Pipeline:
     def upsample(self, images: Union[ImageLike, Sequence[ImageLike]],
                  prompts: Union[str, Sequence[str], GenerationSettings], *, sampler: Optional[str] = None,
                  steps: Union[int, str, None] = None, seed: Union[int, Sequence[int], None] = 0,
-                 upsample_temp: Optional[float] = None, callback: Optional[ProgressCallback] = None,
+                 upsample_temp: Optional[float] = None, deep_cache: int = 0,
+                 callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Super-resolve given images (any size; centre-cropped and resized to the base size) with the upsampler.
 
         The second stage of `generate` on images you supply: one prompt per image (or one for all),
-        unguided, `sampler`/`steps` defaulting to the family's upsampler settings. `base_images` of
-        the result are the inputs as the upsampler saw them. Given `generate`'s base images, prompts
-        and seed, it reproduces `generate`'s upsampled images.
+        unguided; `sampler`, `steps` and `deep_cache` are the upsampler's (defaults: the family's upsampler
+        settings). `base_images` of the result are the inputs as the upsampler saw them. Given `generate`'s
+        base images, prompts and seed, it reproduces `generate`'s upsampled images.
         """
         images = [images] if not isinstance(images, (list, tuple)) else list(images)
         if not images or any(image is None for image in images):
@@ -319,8 +331,10 @@ class Pipeline:
             if len(prompts) == 1:
                 prompts = prompts * len(images)
             settings = self._given(prompts, "upsample", dict(upsample_sampler=sampler, upsample_steps=steps, seed=seed,
-                                                             upsample_temp=upsample_temp),
-                                   dict(upsample_sampler=None, upsample_steps=None, seed=0, upsample_temp=None))
+                                                             upsample_temp=upsample_temp,
+                                                             upsample_deep_cache=deep_cache),
+                                   dict(upsample_sampler=None, upsample_steps=None, seed=0, upsample_temp=None,
+                                        upsample_deep_cache=0))
         if len(settings) != len(images):
             raise InputError(f"give one prompt per image, or one for all; got {len(images)} images and "
                              f"{len(settings)} prompts")

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import samplers
 from samplers.builtin_guidance import SDXL_INTERVAL
 
+from .deep_cache import MAX_INTERVAL as MAX_DEEP_CACHE
 from .errors import InputError
 from .families import Family, get_family
 from .respace import space_timesteps
@@ -65,7 +66,9 @@ class Preset:
     """A named bundle of settings (`GenerationSettings.create(..., preset="fast")`, `--preset fast`, the demo's
     choice). It fills only what a request leaves empty, so a value given explicitly always wins; its plugin
     parameters go to whichever chosen step rule or strategy declares them (an `interval` for guidance that
-    has none is dropped, not an error). The settings made record the values, not the preset's name."""
+    has none is dropped, not an error). Empty is what it is for the steps: None, blank or 0, so DeepCache
+    under a preset is turned off with 1 (off too, stored as 0). The settings made record the values, not the
+    preset's name."""
 
     description: str
     sampler: str = ""
@@ -73,15 +76,19 @@ class Preset:
     plugin_params: Dict[str, Any] = field(default_factory=dict)
     upsample_sampler: str = ""
     upsample_steps: Union[int, str] = 0
+    deep_cache: int = 0
+    upsample_deep_cache: int = 0
 
 
 PRESETS = {
     # The fastest settings measured within noise of the defaults on the shapes family (README "Presets";
     # `python -m glide.eval shapes --presets`): 6 steps of DPM-Solver++(3M), guidance only inside the
-    # SD-XL noise interval (the unconditional half of the batch is skipped outside it), upsampler DDIM 4.
-    "fast": Preset("6 steps of DPM-Solver++(3M), guidance only in the middle noise levels, upsampler DDIM 4",
+    # SD-XL noise interval (the unconditional half of the batch is skipped outside it), upsampler DDIM 4,
+    # DeepCache on both stages (base every 3rd step, upsampler every 2nd, each measured within noise).
+    "fast": Preset("6 steps of DPM-Solver++(3M) with DeepCache 3, guidance only in the middle noise levels, "
+                   "upsampler DDIM 4 with DeepCache 2",
                    sampler="dpm++3m", steps=6, plugin_params={"interval": SDXL_INTERVAL},
-                   upsample_sampler="ddim", upsample_steps=4),
+                   upsample_sampler="ddim", upsample_steps=4, deep_cache=3, upsample_deep_cache=2),
 }
 
 
@@ -197,6 +204,12 @@ def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[i
     return number(value, what, int, MIN_STEPS, limits.max_steps)
 
 
+def _deep_cache(value, what: str) -> int:
+    """A DeepCache interval: N >= 2 is a full forward every N steps; 0, 1 or empty is off (stored as 0)."""
+    interval = 0 if _is_blank(value) else number(value, what, int, 0, MAX_DEEP_CACHE)
+    return 0 if interval == 1 else interval
+
+
 def _check_mapping(plugin, given) -> None:
     if given is not None and not isinstance(given, dict):
         raise InputError(f"parameters of {plugin.name!r} must be a mapping of name to value, got {given!r}")
@@ -255,6 +268,8 @@ class GenerationSettings:
     upsample_sampler: str = ""
     upsample_steps: Union[int, str] = 0
     upsample_temp: float = UPSAMPLE_TEMP
+    deep_cache: int = 0              # DeepCache (glide.deep_cache): a full forward every N base steps; 0 = off
+    upsample_deep_cache: int = 0     # the same for the upsampler
     limits: Limits = field(default=LIBRARY_LIMITS, compare=False, repr=False)
 
     def __post_init__(self):
@@ -281,7 +296,9 @@ class GenerationSettings:
             upsample=self.mode == "upsample" or bool(self.upsample), upsample_sampler=upsample_rule.name,
             upsample_steps=_steps(self.upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
             upsample_temp=number(UPSAMPLE_TEMP if _is_blank(self.upsample_temp) else self.upsample_temp,
-                                 "upsample_temp", float, lo, hi))
+                                 "upsample_temp", float, lo, hi),
+            deep_cache=_deep_cache(self.deep_cache, "deep_cache"),
+            upsample_deep_cache=_deep_cache(self.upsample_deep_cache, "upsample_deep_cache"))
         for name, value in checked.items():
             object.__setattr__(self, name, value)   # frozen: the constructor is the one place values are set
 
@@ -294,6 +311,7 @@ class GenerationSettings:
                guidance_params: Optional[Dict] = None, plugin_params: Optional[Dict] = None,
                upsample: bool = True, upsample_sampler: Optional[str] = None,
                upsample_steps: Union[int, str, None] = None, upsample_temp: Optional[float] = None,
+               deep_cache: Optional[int] = None, upsample_deep_cache: Optional[int] = None,
                preset: Optional[str] = None, limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
         """Settings from raw values (from Python, a form or the command line), the model's defaults filled in.
 
@@ -304,8 +322,10 @@ class GenerationSettings:
         declared scale parameter (ignored by strategies without one; a value in `guidance_params` wins).
         `plugin_params` go to whichever of the step rule and strategy declares each, over what
         `sampler_params`/`guidance_params` say (they are the later word: a `--param` on a PNG's
-        settings). `preset` (a name in PRESETS) fills what is left empty before the family's defaults do.
-        Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
+        settings). `deep_cache` / `upsample_deep_cache` N >= 2 run each stage with DeepCache, a full forward
+        every N steps (None, 0 or 1: off). `preset` (a name in PRESETS) fills what is left empty before the
+        family's defaults do. Raises a UserError (InputError, SamplerError) that names the field and what
+        is allowed.
         """
         family = get_family(model)
         registry = samplers.get_registry()
@@ -314,6 +334,9 @@ class GenerationSettings:
         steps = bundle.steps if _is_blank(steps) or steps == 0 else steps
         upsample_sampler = upsample_sampler or bundle.upsample_sampler
         upsample_steps = bundle.upsample_steps if _is_blank(upsample_steps) or upsample_steps == 0 else upsample_steps
+        deep_cache = bundle.deep_cache if _is_blank(deep_cache) or deep_cache == 0 else deep_cache
+        upsample_deep_cache = (bundle.upsample_deep_cache if _is_blank(upsample_deep_cache) or upsample_deep_cache == 0
+                               else upsample_deep_cache)
         if isinstance(seed, (list, tuple)) and _is_blank(batch_size) and (isinstance(prompts, str) or len(prompts) == 1):
             batch_size = len(seed)  # one prompt, several seeds: an image per seed
         prompts = _expand_prompts(prompts, batch_size, limits)
@@ -333,14 +356,16 @@ class GenerationSettings:
                    sampler_params={**dict(sampler_params or {}), **routed_rule}, steps=steps,
                    guidance=strategy.name, guidance_params=guidance_params, upsample=upsample,
                    upsample_sampler=upsample_sampler or "", upsample_steps=upsample_steps,
-                   upsample_temp=upsample_temp, limits=limits)
+                   upsample_temp=upsample_temp, deep_cache=deep_cache, upsample_deep_cache=upsample_deep_cache,
+                   limits=limits)
 
     # ------------------------------------------------------------------ PNG round trip
     def per_image(self) -> List[Dict]:
         """For each image, the settings its PNG records: enough to make it again alone."""
         if self.mode == "upsample":
             common = dict(model=self.model, mode=self.mode, upsample_steps=self.upsample_steps,
-                          upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp)
+                          upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp,
+                          upsample_deep_cache=self.upsample_deep_cache)
         else:
             common = self._shared()
         return [dict(common, prompt=p, seed=s) for p, s in zip(self.prompts, self.seeds)]
@@ -355,14 +380,15 @@ class GenerationSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         kwargs = {k: saved[k] for k in ("model", "mode", "seed", "sampler", "sampler_params", "steps", "guidance",
                                         "guidance_params", "negative_prompt", "upsample", "upsample_steps",
-                                        "upsample_sampler", "upsample_temp") if k in saved}
+                                        "upsample_sampler", "upsample_temp", "deep_cache", "upsample_deep_cache")
+                  if k in saved}
         if given.get("sampler", kwargs.get("sampler")) != kwargs.get("sampler"):
             kwargs.pop("sampler_params", None)
         if given.get("guidance", kwargs.get("guidance")) != kwargs.get("guidance"):
             kwargs.pop("guidance_params", None)
         if given.get("preset"):   # the preset's values replace the recorded ones it sets (as flags would)
             bundle = preset_of(given["preset"])
-            for name in ("sampler", "steps", "upsample_sampler", "upsample_steps"):
+            for name in ("sampler", "steps", "upsample_sampler", "upsample_steps", "deep_cache", "upsample_deep_cache"):
                 if getattr(bundle, name) and name not in given:
                     kwargs.pop(name, None)
             if "sampler" not in kwargs:

@@ -98,10 +98,11 @@ class Text2ImUNet(UNetModel):
     def del_cache(self):
         self.cache = None
 
-    def forward(self, x, timesteps, tokens=None, mask=None, text_emb: Optional[dict] = None):
+    def forward(self, x, timesteps, tokens=None, mask=None, text_emb: Optional[dict] = None, deep_cache=None):
         """Predict [N, 2*C, H, W] (epsilon and variance values) for x [N, C, H, W] at `timesteps` [N].
 
-        `text_emb`, a result of `encode_text`, skips the transformer (a sampler encodes once per run).
+        `text_emb`, a result of `encode_text`, skips the transformer (a sampler encodes once per run);
+        `deep_cache`, a `glide.deep_cache.DeepCacheStep`, makes this a DeepCache full or shallow forward.
         """
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
         xf_out = None
@@ -110,7 +111,7 @@ class Text2ImUNet(UNetModel):
                 text_emb = self.get_text_emb(tokens, mask)
             emb = emb + text_emb["xf_proj"].to(emb)
             xf_out = text_emb["xf_out"]
-        return self.run_unet(x, emb, xf_out)
+        return self.run_unet(x, emb, xf_out, deep_cache)
 
 
 def _upsampled(low_res: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

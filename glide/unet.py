@@ -292,8 +292,12 @@ class UNetModel(nn.Module):
         """The reference's name for `convert_to_half(torch.float16)`."""
         self.convert_to_half(torch.float16)
 
-    def run_unet(self, x, emb, encoder_out=None):
-        """The UNet body: input blocks, middle block, output blocks with skip connections, output head."""
+    def run_unet(self, x, emb, encoder_out=None, deep_cache=None):
+        """The UNet body: input blocks, middle block, output blocks with skip connections, output head.
+
+        `deep_cache`, a `glide.deep_cache.DeepCacheStep`, makes it a DeepCache full or shallow forward."""
+        if deep_cache is not None:
+            return self._head(deep_cache.run(self, x, emb, encoder_out), x)
         hs = []
         h = x.to(self.dtype)
         for module in self.input_blocks:
@@ -302,6 +306,10 @@ class UNetModel(nn.Module):
         h = self.middle_block(h, emb, encoder_out)
         for module in self.output_blocks:
             h = module(torch.cat([h, hs.pop()], dim=1), emb, encoder_out)
+        return self._head(h, x)
+
+    def _head(self, h, x):
+        """The output layer on the body's last feature h, in x's dtype."""
         # The output layer in x's precision even under autocast, as the reference's fp16 layout keeps it:
         # the samplers' arithmetic on epsilon (guidance, x0) would otherwise run in half precision.
         device_type = x.device.type
@@ -310,6 +318,6 @@ class UNetModel(nn.Module):
                 return self.out(h.to(x.dtype))
         return self.out(h.to(x.dtype))
 
-    def forward(self, x, timesteps):
+    def forward(self, x, timesteps, deep_cache=None):
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
-        return self.run_unet(x, emb)
+        return self.run_unet(x, emb, deep_cache=deep_cache)

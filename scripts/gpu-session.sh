@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One session on a lent GPU, unattended: the benchmark suite on an idle GPU (CUDA-graph variants
 # included: the 256 px fast recipe at batch 1 in fp16 and bf16, replayed from graphs, images/s at batch
-# 16, forward MFU at batch 16), then the demo on CUDA answering 8 concurrent gradio_client users (a
-# one-minute soak), then the shapes family trained side by side (`glide.train_default --recipe gpu`,
-# exported into glide/assets/shapes/), then its evaluation on the GPU. Each step is time-bounded;
+# 16, forward MFU at batch 16, DeepCache's full and shallow step, loading before and after), then the
+# demo on CUDA answering 8 concurrent gradio_client users (a one-minute soak), then the shapes family
+# trained side by side (`glide.train_default --recipe gpu`, exported into glide/assets/shapes/), then
+# its evaluation on the GPU. Each step is time-bounded;
 # GLIDE_STEPS picks steps: GLIDE_STEPS=bench,demo is the speed figures alone, in under 5 minutes.
 #
 #   scripts/gpu-session.sh OUT_DIR        # writes OUT_DIR/*.safetensors and OUT_DIR/session.tar.gz

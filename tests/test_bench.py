@@ -35,7 +35,7 @@ def _positive(x):
 def test_tables_print_and_files_are_written(quick_run):
     stdout, _, json_path = quick_run
     for title in ("== Run", "== Dense matmul rate", "== Forward pass", "== Text -> ", "== Embedded default model",
-                  "== Throughput vs batch size"):
+                  "== Throughput vs batch size", "== DeepCache: seconds per sampling step", "== Loading a model"):
         assert title in stdout
     assert "CPU" in stdout and "threads" in stdout          # the CPU model and thread count are stated
     md = json_path.with_suffix(".md")
@@ -124,6 +124,24 @@ def test_shapes_and_batch(quick_run):
     rows = data["sections"]["batch"]["results"]
     assert sorted({r["batch"] for r in rows}) == [1, 4]      # CPU: the quick form
     assert all(r["status"] == "ok" and _positive(r["items_per_s"]) and _positive(r["ms"]) for r in rows)
+
+
+def test_deep_cache_steps_and_loading(quick_run):
+    _, data, _ = quick_run
+    steps = {r["model"]: r for r in data["sections"]["deepcache"]["results"]}
+    assert {name: r["batch"] for name, r in steps.items()} == {"base": 2, "upsample": 1}
+    for r in steps.values():
+        assert r["status"] == "ok" and _positive(r["full_s"]) and _positive(r["shallow_s"]), r
+        assert r["shallow_s"] < r["full_s"] and r["shallow_vs_full_max_abs_diff"] == 0
+        assert r["per_step_s"]["2"] == pytest.approx((r["full_s"] + r["shallow_s"]) / 2)
+        assert r["speedup"]["3"] > r["speedup"]["2"] > 1
+    loads = data["sections"]["loading"]["results"]
+    assert [(r["family"].split()[0], r["component"]) for r in loads[:2]] == [
+        ("glide-filtered", "base"), ("glide-filtered", "upsample")]
+    assert {r["family"] for r in loads[2:]} <= {"shapes"}
+    for r in loads:
+        assert r["status"] == "ok" and _positive(r["before_s"]) and _positive(r["after_s"]), r
+        assert r["after_weights_read_s"] >= r["after_s"] and _positive(r["parameters"])
 
 
 def test_a_variant_too_slow_for_the_budget_is_estimated_not_run():

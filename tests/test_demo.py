@@ -269,6 +269,14 @@ def test_generate(client):
     assert image_of(base[0]).size == (32, 32) and read_settings(image_of(base[0]))["seed"] >= 0
 
 
+def test_generate_with_deep_cache(client):
+    images = client.predict(PROMPT, seed=4, steps=4, upsample_steps="4", deep_cache=3, upsample_deep_cache=2,
+                            api_name="/generate")
+    settings = read_settings(image_of(images[0]))
+    assert image_of(images[0]).size == (128, 128)
+    assert (settings["deep_cache"], settings["upsample_deep_cache"]) == (3, 2)
+
+
 def test_inpaint(client, tmp_path):
     Image.new("RGB", (100, 100), (30, 60, 220)).save(tmp_path / "image.png")
     mask = Image.new("L", (100, 100), 0)
@@ -314,6 +322,7 @@ def test_compare(client):
     ("/generate", [PROMPT], dict(upsample_sampler="euler", **FAST), "upsample_sampler: unknown step rule 'euler'"),
     ("/generate", [PROMPT], dict(model="glide-filtered", **FAST), "not downloaded yet"),
     ("/generate", [PROMPT], dict(model="nope", **FAST), "unknown model 'nope'"),
+    ("/generate", [PROMPT], dict(deep_cache=11, **FAST), "deep_cache must be between 0 and 10"),
     ("/compare", [""], dict(steps=2), "prompt is empty"),
     ("/compare", [PROMPT], dict(steps=2, sweep="1, 2, 3, 4, 5, 6, 7"), "at most 6 scales"),
     ("/compare", [PROMPT], dict(steps=2, sweep="1, lots"), "sweep scale must be a number"),

@@ -162,7 +162,7 @@ class TruthUpsampler:
 
         return Result()
 
-    def upsample(self, images, captions, sampler, steps, seed):
+    def upsample(self, images, captions, sampler, steps, seed, deep_cache=0):
         scenes, all_captions = shapes_eval.fresh_scenes(4, 2)
         out = []
         for image, caption in zip(images, captions):
@@ -193,4 +193,37 @@ def test_presets_are_measured_against_the_defaults_with_their_upsamplers(tmp_pat
     assert [(r["shapes"], r["condition"]) for r in report["text_to_image"]] == [
         (k, c) for k in (1, 2) for c in ("defaults, classifier-free 3", "preset fast, classifier-free 3")]
     assert all(r["all"]["n"] == 3 and r["seconds_per_image"] > 0 for r in report["text_to_image"])
-    assert [r["rule"] for r in report["upsampler_rules"]] == ["ddim 8", "ddim 4"]
+    assert [r["rule"] for r in report["upsampler_rules"]] == ["ddim 8", "ddim 4, DeepCache 2"]
+
+
+class IntervalRecorder(RenderingFamily):
+    """Draws every caption exactly and records the DeepCache interval each stage was asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.base_intervals, self.upsample_intervals = [], []
+
+    def generate(self, captions, seed, upsample=True, **kw):
+        if "deep_cache" in kw:
+            self.base_intervals.append(kw["deep_cache"])
+        return super().generate(captions, seed, upsample)
+
+    def upsample(self, images, captions, sampler, steps, seed, deep_cache=0):
+        self.upsample_intervals.append(deep_cache)
+        return super().generate(captions, seed)
+
+
+def test_deep_cache_study_runs_each_interval_on_both_stages(tmp_path, monkeypatch):
+    family = IntervalRecorder()
+    monkeypatch.setattr(shapes_eval, "load_pipeline", lambda *a, **k: family)
+    out = tmp_path / "EVAL_DEEP_CACHE.json"
+    shapes_eval.main(["shapes", "--deep-cache", "--n", "4", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["command"] == f"python -m glide.eval shapes --deep-cache --n 4 --out {out}"
+    assert [(r["shapes"], r["condition"]) for r in report["base"]] == [
+        (k, c) for k in (1, 2) for c in ("off", "DeepCache 2", "DeepCache 3")]
+    assert all(r["all"]["rate"] == 1.0 and r["all"]["n"] == 4 for r in report["base"])
+    assert [r["rule"] for r in report["upsampler"]] == ["ddim 8", "ddim 8, DeepCache 2", "ddim 8, DeepCache 3"]
+    assert all(r["seconds_per_image"] >= 0 and r["checker_all"] == 1.0 for r in report["upsampler"])
+    assert family.base_intervals == [0, 2, 3, 0, 2, 3]
+    assert family.upsample_intervals == [0, 0, 2, 2, 3, 3]   # the true renders, then the base images

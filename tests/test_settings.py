@@ -189,6 +189,8 @@ def test_an_unknown_model_is_one_error_with_one_message_everywhere():
 def test_a_preset_fills_only_what_is_left_empty():
     fast = GenerationSettings.create("a red circle", preset="fast", seed=0)
     assert (fast.sampler, fast.steps, fast.upsample_sampler, fast.upsample_steps) == ("dpm++3m", 6, "ddim", 4)
+    assert (fast.deep_cache, fast.upsample_deep_cache) == (3, 2)
+    assert GenerationSettings.create("a red circle", preset="fast", seed=0, deep_cache=1).deep_cache == 0   # off
     assert fast.guidance_params["interval"] == SDXL_INTERVAL
     # An explicit value wins over the preset's, whether given as a keyword or as a plugin parameter.
     mine = GenerationSettings.create("a red circle", preset="fast", seed=0, steps=9, upsample_steps="ddim6",
@@ -202,7 +204,8 @@ def test_a_preset_fills_only_what_is_left_empty():
     assert unguided.guidance_params == {} and unguided.steps == 6
     assert "preset" not in unguided.per_image()[0]
     assert fast == GenerationSettings.create("a red circle", seed=0, sampler="dpm++3m", steps=6, upsample_sampler="ddim",
-                                             upsample_steps=4, guidance_params={"interval": SDXL_INTERVAL})
+                                             upsample_steps=4, guidance_params={"interval": SDXL_INTERVAL},
+                                             deep_cache=3, upsample_deep_cache=2)
 
 
 def test_an_unknown_preset_names_the_choices():

@@ -4,6 +4,8 @@ matmul   the device's dense matmul rate per dtype: the denominator of every MFU 
 forward  one forward of the full-size base model and upsampler per precision/layout variant
 sample   text -> 256x256 sample: the reference's settings against our fastest of equal quality
 batch    throughput vs batch size
+deepcache  one sampling step with DeepCache off and on: full and shallow step, average per step at N = 2, 3
+loading  each model from its checkpoint file: the old way (random init, read, load_state_dict) against the loader
 shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
 guidance seconds per image of each guidance strategy on the shapes family, and what an interval saves
 recipe   the fast recipe and the `fast` preset at 256 px from checkpoint files in a fresh process, loading included
@@ -16,23 +18,28 @@ from typing import Callable, Dict
 
 from .batch import section_batch
 from .common import Bench, log
+from .deep_cache import section_deep_cache
 from .forward import section_forward
 from .guidance import section_guidance
+from .loading import section_loading
 from .matmul import section_matmul
 from .recipe import section_recipe
 from .sample import SAMPLE_SETTINGS, section_sample
 from .shapes import section_shapes
 
 # Run order: what a GPU run must show first (MFU's denominator, forward MFU, sampling time, batch
-# scaling), then the embedded model's CPU figures, so a budget cut loses the least important part.
-SECTIONS = ("matmul", "forward", "sample", "batch", "shapes", "guidance", "recipe")
+# scaling, DeepCache's step cost, loading), then the embedded model's CPU figures, so a budget cut loses
+# the least important part.
+SECTIONS = ("matmul", "forward", "sample", "batch", "deepcache", "loading", "shapes", "guidance", "recipe")
 RUNNERS: Dict[str, Callable] = {
     "matmul": section_matmul,
     "forward": section_forward,
     "sample": section_sample,
     "shapes": section_shapes,
     "batch": section_batch,
+    "deepcache": section_deep_cache,
     "guidance": section_guidance,
+    "loading": section_loading,
     "recipe": section_recipe,
 }
 

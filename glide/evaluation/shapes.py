@@ -4,6 +4,7 @@
     python -m glide.eval shapes --tradeoff      # EVAL_TRADEOFF.json + tradeoff.png: guidance scale sweeps
     python -m glide.eval shapes --samplers      # EVAL_SAMPLERS.json: step rules of the base model and upsampler,
                                                 # the fast solvers against DPM-Solver++(2M), their exact-ODE errors
+    python -m glide.eval shapes --deep-cache    # EVAL_DEEP_CACHE.json: DeepCache intervals against off, both stages
     python -m glide.eval shapes --presets       # EVAL_PRESETS.json: each preset (glide.settings.PRESETS) against
                                                 # the defaults, guided, and its upsampler against the truth
     python -m glide.eval shapes --n 32 --quick --out /tmp/e.json   # a smaller, faster pass
@@ -152,14 +153,15 @@ def true_pair(scene, index: int, low: int, high: int):
             shapes.render(scene, high, np.random.default_rng(seed)))
 
 
-def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32) -> List[dict]:
+def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32, deep_cache: int = 0) -> List[dict]:
     """Each step rule of the upsampler, on exact inputs and on the base model's images.
 
     On true low-res renders (two-shape scenes) the output is scored against the true high-res render
     of the same scene, so any error is the upsampler's: mean absolute error and PSNR, edge energy
     relative to the truth (above 1 = grainier, below 1 = blurrier) and the checker's verdict. On the
     base model's images for the same captions (family defaults), reduced back to the base size, the
-    output is compared with its input: how faithfully the upsampler keeps what it was given.
+    output is compared with its input: how faithfully the upsampler keeps what it was given. `deep_cache`
+    runs the upsampler with that DeepCache interval (rows then say so).
     """
     scenes, captions = fresh_scenes(n, 2)
     pairs = [true_pair(scene, i, pipe.family.base_size, pipe.family.upsample_size) for i, scene in enumerate(scenes)]
@@ -170,7 +172,7 @@ def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32) -
         out = []
         for i in range(0, n, chunk):
             out += pipe.upsample(images[i:i + chunk], captions[i:i + chunk], sampler=rule, steps=steps,
-                                 seed=EVAL_SEED + i).images
+                                 seed=EVAL_SEED + i, deep_cache=deep_cache).images
         return out
 
     def edges(images):
@@ -184,7 +186,8 @@ def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32) -
         mse = ((images - truth) ** 2).mean(axis=(1, 2, 3))
         kept = [np.abs(np.asarray(up.resize(base.size, Image.BOX), np.float32) - np.asarray(base, np.float32)).mean()
                 for up, base in zip(upsample_all(generated, rule, steps), generated)]
-        rows.append({"rule": f"{rule} {steps}", "mean_abs_error": round(float(np.abs(images - truth).mean()), 2),
+        label = f"{rule} {steps}" + (f", DeepCache {deep_cache}" if deep_cache else "")
+        rows.append({"rule": label, "mean_abs_error": round(float(np.abs(images - truth).mean()), 2),
                      "psnr_db": round(float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))), 2),
                      "edge_energy_vs_truth": round(float(edges(images) / edges(truth)), 3),
                      "checker_all": round(float(np.mean([shapes.matches(im, sc)["all"] for im, sc in zip(out, scenes)])), 4),
@@ -192,6 +195,30 @@ def eval_upsampler_rules(pipe, n: int, rules=UPSAMPLER_RULES, chunk: int = 32) -
                      "seconds": round(time.time() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+DEEP_CACHE_INTERVALS = (0, 2, 3)
+
+
+def eval_deep_cache(pipe, n: int, report: Dict, save=lambda: None, intervals=DEEP_CACHE_INTERVALS) -> Dict:
+    """DeepCache against off on both stages: the base model at the family's defaults (DPM-Solver++(2M) 10,
+    classifier-free 3) on one- and two-shape scenes, n prompts each, judged by the checker; the upsampler
+    (DDIM 8, its default) on n // 2 true low-res renders, scored against the truth as in the step-rule rows.
+    Every row has its seconds per image; interval 0 is off."""
+    conditions = [("off" if interval == 0 else f"DeepCache {interval}", dict(deep_cache=interval))
+                  for interval in intervals]
+    # Loaded and warmed outside the timed rows, so the first row's seconds are not the models' loading.
+    pipe.generate(fresh_scenes(1, 1)[1], seed=EVAL_SEED, upsample_steps=2, steps=2)
+    report.update(n=n, settings={"base": "family defaults", "upsampler": "ddim 8", "upsampler_n": n // 2},
+                  base=[], upsampler=[])
+    eval_text_to_image(pipe, n, conditions, report["base"], save)
+    for interval in intervals:
+        (row,) = eval_upsampler_rules(pipe, n // 2, rules=[("ddim", 8)], deep_cache=interval)
+        # The row's seconds upsample n // 2 true renders and as many base images.
+        row["seconds_per_image"] = round(row["seconds"] / (2 * (n // 2)), 4)
+        report["upsampler"].append(row)
+        save()
+    return report
 
 
 # The fast ODE solvers against DPM-Solver++(2M) 10 (the family's default), unguided and classifier-free 3.
@@ -346,13 +373,14 @@ def eval_presets(pipe, n: int, report: Dict, save=lambda: None) -> Dict:
         for name in PRESETS]
     report["text_to_image"] = []
     eval_text_to_image(pipe, n, conditions, report["text_to_image"], save)
-    upsamplers = [(family.default_upsample_sampler, family.default_upsample_steps)]
+    upsamplers = [(family.default_upsample_sampler, family.default_upsample_steps, 0)]
     for preset in PRESETS.values():
         rule = (preset.upsample_sampler or family.default_upsample_sampler,
-                preset.upsample_steps or family.default_upsample_steps)
+                preset.upsample_steps or family.default_upsample_steps, preset.upsample_deep_cache)
         if rule not in upsamplers:
             upsamplers.append(rule)
-    report["upsampler_rules"] = eval_upsampler_rules(pipe, min(n, 64), upsamplers)
+    report["upsampler_rules"] = [row for rule, steps, interval in upsamplers
+                                 for row in eval_upsampler_rules(pipe, min(n, 64), [(rule, steps)], deep_cache=interval)]
     save()
     return report
 
@@ -375,7 +403,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", choices=["shapes"])
     parser.add_argument("--n", type=int, help="prompts per condition and scene kind (default 128; --samplers: 64; "
-                                              "--tradeoff: prompts per point, 40)")
+                                              "--tradeoff: prompts per point, 40; --deep-cache: 128, the "
+                                              "upsampler half)")
     parser.add_argument("--steps", type=int, default=10, help="steps of the default rule (DPM-Solver++(2M))")
     parser.add_argument("--quick", action="store_true", help="only the headline conditions")
     parser.add_argument("--out", type=Path, help="the report (default glide/assets/shapes/EVAL.json, with "
@@ -388,6 +417,9 @@ def main(argv=None):
     parser.add_argument("--tradeoff", action="store_true",
                         help="only the guidance trade-off: classifier-free and CLIP guidance at several scales, "
                              "fidelity vs diversity vs realism (see glide.evaluation.measures), JSON and a plot")
+    parser.add_argument("--deep-cache", action="store_true",
+                        help="only DeepCache: intervals 2 and 3 against off, the base model at its defaults "
+                             "(checker accuracy) and the upsampler (error against the truth), with seconds per image")
     parser.add_argument("--presets", action="store_true",
                         help="only the presets (glide.settings.PRESETS) against the defaults: guided accuracy, "
                              "seconds per image and the upsampler's error against the truth")
@@ -395,8 +427,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--dtype", default="float32", help="passed to load_pipeline (float32, bfloat16, float16, ...)")
     args = parser.parse_args(argv)
-    name = ("EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff else
-            "EVAL_PRESETS.json" if args.presets else "EVAL.json")
+    name = ("EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff
+            else "EVAL_DEEP_CACHE.json" if args.deep_cache else "EVAL_PRESETS.json" if args.presets else "EVAL.json")
     args.out = args.out or Path("glide/assets/shapes") / name
     args.n = args.n or (64 if args.samplers else 40 if args.tradeoff else 128)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -415,6 +447,12 @@ def main(argv=None):
         report["seconds"] = round(time.time() - start, 1)
         save()
         measures.tradeoff_figure(report).savefig(args.out.with_name("tradeoff.png"), dpi=110)
+        return
+    if args.deep_cache:
+        eval_deep_cache(pipe, args.n, report, save)
+        print(markdown(report["base"]))
+        for row in report["upsampler"]:
+            print(row)
         return
     if args.presets:
         report.update(n=args.n, presets={name: dataclasses.asdict(preset) for name, preset in PRESETS.items()})
