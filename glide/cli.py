@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from .errors import UsageError, UserError
 from .fileio import human_bytes
 from .serving import options as serving
+from .serving import settings_file
 
 EXIT_ERROR = 2
 EXIT_INTERNAL = 1
@@ -486,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=8, help="images per batched run (default 8)")
     p.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     p.add_argument("--checkpoint-dir", type=Path, help="where downloaded checkpoints are cached, on every machine")
+    settings_file.add_option(p)
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("samplers", help="step rules and guidance strategies, with their parameters")
@@ -494,8 +496,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line, with `glide serve --config FILE`'s settings as the defaults its flags override."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["serve"]:
+        (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        settings_file.apply(commands.choices["serve"], argv[1:])
+    return parser.parse_args(argv)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.run(args)
     except KeyboardInterrupt:

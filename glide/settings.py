@@ -102,7 +102,9 @@ def preset_of(name: str) -> Preset:
 def number(value, name: str, kind=float, lo=None, hi=None):
     """`value` (a number, or text a form sent) as an int or float within [lo, hi]; InputError naming
     the field and the range otherwise."""
-    if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
+    if isinstance(value, bool):   # a bool is an int to Python, never a number a user meant
+        raise InputError(f"{name} must be a number, got {value!r}")
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise InputError(f"{name} is missing: give a number")
     try:
         result = float(value)

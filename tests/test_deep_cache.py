@@ -248,7 +248,7 @@ def test_settings_carry_validate_and_record_the_intervals():
 @pytest.mark.parametrize("field", ["deep_cache", "upsample_deep_cache"])
 @pytest.mark.parametrize("value, message", [
     (MAX_INTERVAL + 1, "between 0 and 10"), (-1, "between 0 and 10"), (2.5, "whole number"),
-    ("often", "must be a number"), (True, "is missing")])
+    ("often", "must be a number"), (True, "must be a number, got True")])
 def test_bad_intervals_get_a_clear_error(field, value, message):
     with pytest.raises(InputError, match=rf"^{field} .*{message}"):
         GenerationSettings.create(PROMPT, **{field: value})

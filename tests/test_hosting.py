@@ -445,3 +445,17 @@ def test_progress_streams_through_the_proxy(behind_nginx):
     assert len(steps) > 1, arrivals
     # Streamed: the first step arrived well before the end (all at once, they would arrive together).
     assert arrivals[-1][1] - steps[0] > 0.2, arrivals
+
+
+def test_glide_serve_reads_the_settings_file_too(tmp_path, capsys):
+    from glide.cli import parse_args
+
+    path = tmp_path / "glide-serve.toml"
+    path.write_text("max-batch = 4\nreplicas = 3\n")
+    args = parse_args(["serve", "--config", str(path)])
+    assert (args.max_batch, args.replicas) == (4, 3)
+    assert parse_args(["serve", "--config", str(path), "--max-batch", "2"]).max_batch == 2
+    path.write_text("colour = 'blue'\n")
+    with pytest.raises(SystemExit):
+        parse_args(["serve", "--config", str(path)])
+    assert "unknown setting 'colour'" in capsys.readouterr().err
