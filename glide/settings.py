@@ -206,6 +206,11 @@ def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[i
     return number(value, what, int, MIN_STEPS, limits.max_steps)
 
 
+def _or(value, fallback):
+    """`value`, or `fallback` where it is empty (None, blank, or 0 — the fields' word for "the default")."""
+    return fallback if _is_blank(value) or value == 0 else value
+
+
 def _deep_cache(value, what: str) -> int:
     """A DeepCache interval: N >= 2 is a full forward every N steps; 0, 1 or empty is off (stored as 0)."""
     interval = 0 if _is_blank(value) else number(value, what, int, 0, MAX_DEEP_CACHE)
@@ -332,13 +337,11 @@ class GenerationSettings:
         family = get_family(model)
         registry = samplers.get_registry()
         bundle = preset_of(preset) if not _is_blank(preset) else Preset("")
-        sampler = sampler or bundle.sampler
-        steps = bundle.steps if _is_blank(steps) or steps == 0 else steps
-        upsample_sampler = upsample_sampler or bundle.upsample_sampler
-        upsample_steps = bundle.upsample_steps if _is_blank(upsample_steps) or upsample_steps == 0 else upsample_steps
-        deep_cache = bundle.deep_cache if _is_blank(deep_cache) or deep_cache == 0 else deep_cache
-        upsample_deep_cache = (bundle.upsample_deep_cache if _is_blank(upsample_deep_cache) or upsample_deep_cache == 0
-                               else upsample_deep_cache)
+        sampler, steps = _or(sampler, bundle.sampler), _or(steps, bundle.steps)
+        upsample_sampler, upsample_steps = _or(upsample_sampler, bundle.upsample_sampler), _or(upsample_steps,
+                                                                                              bundle.upsample_steps)
+        deep_cache = _or(deep_cache, bundle.deep_cache)
+        upsample_deep_cache = _or(upsample_deep_cache, bundle.upsample_deep_cache)
         if isinstance(seed, (list, tuple)) and _is_blank(batch_size) and (isinstance(prompts, str) or len(prompts) == 1):
             batch_size = len(seed)  # one prompt, several seeds: an image per seed
         prompts = _expand_prompts(prompts, batch_size, limits)
@@ -349,13 +352,13 @@ class GenerationSettings:
         _check_mapping(rule, sampler_params)
         preset_rule, preset_strategy = _declared(bundle.plugin_params, rule, strategy)
         guidance_params = {**preset_strategy, **dict(guidance_params or {}), **routed_strategy}
-        sampler_params = {**preset_rule, **dict(sampler_params or {})}
+        sampler_params = {**preset_rule, **dict(sampler_params or {}), **routed_rule}
         scale = registry.scale_of(strategy)
         if not _is_blank(guidance_scale) and scale is not None:
             guidance_params.setdefault(scale.name, number(guidance_scale, "guidance_scale"))
         return cls(model=family.name, prompts=prompts, seeds=_expand_seed(seed, len(prompts)), mode=mode,
                    negative_prompt=negative_prompt, sampler=rule.name,
-                   sampler_params={**dict(sampler_params or {}), **routed_rule}, steps=steps,
+                   sampler_params=sampler_params, steps=steps,
                    guidance=strategy.name, guidance_params=guidance_params, upsample=upsample,
                    upsample_sampler=upsample_sampler or "", upsample_steps=upsample_steps,
                    upsample_temp=upsample_temp, deep_cache=deep_cache, upsample_deep_cache=upsample_deep_cache,
