@@ -13,11 +13,13 @@ progress, plugin controls) can change without breaking clients:
 
 Images come back as PNG files whose text chunks hold the settings that regenerate them.
 """
+import inspect
 import json
 from typing import Dict
 
 import gradio as gr
 
+from glide.declarations import Setting, for_mode
 from glide.errors import InputError
 
 from .service import settings_summary
@@ -27,8 +29,6 @@ from .widgets import caller, user_errors
 
 def parse_plugin_params(text) -> Dict:
     """`plugin_params`: a JSON object of extra step-rule / guidance parameters, e.g. {"eta": 0.5}."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return {}
     if isinstance(text, dict):
         return text
     try:
@@ -40,35 +40,58 @@ def parse_plugin_params(text) -> Dict:
     return params
 
 
+def setting_value(setting: Setting, value):
+    """An API input as its setting's value: a blank text field is not given (None), plugin_params is JSON."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return parse_plugin_params(value) if setting.kind == "params" else value
+
+
+def _setting_input(setting: Setting, ctx: Context) -> gr.components.Component:
+    """The hidden input of one setting: its parameter takes the setting's name, default and description. Numbers
+    keep their decimals (precision None), so that the settings refuse 2.5 steps rather than the input round it."""
+    common = dict(label=setting.name, info=setting.describe())
+    if setting.kind == "bool":
+        return gr.Checkbox(setting.default, **common)
+    if setting.kind in ("int", "float"):
+        return gr.Number(setting.default, **common)
+    if setting.kind in ("step_rule", "strategy"):
+        # The registry's names; any other is allowed through, so that the settings name the problem.
+        names = [p["name"] for p in (ctx.rules if setting.kind == "step_rule" else ctx.strategies)]
+        return gr.Dropdown(names, value=setting.default, allow_custom_value=True, **common)
+    return gr.Textbox(setting.default, **common)
+
+
+def _endpoint(run, leading, settings, doc: str):
+    """A handler `run(leading values..., settings dict, request)` as gradio sees an endpoint: one parameter per
+    leading input and per setting (named after it, with its declared default), then the request."""
+    @user_errors
+    def handler(*args):
+        *values, request = args
+        given = {s.name: setting_value(s, v) for s, v in zip(settings, values[len(leading):])}
+        return run(*values[:len(leading)], {k: v for k, v in given.items() if v is not None}, request)
+
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    handler.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, positional) for name in leading]
+        + [inspect.Parameter(s.name, positional, default=s.default) for s in settings]
+        + [inspect.Parameter("request", positional, default=None, annotation=gr.Request)])
+    handler.__annotations__ = {"request": gr.Request}
+    handler.__doc__ = doc
+    return handler
+
+
 def add_api(ctx: Context) -> None:
     """Hidden components and the three named endpoints (call inside the Blocks)."""
     service = ctx.service
+    generate_settings, inpaint_settings = for_mode("generate"), for_mode("inpaint")
     with gr.Column(visible=False):
-        # Labels become the parameter names clients see; values are the defaults.
         prompt = gr.Textbox(label="prompt")
-        negative = gr.Textbox("", label="negative_prompt")
-        seed = gr.Number(-1, precision=0, label="seed")                      # -1: random
-        batch = gr.Number(1, precision=0, label="batch_size")
-        steps = gr.Number(0, precision=0, label="steps")                     # 0: the model's default
-        # "" (the default) is the requested model's own rule, which differs between families.
-        rule_names = ["", *(r["name"] for r in ctx.rules)]
-        sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="sampler")
-        guidance = gr.Dropdown([g["name"] for g in ctx.strategies], value="classifier-free", label="guidance")
-        # Optional numbers are text fields: empty means the default (the strategy's own scale, GLIDE's
-        # upsampler temperature), which a number field cannot say; numbers sent by clients are read as such.
-        scale = gr.Textbox("", label="guidance_scale")
-        upsample = gr.Checkbox(True, label="upsample")
-        upsample_steps = gr.Textbox("", label="upsample_steps")              # empty: the model's default
-        upsample_temp = gr.Textbox("", label="upsample_temp")
-        plugin_params = gr.Textbox("", label="plugin_params")
-        model = gr.Textbox(service.default_model, label="model")
-        upsample_sampler = gr.Dropdown(rule_names, value="", allow_custom_value=True, label="upsample_sampler")
-        deep_cache = gr.Number(0, precision=0, label="deep_cache")                    # 0: off
-        upsample_deep_cache = gr.Number(0, precision=0, label="upsample_deep_cache")
-        preset = gr.Textbox("", label="preset")                              # empty: none ("fast": PRESETS)
+        # One input per setting, shared by the endpoints that take it (/compare's seed, steps, sampler and model too).
+        inputs = {s.name: _setting_input(s, ctx) for s in (*generate_settings, *inpaint_settings, *for_mode("compare"))}
         # Files rather than gr.Image: a broken upload then reaches our handler, which says what is wrong.
         image = gr.File(label="image", type="filepath")
-        mask = gr.File(label="mask", type="filepath")
+        mask = gr.File(label="mask (white: the region to replace)", type="filepath")
         clip_scale = gr.Textbox("", label="clip_scale")
         cfg_scale = gr.Textbox("", label="cfg_scale")
         compare_upsample = gr.Checkbox(False, label="upsample")
@@ -80,62 +103,48 @@ def add_api(ctx: Context) -> None:
         grid = gr.Image(format="png", label="sweep_grid", type="filepath")
         generate_btn, inpaint_btn, compare_btn = gr.Button(), gr.Button(), gr.Button()
 
-    def request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale, upsample,
-                   upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
-                   upsample_deep_cache, preset):
-        return service.sample_request(prompt, model=model, seed=seed, batch_size=batch_size,
-                                      negative_prompt=negative_prompt, sampler=sampler, steps=steps,
-                                      guidance=guidance, guidance_scale=guidance_scale,
-                                      plugin_params=parse_plugin_params(plugin_params), upsample=upsample,
-                                      upsample_sampler=upsample_sampler, upsample_steps=upsample_steps,
-                                      upsample_temp=upsample_temp, deep_cache=deep_cache,
-                                      upsample_deep_cache=upsample_deep_cache, preset=preset or None)
+    def request_of(prompt, settings: Dict):
+        return service.sample_request(prompt, **settings)
 
-    # New inputs go last, so that clients passing the earlier ones by position keep working.
-    @user_errors
-    def generate(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale, upsample,
-                 upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
-                 upsample_deep_cache, preset, request: gr.Request):
-        """Text to image. Returns the final images: PNGs whose text chunks hold their settings."""
-        req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
-                         upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
-                         upsample_deep_cache, preset)
-        out = service.submit_generate(req, **caller(service, request)).wait()
+    def images_of(out):
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
-    generate_btn.click(generate, inputs=[prompt, negative, seed, batch, steps, sampler, guidance, scale, upsample,
-                                         upsample_steps, upsample_temp, plugin_params, model, upsample_sampler,
-                                         deep_cache, upsample_deep_cache, preset],
-                       outputs=images, api_name="generate", **ctx.device_events)
+    def generate(prompt, settings, request):
+        out = service.submit_generate(request_of(prompt, settings), **caller(service, request)).wait()
+        return images_of(out)
+
+    def inpaint(prompt, image, mask, settings, request):
+        out = service.submit_inpaint(request_of(prompt, settings), image, mask, **caller(service, request)).wait()
+        return images_of(out)
+
+    # The settings' order is their declaration order, new ones last: clients passing the earlier ones by
+    # position keep working.
+    generate_btn.click(
+        _endpoint(generate, ["prompt"], generate_settings,
+                  "Text to image. Returns the final images: PNGs whose text chunks hold their settings."),
+        inputs=[prompt, *(inputs[s.name] for s in generate_settings)],
+        outputs=images, api_name="generate", **ctx.device_events)
+    inpaint_btn.click(
+        _endpoint(inpaint, ["prompt", "image", "mask"], inpaint_settings,
+                  "Inpainting: white pixels of `mask` (or painted ones, in an RGBA mask's alpha) are replaced to "
+                  "match the prompt; give files with gradio_client.handle_file."),
+        inputs=[prompt, image, mask, *(inputs[s.name] for s in inpaint_settings)],
+        outputs=images, api_name="inpaint", **ctx.device_events)
 
     @user_errors
-    def inpaint(prompt, image, mask, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
-                upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
-                upsample_deep_cache, preset, request: gr.Request):
-        """Inpainting: white pixels of `mask` (or painted ones, in an RGBA mask's alpha) are replaced to match the prompt."""
-        req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
-                         upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
-                         upsample_deep_cache, preset)
-        out = service.submit_inpaint(req, image, mask, **caller(service, request)).wait()
-        return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
-
-    inpaint_btn.click(inpaint, inputs=[prompt, image, mask, negative, seed, batch, steps, sampler, guidance, scale,
-                                       upsample, upsample_steps, upsample_temp, plugin_params, model,
-                                       upsample_sampler, deep_cache, upsample_deep_cache, preset],
-                      outputs=images, api_name="inpaint", **ctx.device_events)
-
-    @user_errors
-    def compare(prompt, seed, steps, sampler, clip_scale, cfg_scale, upsample, sweep, model, strategies,
-                request: gr.Request):
+    def compare(prompt, seed=None, steps=None, sampler=None, clip_scale="", cfg_scale="", upsample=False, sweep="",
+                model=None, strategies="", request: gr.Request = None):
         """One prompt and seed under several guidance strategies (default CLIP, classifier-free, unguided):
         images, scores (the best marked), and a grid of the scale sweep."""
-        req = ctx.service.compare_request(prompt, model=model, seed=seed, sampler=sampler, steps=steps,
-                                          clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
-                                          sweep=sweep, strategies=strategies)
+        blank = lambda value: None if isinstance(value, str) and not value.strip() else value
+        req = ctx.service.compare_request(prompt, model=blank(model), seed=seed, sampler=blank(sampler),
+                                          steps=blank(steps), clip_scale=blank(clip_scale),
+                                          cfg_scale=blank(cfg_scale), upsample=upsample, sweep=sweep,
+                                          strategies=strategies)
         out = service.submit_compare(req, **caller(service, request)).wait()
         entries = [{k: v for k, v in e.items() if k not in ("image", "caption", "title")} for e in out.entries]
         return [(e["image"], e["caption"]) for e in out.entries], {"seed": out.seed, "entries": entries}, out.grid
 
-    compare_btn.click(compare, inputs=[prompt, seed, steps, sampler, clip_scale, cfg_scale, compare_upsample, sweep,
-                                       model, strategies],
+    compare_btn.click(compare, inputs=[prompt, inputs["seed"], inputs["steps"], inputs["sampler"], clip_scale, cfg_scale,
+                                       compare_upsample, sweep, inputs["model"], strategies],
                       outputs=[images, scores, grid], api_name="compare", **ctx.device_events)

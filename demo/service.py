@@ -144,19 +144,11 @@ class DemoService:
         threading.Thread(target=load, name="warm-up", daemon=True).start()
 
     # ------------------------------------------------------------------ requests (validated by glide.settings)
-    def sample_request(self, prompt, *, model=None, mode="generate", seed=None, batch_size=1, negative_prompt="",
-                       sampler=None, sampler_params=None, steps=None, guidance=None, guidance_params=None,
-                       guidance_scale=None, plugin_params=None, upsample=True, upsample_sampler=None,
-                       upsample_steps=None, upsample_temp=None, deep_cache=None,
-                       upsample_deep_cache=None, preset=None) -> GenerationSettings:
-        """GenerationSettings from raw widget or API values, within this server's limits (a UserError if off)."""
-        return GenerationSettings.create(
-            prompt, model=model or self.default_model, mode=mode, seed=seed, batch_size=batch_size,
-            negative_prompt=negative_prompt, sampler=sampler, sampler_params=sampler_params, steps=steps,
-            guidance=guidance, guidance_params=guidance_params, guidance_scale=guidance_scale,
-            plugin_params=plugin_params, upsample=upsample, upsample_sampler=upsample_sampler,
-            upsample_steps=upsample_steps, upsample_temp=upsample_temp, deep_cache=deep_cache,
-            upsample_deep_cache=upsample_deep_cache, preset=preset, limits=self.limits)
+    def sample_request(self, prompt, **settings) -> GenerationSettings:
+        """GenerationSettings from raw widget or API values (glide.declarations' settings, None where not given),
+        within this server's limits, on its default model unless another is named (a UserError if off)."""
+        model = settings.pop("model", None)
+        return GenerationSettings.create(prompt, model=model or self.default_model, limits=self.limits, **settings)
 
     def compare_request(self, prompt, *, model=None, seed=None, sampler=None, steps=None, clip_scale=None,
                         cfg_scale=None, upsample=False, sweep="", strategies=None) -> ComparisonSettings:

@@ -9,18 +9,11 @@ from typing import List, Optional, Tuple
 
 import gradio as gr
 
+from glide.declarations import DEFAULT_GUIDANCE
 from glide.evaluation import measures
 from glide.families import FAMILIES
 from glide.pngmeta import read_settings
-from glide.settings import (
-    COMPARE_STRATEGIES,
-    MAX_DEEP_CACHE,
-    MIN_STEPS,
-    PRESETS,
-    UPSAMPLE_TEMP,
-    UPSAMPLE_TEMP_RANGE,
-    GenerationSettings,
-)
+from glide.settings import COMPARE_STRATEGIES, MIN_STEPS, PRESETS, GenerationSettings
 
 from . import imaging
 from .models import APPROX_BYTES, human_bytes, model_label
@@ -32,6 +25,7 @@ from .widgets import (
     USER_ERRORS,
     PluginPanel,
     caller,
+    declared,
     gallery_items,
     grammar_notice,
     grammar_words,
@@ -198,8 +192,7 @@ class TextToImageTab:
                         "Prompt", "Generate", "prompt", "generate-btn", "prompt-notice", stop_id="stop-btn")
                 with gr.Column(elem_classes="controls-more"):
                     ctx.examples(self.prompt, "prompt-words")
-                    self.negative = gr.Textbox(label="Negative prompt",
-                                               placeholder="what to steer away from (optional)")
+                    self.negative = gr.Textbox(**declared("negative_prompt"), placeholder="optional")
                     self.preset = gr.Dropdown(
                         [("the model's defaults", DEFAULTS)] + [(name, name) for name in PRESETS], value=DEFAULTS,
                         label="Preset", elem_id="preset",
@@ -209,40 +202,33 @@ class TextToImageTab:
                         with gr.Column():
                             self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
                         with gr.Column():
-                            self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free", guidance=True)
+                            self.guidance = PluginPanel("Guidance", ctx.strategies, DEFAULT_GUIDANCE, guidance=True)
                     self.steps = ctx.steps_slider("steps")
                     with gr.Row():
-                        self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1, scale=2)
+                        self.seed = gr.Number(**declared("seed", value=-1, info="-1 = random"), precision=0, scale=2)
                         with gr.Column(scale=1, min_width=160):
                             self.random_btn = gr.Button("Random seed", size="sm")
                             self.reuse_btn = gr.Button("Reuse last seed", size="sm")
-                    self.batch = gr.Slider(1, max(limits.max_batch, 2), value=1, step=1, label="Batch size",
+                    self.batch = gr.Slider(**declared("batch_size", maximum=max(limits.max_batch, 2), value=1), step=1,
                                            visible=limits.max_batch > 1)
                     with gr.Row():
-                        self.upsample = gr.Checkbox(True, label="Upsample", elem_id="upsample",
-                                                    info="Run the upsampler after the base model")
-                        self.upsample_temp = gr.Slider(*UPSAMPLE_TEMP_RANGE, value=UPSAMPLE_TEMP, step=0.001,
-                                                       label="Upsample temperature",
-                                                       info="Scales the upsampler's initial noise")
+                        self.upsample = gr.Checkbox(**declared("upsample"), elem_id="upsample")
+                        self.upsample_temp = gr.Slider(**declared("upsample_temp"), step=0.001)
                     with gr.Row():
                         self.upsample_rule = gr.Dropdown([r["name"] for r in ctx.rules],
-                                                         value=ctx.family.default_upsample_sampler,
-                                                         label="Upsample step rule", elem_id="upsample-rule")
+                                                         **declared("upsample_sampler",
+                                                                    value=ctx.family.default_upsample_sampler),
+                                                         elem_id="upsample-rule")
                         self.upsample_steps = gr.Dropdown(UPSAMPLE_STEP_CHOICES,
-                                                          value=ctx.family.default_upsample_steps,
-                                                          allow_custom_value=True,
-                                                          label="Upsample steps", elem_id="upsample-steps")
+                                                          **declared("upsample_steps",
+                                                                     value=ctx.family.default_upsample_steps),
+                                                          allow_custom_value=True, elem_id="upsample-steps")
                     with gr.Accordion("Speed: DeepCache", open=False):
                         with gr.Row():
                             # 1 means off as 0 does (every step a full forward); the settings store it as 0.
-                            self.deep_cache = gr.Slider(0, MAX_DEEP_CACHE, value=0, step=1, label="DeepCache interval",
-                                                        elem_id="deep-cache",
-                                                        info="Base model: a full forward every N steps, the steps "
-                                                             "between reuse its deep features (0 = off)")
-                            self.upsample_deep_cache = gr.Slider(0, MAX_DEEP_CACHE, value=0, step=1,
-                                                                 label="Upsampler DeepCache interval",
-                                                                 elem_id="upsample-deep-cache",
-                                                                 info="The same for the upsampler (0 = off)")
+                            self.deep_cache = gr.Slider(**declared("deep_cache"), step=1, elem_id="deep-cache")
+                            self.upsample_deep_cache = gr.Slider(**declared("upsample_deep_cache"), step=1,
+                                                                 elem_id="upsample-deep-cache")
                     with gr.Accordion("Restore settings from an image", open=False):
                         # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks
                         # and all.
@@ -429,11 +415,11 @@ class InpaintTab:
                             with gr.Column():
                                 self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
                             with gr.Column():
-                                self.guidance = PluginPanel("Guidance", ctx.strategies, "classifier-free",
+                                self.guidance = PluginPanel("Guidance", ctx.strategies, DEFAULT_GUIDANCE,
                                                             guidance=True)
                         self.steps = ctx.steps_slider("inpaint-steps")
-                        self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random", minimum=-1)
-                        self.upsample = gr.Checkbox(True, label="Upsample", elem_id="inpaint-upsample")
+                        self.seed = gr.Number(**declared("seed", value=-1, info="-1 = random"), precision=0)
+                        self.upsample = gr.Checkbox(**declared("upsample"), elem_id="inpaint-upsample")
             with gr.Column(scale=3, elem_classes="results"):
                 self.status = gr.Markdown("", elem_id="inpaint-status")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png")
@@ -551,8 +537,8 @@ class CompareTab:
                         names, value=[n for n in COMPARE_STRATEGIES if n in names], label="Guidance strategies",
                         info="Any installed strategy, each at its default scale (CLIP and classifier-free: the "
                              "sliders below)", elem_id="compare-strategies")
-                    self.seed = gr.Number(-1, precision=0, label="Seed", info="-1 = random; one seed for all",
-                                          minimum=-1)
+                    self.seed = gr.Number(**declared("seed", value=-1, info="-1 = random; one seed for all"),
+                                          precision=0)
                     with gr.Row():
                         self.rule = gr.Dropdown([r["name"] for r in ctx.rules], value=ctx.family.default_sampler,
                                                 label="Step rule")

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 import gradio as gr
 
 from glide.data import shapes
+from glide.declarations import BY_NAME
 from glide.errors import Cancelled, QueueFull, RateLimited, UserError
 from glide.families import FAMILIES
 from glide.serving.jobs import Compare
@@ -70,6 +71,21 @@ def user_errors(fn):
 def session_of(request: Optional[gr.Request]) -> Optional[str]:
     """The browser tab's (or API client's) session: what Stop cancels."""
     return getattr(request, "session_hash", None) if request is not None else None
+
+
+def declared(name: str, **overrides) -> Dict:
+    """A setting's label, description, bounds and initial value (glide.declarations) as a control's keywords;
+    `overrides` for what this control shows differently (the seed box shows -1, the UI's word for random)."""
+    setting = BY_NAME[name]
+    keywords = dict(label=setting.label, info=setting.help[:1].upper() + setting.help[1:])
+    if setting.lo is not None:
+        keywords["minimum"] = setting.lo
+    if setting.hi is not None:
+        keywords["maximum"] = setting.hi
+    value = setting.default if setting.default is not None else setting.fallback
+    if value is not None:
+        keywords["value"] = value
+    return {**keywords, **overrides}
 
 
 def caller(service: DemoService, request: Optional[gr.Request]) -> Dict[str, Optional[str]]:

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from .declarations import DEFAULT_GUIDANCE, Setting, for_mode
 from .errors import UsageError, UserError
 from .fileio import human_bytes
 from .serving import options as serving
@@ -36,12 +37,6 @@ from .serving import settings_file
 EXIT_ERROR = 2
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-
-# Command-line flags that are keywords of GenerationSettings.create, under the same names.
-_SETTINGS_FLAGS = ("seed", "batch_size", "sampler", "steps", "guidance", "guidance_scale", "negative_prompt",
-                   "upsample", "upsample_sampler", "upsample_steps", "upsample_temp", "deep_cache",
-                   "upsample_deep_cache", "preset")
-
 
 # ------------------------------------------------------------------------------------------ argument types
 def _steps(text: str):
@@ -157,6 +152,14 @@ def _saved_settings(args, mode: str) -> Dict:
     return settings
 
 
+def _flags(args, mode: str) -> Dict:
+    """The settings of `mode` given on the command line (a flag left out is not given: None)."""
+    given = {s.name: getattr(args, s.name) for s in for_mode(mode) if getattr(args, s.name, None) is not None}
+    if "plugin_params" in given:   # --param NAME=VALUE, repeated
+        given["plugin_params"] = dict(given["plugin_params"])
+    return given
+
+
 def _settings(args, mode: str, prompts: List[str]):
     """GenerationSettings from the flags, on top of the --from-png settings when given; a flag left out
     keeps the PNG's value, or else takes the model's default (all defaults and checks are the settings')."""
@@ -165,19 +168,16 @@ def _settings(args, mode: str, prompts: List[str]):
     from .settings import GenerationSettings
 
     saved = _saved_settings(args, mode)
-    flags = {k: getattr(args, k) for k in _SETTINGS_FLAGS if getattr(args, k, None) is not None}
+    flags = _flags(args, mode)
     if args.guidance_scale is not None:  # a flag that would silently do nothing is a mistake worth saying
-        strategy = get_registry().guidance_strategy(flags.get("guidance", saved.get("guidance", "classifier-free")))
+        strategy = get_registry().guidance_strategy(flags.get("guidance", saved.get("guidance", DEFAULT_GUIDANCE)))
         if getattr(strategy, "scale", None) is None:
             raise UsageError(f"--guidance-scale: the guidance strategy {strategy.name!r} has no scale")
-    plugin_params = dict(args.param) or None
     if saved:
-        return GenerationSettings.from_png(saved, prompts or None, model=args.model, plugin_params=plugin_params,
-                                           **flags)
+        return GenerationSettings.from_png(saved, prompts or None, **flags)
     if not prompts:
         raise UsageError("give a prompt, or --from-png FILE to reuse the prompt stored in a PNG")
-    return GenerationSettings.create(prompts, model=args.model or "shapes", mode=mode, plugin_params=plugin_params,
-                                     **flags)
+    return GenerationSettings.create(prompts, mode=mode, **flags)
 
 
 def _write_images(result, out_dir: Path) -> List[Path]:
@@ -264,9 +264,7 @@ def cmd_upsample(args) -> int:
     from .settings import GenerationSettings
 
     images = [_open_image(path, "image") for path in args.images]
-    settings = GenerationSettings.create([args.prompt] * len(images), model=args.model or "shapes", mode="upsample",
-                                         seed=args.seed, upsample_sampler=args.sampler, upsample_steps=args.steps,
-                                         upsample_temp=args.upsample_temp, upsample_deep_cache=args.deep_cache)
+    settings = GenerationSettings.create([args.prompt] * len(images), mode="upsample", **_flags(args, "upsample"))
     pipe = _load_pipeline(args, settings.model)
     with _Progress() as progress:
         result = pipe.upsample(images, settings, callback=progress)
@@ -286,9 +284,8 @@ def cmd_compare(args) -> int:
     scales = args.scales or ([args.guidance_scale] if args.guidance_scale is not None else [])
     names = args.strategies or None
     compared = ComparisonSettings.create(
-        args.prompt, model=args.model or "shapes", seed=args.seed, sampler=args.sampler, steps=args.steps,
-        strategies=names, scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None,
-        sweep=scales[1:])
+        args.prompt, **_flags(args, "compare"), strategies=names,
+        scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None, sweep=scales[1:])
     made = _run_job(args, Compare(compared))
     entries = made.entries + made.sweep
     heading = (f"{compared.prompt}  |  {compared.base.model}, seed {compared.seed}, {compared.base.sampler} "
@@ -383,7 +380,6 @@ DTYPE_HELP = ("auto (default): the fastest precision this machine runs well (bfl
 
 
 def _model_options(parser) -> None:
-    parser.add_argument("--model", help="model family: shapes (default, embedded) or glide-filtered")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--dtype", default="auto", help=DTYPE_HELP)
     parser.add_argument("--checkpoint-dir", type=Path, help="where downloaded checkpoints are cached")
@@ -399,29 +395,24 @@ def _backend_options(parser) -> None:
                                                                  "ray://host:10001) where `glide serve` deployed")
 
 
-def _sampling_options(parser) -> None:
-    parser.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default: random, "
-                                                 "recorded in each PNG; -1 also means random)")
-    parser.add_argument("--batch-size", type=int, help="images per prompt when one prompt is given")
-    parser.add_argument("--sampler", help="step rule (see `glide samplers`; default: the model's)")
-    parser.add_argument("--steps", type=_steps, help="base sampling steps or a spec like fast27")
-    parser.add_argument("--guidance", help="guidance strategy (see `glide samplers`; default classifier-free)")
-    parser.add_argument("--guidance-scale", type=float, help="the strategy's guidance scale (default 3)")
-    parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="a step rule or guidance parameter (repeatable; see `glide samplers`)")
-    parser.add_argument("--negative-prompt", help="what classifier-free guidance steers away from")
-    parser.add_argument("--upsample", action=argparse.BooleanOptionalAction,
-                        help="run the upsampler (default); --no-upsample keeps the base model's images")
-    parser.add_argument("--upsample-sampler", help="the upsampler's step rule (default: the model's)")
-    parser.add_argument("--upsample-steps", type=_steps, help="upsampler steps (default: the model's)")
-    parser.add_argument("--upsample-temp", type=float, help="upsampler noise temperature (default 0.997)")
-    parser.add_argument("--deep-cache", type=int, metavar="N", help="DeepCache for the base model: a full forward "
-                        "every N steps, the steps between reuse its deep features (2-10; default 0 = off)")
-    parser.add_argument("--upsample-deep-cache", type=int, metavar="N", help="DeepCache for the upsampler (as "
-                        "--deep-cache)")
-    parser.add_argument("--preset", help="a named bundle of settings that fills what the flags leave out: "
-                                          "'fast' (fewer steps, guidance only in the middle noise levels, "
-                                          "DeepCache; see README \"Presets\")")
+def _setting_option(parser, setting: Setting, *aliases: str) -> None:
+    """A setting's flag (glide.declarations): its help, bounds and default said once there."""
+    kinds = {"int": dict(type=int, metavar="N"), "float": dict(type=float, metavar="X"),
+             "steps": dict(type=_steps, metavar="STEPS"), "bool": dict(action=argparse.BooleanOptionalAction),
+             "params": dict(type=_param, action="append", metavar="NAME=VALUE")}
+    parser.add_argument(setting.flag, *aliases, dest=setting.name, help=setting.describe(),
+                        **kinds.get(setting.kind, {}))
+
+
+def _sampling_options(parser, mode: str) -> None:
+    """Every setting `mode` takes, as a flag (`glide upsample` also takes them without their upsample_ prefix:
+    every setting there is the upsampler's)."""
+    for setting in for_mode(mode):
+        short = setting.flag.replace("--upsample-", "--", 1)
+        _setting_option(parser, setting, *([short] if mode == "upsample" and short != setting.flag else []))
+
+
+def _from_png_option(parser) -> None:
     parser.add_argument("--from-png", type=Path, metavar="FILE",
                         help="start from the settings embedded in a PNG glide wrote; flags override them")
 
@@ -434,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompts", nargs="*", metavar="PROMPT", help="one image per prompt (or --batch-size per one)")
     _model_options(p)
     _backend_options(p)
-    _sampling_options(p)
+    _sampling_options(p, "generate")
+    _from_png_option(p)
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("inpaint", help="replace the masked region of an image to match a prompt")
@@ -443,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="(optional with --from-png)")
     _model_options(p)
     _backend_options(p)
-    _sampling_options(p)
+    _sampling_options(p, "inpaint")
+    _from_png_option(p)
     p.set_defaults(run=cmd_inpaint)
 
     p = sub.add_parser("upsample", help="super-resolve images with the model's upsampler (4x for GLIDE)")
@@ -451,21 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "the base size first")
     p.add_argument("--prompt", required=True, help="what the images show (one for all)")
     _model_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i (default 0)")
-    p.add_argument("--sampler", help="step rule (default: the model's upsampler rule)")
-    p.add_argument("--steps", type=_steps, help="steps or a spec like fast27 (default: the model's)")
-    p.add_argument("--upsample-temp", type=float, default=0.997, help="noise temperature (default 0.997)")
-    p.add_argument("--deep-cache", type=int, metavar="N", help="DeepCache: a full forward every N steps (2-10; "
-                   "default 0 = off)")
+    _sampling_options(p, "upsample")
     p.set_defaults(run=cmd_upsample)
 
     p = sub.add_parser("compare", help="one prompt and seed under several guidance strategies, as one grid PNG")
     p.add_argument("prompt", metavar="PROMPT")
     _model_options(p)
     _backend_options(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", help="step rule (default: the model's)")
-    p.add_argument("--steps", type=_steps, help="base sampling steps (default: the model's)")
+    _sampling_options(p, "compare")
     p.add_argument("--strategies", type=_names, help="comma-separated (default clip,classifier-free,none)")
     p.add_argument("--scales", type=_scales, help="guidance scales to sweep, e.g. 1,3,6: one grid column each")
     p.add_argument("--guidance-scale", type=float, help="the one scale to use without --scales (default 3)")

@@ -28,6 +28,7 @@ import torch
 import samplers
 
 from .cuda_graphs import GraphedModel
+from .declarations import takes_settings
 from .deep_cache import with_deep_cache
 from .errors import UserError
 from .families import COMPONENTS, Family, channels_last_on_cpu, get_family
@@ -272,105 +273,87 @@ class Pipeline:
         return GenerationSettings.create(prompts, model=self.name, **kwargs)
 
     # ------------------------------------------------------------------ public API
-    def generate(self, prompts: Union[str, Sequence[str], GenerationSettings], *, sampler: Optional[str] = None,
-                 steps: Union[int, str, None] = None,
-                 guidance: str = "classifier-free", guidance_scale: Optional[float] = None,
-                 sampler_params: Optional[Dict] = None, guidance_params: Optional[Dict] = None,
-                 negative_prompt: str = "", seed: Union[int, Sequence[int], None] = 0,
-                 batch_size: Optional[int] = None, upsample: bool = True,
-                 upsample_steps: Union[int, str, None] = None, upsample_sampler: Optional[str] = None,
-                 upsample_temp: Optional[float] = None, deep_cache: Optional[int] = None,
-                 upsample_deep_cache: Optional[int] = None, preset: Optional[str] = None,
-                 callback: Optional[ProgressCallback] = None,
-                 should_stop: Optional[Callable[[], bool]] = None) -> Result:
+    @takes_settings("generate", after=("callback", "should_stop"))
+    def generate(self, prompts: Union[str, Sequence[str], GenerationSettings], *,
+                 callback: Optional[ProgressCallback] = None, should_stop: Optional[Callable[[], bool]] = None,
+                 **settings) -> Result:
         """Text to image: base model with the chosen rule and guidance, then (optionally) the upsampler.
 
-        `prompts` is a prompt, a list of them, or a complete GenerationSettings (then the other
-        settings keywords must be left out). `seed` is the first image's seed (image i: seed + i), a
-        list with one seed per image, or None for random seeds. `guidance_scale` sets the strategy's
-        declared scale (None: its default, 3 for classifier-free and CLIP; ignored by strategies
-        without one); `guidance_params`/`sampler_params` set any plugin parameter. The upsampler runs
-        unguided with initial-noise temperature `upsample_temp` (default 0.997). `sampler`, `steps`,
-        `upsample_steps` and `upsample_sampler` default to the family's: for glide-filtered DDIM 100 and
-        the notebook's upsampler DDPM "fast27"; for shapes the fastest settings measured as good as the
-        slow ones (DPM-Solver++(2M) 10 steps; upsampler DDIM 8: see README). `deep_cache` /
-        `upsample_deep_cache` N >= 2 run the base / upsampler stage with DeepCache: a full forward every N
-        steps, the steps between only the shallow path on the cached deep feature (0 or 1: off; at most 10).
-        `preset="fast"` fills what is left empty with glide.settings.PRESETS["fast"].
+        `prompts` is a prompt, a list of them, or a complete GenerationSettings (then no settings keywords).
+        The keywords are the settings of glide.declarations (`glide generate --help` describes each), checked
+        by GenerationSettings.create: not given (None) is the family's default — for glide-filtered DDIM 100
+        and the notebook's upsampler DDPM "fast27"; for shapes DPM-Solver++(2M) 10 steps and upsampler DDIM 8 —
+        classifier-free guidance at scale 3, random seeds (each image's PNG settings record its seed).
+        `seed=s` gives image i the seed s + i; a list gives each image its own. `preset="fast"` fills what is
+        not given with glide.settings.PRESETS["fast"]. `callback(stage, step, total, x0_preview)` reports
+        progress; `should_stop()` returning true cancels the run.
         """
-        settings = self._given(prompts, "generate", dict(
-            sampler=sampler, steps=steps, guidance=guidance, guidance_scale=guidance_scale,
-            sampler_params=sampler_params, guidance_params=guidance_params, negative_prompt=negative_prompt,
-            seed=seed, batch_size=batch_size, upsample=upsample, upsample_steps=upsample_steps,
-            upsample_sampler=upsample_sampler, upsample_temp=upsample_temp, deep_cache=deep_cache,
-            upsample_deep_cache=upsample_deep_cache, preset=preset), generate_defaults())
-        return self.run(settings, callback=callback, should_stop=should_stop)
+        chosen = self._given(prompts, "generate", settings)
+        return self.run(chosen, callback=callback, should_stop=should_stop)
 
     __call__ = generate  # pipe("a prompt", **kw), as diffusers' pipelines are called
 
     def upsample(self, images: Union[ImageLike, Sequence[ImageLike]],
                  prompts: Union[str, Sequence[str], GenerationSettings], *, sampler: Optional[str] = None,
-                 steps: Union[int, str, None] = None, seed: Union[int, Sequence[int], None] = 0,
-                 upsample_temp: Optional[float] = None, deep_cache: int = 0,
+                 steps: Union[int, str, None] = None, seed: Union[int, Sequence[int], None] = None,
+                 upsample_temp: Optional[float] = None, deep_cache: Optional[int] = None,
                  callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Super-resolve given images (any size; centre-cropped and resized to the base size) with the upsampler.
 
         The second stage of `generate` on images you supply: one prompt per image (or one for all),
-        unguided; `sampler`, `steps` and `deep_cache` are the upsampler's (defaults: the family's upsampler
-        settings). `base_images` of the result are the inputs as the upsampler saw them. Given `generate`'s
-        base images, prompts and seed, it reproduces `generate`'s upsampled images.
+        unguided; `sampler`, `steps` and `deep_cache` are the upsampler's (upsample_sampler, upsample_steps,
+        upsample_deep_cache; defaults: the family's upsampler settings). `base_images` of the result are the
+        inputs as the upsampler saw them. Given `generate`'s base images, prompts and seed, it reproduces
+        `generate`'s upsampled images.
         """
         images = [images] if not isinstance(images, (list, tuple)) else list(images)
         if not images or any(image is None for image in images):
             raise InputError("give an image to upsample")
-        if isinstance(prompts, GenerationSettings):
-            settings = prompts
-        else:
+        if not isinstance(prompts, GenerationSettings):
             prompts = [prompts] if isinstance(prompts, str) else list(prompts)
             if len(prompts) == 1:
                 prompts = prompts * len(images)
-            settings = self._given(prompts, "upsample", dict(upsample_sampler=sampler, upsample_steps=steps, seed=seed,
-                                                             upsample_temp=upsample_temp,
-                                                             upsample_deep_cache=deep_cache),
-                                   dict(upsample_sampler=None, upsample_steps=None, seed=0, upsample_temp=None,
-                                        upsample_deep_cache=0))
+        given = dict(upsample_sampler=sampler, upsample_steps=steps, seed=seed, upsample_temp=upsample_temp,
+                     upsample_deep_cache=deep_cache)
+        settings = self._given(prompts, "upsample", {k: v for k, v in given.items() if v is not None})
         if len(settings) != len(images):
             raise InputError(f"give one prompt per image, or one for all; got {len(images)} images and "
                              f"{len(settings)} prompts")
         return self.run(settings, images=images, callback=callback, should_stop=should_stop)
 
-    def inpaint(self, image: ImageLike, mask: ImageLike, prompts: Union[str, Sequence[str], GenerationSettings],
-                **kwargs) -> Result:
+    @takes_settings("inpaint", after=("callback", "should_stop"))
+    def inpaint(self, image: ImageLike, mask: ImageLike, prompts: Union[str, Sequence[str], GenerationSettings], *,
+                callback: Optional[ProgressCallback] = None, should_stop: Optional[Callable[[], bool]] = None,
+                **settings) -> Result:
         """Replace the masked region (white = edit; any size, centre-cropped like the image) to match the prompt.
 
-        Takes generate's keyword arguments. The model sees the kept region at every step (the known
+        Takes generate's settings keywords. The model sees the kept region at every step (the known
         region is pasted into each x0 prediction, as the reference notebook does) and fills the rest.
         """
-        callback, should_stop = kwargs.pop("callback", None), kwargs.pop("should_stop", None)
-        unknown = set(kwargs) - set(generate_defaults())
-        if unknown:
-            raise TypeError(f"inpaint() got unexpected arguments {sorted(unknown)}")
-        settings = self._given(prompts, "inpaint", kwargs, generate_defaults())
+        chosen = self._given(prompts, "inpaint", settings)
         if image is None:
             raise InputError("give an image to edit")
         if mask is None:
             raise InputError("give a mask: paint the region to replace")
-        return self.run(settings, inpaint=(image, mask), callback=callback, should_stop=should_stop)
+        return self.run(chosen, inpaint=(image, mask), callback=callback, should_stop=should_stop)
 
-    def _given(self, prompts, mode: str, kwargs: Dict, defaults: Dict) -> GenerationSettings:
-        """A GenerationSettings passed in (no other settings then), or one built from the keywords."""
+    def _given(self, prompts, mode: str, settings: Dict) -> GenerationSettings:
+        """A GenerationSettings passed in (no settings keywords then), or one built from the keywords for this
+        pipeline's model."""
         if isinstance(prompts, GenerationSettings):
-            changed = sorted(k for k, v in kwargs.items() if v != defaults.get(k))
-            if changed:
-                raise TypeError(f"give either a GenerationSettings or settings keywords, not both ({changed})")
+            if settings:
+                raise TypeError(f"give either a GenerationSettings or settings keywords, not both ({sorted(settings)})")
             if prompts.mode != mode:
                 raise UserError(f"these settings are for {prompts.mode}, not {mode}")
             return prompts
-        return GenerationSettings.create(prompts, model=self.name, mode=mode, **kwargs)
+        model = settings.pop("model", None)
+        if model is not None and get_family(model).name != self.name:
+            raise UserError(f"this pipeline runs the {self.name} model, not {model}: load_pipeline({model!r})")
+        return GenerationSettings.create(prompts, model=self.name, mode=mode, **settings)
 
     def compare(self, prompt: Union[str, ComparisonSettings], strategies: Optional[Sequence] = None, *,
-                seed: Optional[int] = 0, sampler: Optional[str] = None, steps: Union[int, str, None] = None,
+                seed: Optional[int] = None, sampler: Optional[str] = None, steps: Union[int, str, None] = None,
                 upsample: bool = False, sweep: Sequence[float] = (), callback: Optional[ProgressCallback] = None,
                 should_stop: Optional[Callable[[], bool]] = None) -> List[Comparison]:
         """One prompt and seed under several guidance strategies: image, scale, wall time and scores.
@@ -424,14 +407,6 @@ class Pipeline:
         if scene is None:
             return {"all": None, "note": "prompt is outside the shapes grammar; cannot judge"}
         return shapes.matches(image, scene)
-
-
-def generate_defaults() -> Dict:
-    """generate's settings keywords and their defaults (what inpaint accepts too)."""
-    import inspect
-
-    return {name: p.default for name, p in inspect.signature(Pipeline.generate).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and name not in ("callback", "should_stop")}
 
 
 _PIPELINES: Dict[tuple, Pipeline] = {}

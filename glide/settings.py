@@ -29,20 +29,29 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import samplers
 from samplers.builtin_guidance import SDXL_INTERVAL
 
-from .deep_cache import MAX_INTERVAL as MAX_DEEP_CACHE
+from .declarations import (
+    BY_NAME,
+    DEFAULT_GUIDANCE,
+    DEFAULT_MODEL,
+    MAX_DEEP_CACHE,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    SETTINGS,
+    UPSAMPLE_TEMP,
+    UPSAMPLE_TEMP_RANGE,
+    takes_settings,
+)
 from .errors import InputError
 from .families import Family, get_family
 from .respace import space_timesteps
 
-MAX_PROMPT_CHARS = 1000
+__all__ = ["MAX_DEEP_CACHE", "MAX_PROMPT_CHARS", "MAX_SEED", "SETTINGS", "UPSAMPLE_TEMP", "UPSAMPLE_TEMP_RANGE",
+           "ComparisonSettings", "GenerationSettings", "Limits", "PRESETS", "Preset"]
+
 MIN_STEPS = 1
-MAX_SEED = 2 ** 53 - 1         # seeds travel through JSON and JavaScript numbers: keep them exact
 RANDOM_SEEDS_BELOW = 2 ** 32   # random seeds are drawn shorter than the limit: people read and type them
-UPSAMPLE_TEMP = 0.997          # GLIDE's upsampler temperature (the reference notebook's)
-UPSAMPLE_TEMP_RANGE = (0.01, 2.0)
-DEFAULT_GUIDANCE = "classifier-free"
 COMPARE_STRATEGIES = ("clip", "classifier-free", "none")   # what a comparison shows when not told
-MODES = ("generate", "inpaint", "upsample")
+MODES = ("generate", "inpaint", "upsample")   # what a GenerationSettings runs (a comparison is its own)
 
 _random = random.SystemRandom()   # users cannot predict another user's random seeds
 
@@ -64,20 +73,24 @@ LIBRARY_LIMITS = Limits()
 @dataclass(frozen=True)
 class Preset:
     """A named bundle of settings (`GenerationSettings.create(..., preset="fast")`, `--preset fast`, the demo's
-    choice). It fills only what a request leaves empty, so a value given explicitly always wins; its plugin
-    parameters go to whichever chosen step rule or strategy declares them (an `interval` for guidance that
-    has none is dropped, not an error). Empty is what it is for the steps: None, blank or 0, so DeepCache
-    under a preset is turned off with 1 (off too, stored as 0). The settings made record the values, not the
-    preset's name."""
+    choice). It fills only what a request does not give (None), so a value given explicitly always wins,
+    0 included (`deep_cache=0` turns the preset's DeepCache off); its plugin parameters go to whichever
+    chosen step rule or strategy declares them (an `interval` for guidance that has none is dropped, not an
+    error). The settings made record the values, not the preset's name. Each field is a setting's name."""
 
     description: str
-    sampler: str = ""
-    steps: Union[int, str] = 0
+    sampler: Optional[str] = None
+    steps: Union[int, str, None] = None
     plugin_params: Dict[str, Any] = field(default_factory=dict)
-    upsample_sampler: str = ""
-    upsample_steps: Union[int, str] = 0
-    deep_cache: int = 0
-    upsample_deep_cache: int = 0
+    upsample_sampler: Optional[str] = None
+    upsample_steps: Union[int, str, None] = None
+    deep_cache: Optional[int] = None
+    upsample_deep_cache: Optional[int] = None
+
+    def values(self) -> Dict[str, Any]:
+        """The settings it sets (plugin parameters apart), by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("description", "plugin_params") and getattr(self, f.name) is not None}
 
 
 PRESETS = {
@@ -121,9 +134,9 @@ def number(value, name: str, kind=float, lo=None, hi=None):
     return result
 
 
-def random_seeds(n: int) -> List[int]:
-    """n seeds drawn from system randomness, each below RANDOM_SEEDS_BELOW (so within [0, MAX_SEED])."""
-    return [_random.randrange(RANDOM_SEEDS_BELOW) for _ in range(n)]
+def random_seed() -> int:
+    """A seed drawn from system randomness, below RANDOM_SEEDS_BELOW (its batch's successors stay within MAX_SEED)."""
+    return _random.randrange(RANDOM_SEEDS_BELOW)
 
 
 def step_count(spec, diffusion_steps: int = 1000) -> int:
@@ -135,15 +148,15 @@ def step_count(spec, diffusion_steps: int = 1000) -> int:
         return 0
 
 
-def _is_blank(value) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def _text(value, what: str, required: bool) -> str:
-    if _is_blank(value) or not isinstance(value, str):
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"the {what} must be text, got {value!r}")
+    if not value.strip():
         if required:
             raise InputError(f"the {what} is empty: describe the image to make" if what == "prompt"
-                             else f"the {what} must be text")
+                             else f"the {what} is blank: give text, or leave it out")
         return ""
     if len(value) > MAX_PROMPT_CHARS:
         raise InputError(f"the {what} is too long ({len(value)} characters; at most {MAX_PROMPT_CHARS})")
@@ -153,7 +166,7 @@ def _text(value, what: str, required: bool) -> str:
 def _expand_prompts(prompts, batch_size, limits: Limits) -> list:
     """`prompts` as a list, one prompt repeated `batch_size` times; the prompts themselves are left to the check."""
     prompts = [prompts] if isinstance(prompts, str) or prompts is None else list(prompts)
-    if not _is_blank(batch_size):
+    if batch_size is not None:
         batch_size = number(batch_size, "batch_size", int, 1, limits.max_batch)
         if len(prompts) == 1:
             prompts = prompts * batch_size
@@ -176,10 +189,12 @@ def _expand_seed(seed, n: int):
     """Per-image seeds from an int (seed, seed+1, ...) or None / -1 (random); a list is left to the check."""
     if isinstance(seed, (list, tuple)):
         return seed
-    if _is_blank(seed):
-        return tuple(random_seeds(n))
-    first = number(seed, "seed", int, -1, MAX_SEED - (n - 1))
-    return tuple(random_seeds(n)) if first == -1 else tuple(range(first, first + n))
+    # Random seeds are a random first one and its successors, as given ones are: "seed s for image 0" then
+    # names the whole batch, so reusing it makes the same images.
+    first = -1 if seed is None else number(seed, "seed", int, BY_NAME["seed"].lo, MAX_SEED - (n - 1))
+    if first == -1:
+        first = random_seed()
+    return tuple(range(first, first + n))
 
 
 def _seeds(seeds, n: int) -> Tuple[int, ...]:
@@ -192,8 +207,9 @@ def _seeds(seeds, n: int) -> Tuple[int, ...]:
 
 
 def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[int, str]:
-    """A step count (int) or a respacing spec ("fast27", "ddim25", "10,20"), running MIN_STEPS..max_steps steps."""
-    if _is_blank(value) or (not isinstance(value, str) and value == 0):
+    """A step count (int) or a respacing spec ("fast27", "ddim25", "10,20"), running MIN_STEPS..max_steps steps;
+    None is the family's `default`."""
+    if value is None:
         value = default
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
@@ -206,14 +222,20 @@ def _steps(value, what: str, default, limits: Limits, family: Family) -> Union[i
     return number(value, what, int, MIN_STEPS, limits.max_steps)
 
 
-def _or(value, fallback):
-    """`value`, or `fallback` where it is empty (None, blank, or 0 — the fields' word for "the default")."""
-    return fallback if _is_blank(value) or value == 0 else value
+def _given_or(value, fallback):
+    """`value`, or `fallback` where it is not given (None)."""
+    return fallback if value is None else value
 
 
-def _deep_cache(value, what: str) -> int:
-    """A DeepCache interval: N >= 2 is a full forward every N steps; 0, 1 or empty is off (stored as 0)."""
-    interval = 0 if _is_blank(value) else number(value, what, int, 0, MAX_DEEP_CACHE)
+def _declared_number(name: str, value, kind=float):
+    """A number setting checked against its declaration's bounds; None is the declared fallback."""
+    setting = BY_NAME[name]
+    return number(_given_or(value, setting.fallback), name, kind, setting.lo, setting.hi)
+
+
+def _deep_cache(value, name: str) -> int:
+    """A DeepCache interval: N >= 2 is a full forward every N steps; 0, 1 or not given is off (stored as 0)."""
+    interval = _declared_number(name, value, int)
     return 0 if interval == 1 else interval
 
 
@@ -256,27 +278,28 @@ def _route(plugin_params: Optional[Dict], rule, strategy) -> Tuple[Dict, Dict]:
 class GenerationSettings:
     """One validated request: images i = 0..n-1 are prompts[i] with seeds[i] (see the module docstring).
 
-    `mode` "upsample" uses only the upsample_* fields (the upsampler on given images). Empty values
-    ("" for a step rule, 0 for steps) mean the family's default, filled in on construction; `limits`
-    bounds what the request may ask for and travels with it, so a changed copy is checked the same way.
+    `mode` "upsample" uses only the upsample_* fields (the upsampler on given images). The fields are the
+    settings of glide.declarations (their help says what each means); None means not given and is filled
+    in on construction (the family's default, or the declared fallback); `limits` bounds what the request
+    may ask for and travels with it, so a changed copy is checked the same way.
     """
 
     model: str
     prompts: Tuple[str, ...]
     seeds: Tuple[int, ...]
     mode: str = "generate"
-    negative_prompt: str = ""
-    sampler: str = ""
+    negative_prompt: Optional[str] = None
+    sampler: Optional[str] = None
     sampler_params: Dict[str, Any] = field(default_factory=dict)
-    steps: Union[int, str] = 0
-    guidance: str = DEFAULT_GUIDANCE
+    steps: Union[int, str, None] = None
+    guidance: Optional[str] = None
     guidance_params: Dict[str, Any] = field(default_factory=dict)
     upsample: bool = True
-    upsample_sampler: str = ""
-    upsample_steps: Union[int, str] = 0
-    upsample_temp: float = UPSAMPLE_TEMP
-    deep_cache: int = 0              # DeepCache (glide.deep_cache): a full forward every N base steps; 0 = off
-    upsample_deep_cache: int = 0     # the same for the upsampler
+    upsample_sampler: Optional[str] = None
+    upsample_steps: Union[int, str, None] = None
+    upsample_temp: Optional[float] = None
+    deep_cache: Optional[int] = None
+    upsample_deep_cache: Optional[int] = None
     limits: Limits = field(default=LIBRARY_LIMITS, compare=False, repr=False)
 
     def __post_init__(self):
@@ -286,91 +309,77 @@ class GenerationSettings:
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         registry = samplers.get_registry()
-        rule = registry.step_rule(self.sampler or family.default_sampler)
-        strategy = registry.guidance_strategy(self.guidance or DEFAULT_GUIDANCE)
+        rule = registry.step_rule(_given_or(self.sampler, family.default_sampler))
+        strategy = registry.guidance_strategy(_given_or(self.guidance, DEFAULT_GUIDANCE))
         try:
-            upsample_rule = registry.step_rule(self.upsample_sampler or family.default_upsample_sampler)
+            upsample_rule = registry.step_rule(_given_or(self.upsample_sampler, family.default_upsample_sampler))
         except samplers.SamplerError as exc:
             raise samplers.SamplerError(f"upsample_sampler: {exc}") from None
+        if not isinstance(self.upsample, bool):
+            raise InputError(f"upsample must be true or false, got {self.upsample!r}")
         prompts = _prompts(self.prompts, limits)
-        lo, hi = UPSAMPLE_TEMP_RANGE
         checked = dict(
             model=family.name, prompts=prompts, seeds=_seeds(self.seeds, len(prompts)),
             negative_prompt=_text(self.negative_prompt, "negative prompt", required=False),
             sampler=rule.name, sampler_params=_plugin_params(rule, self.sampler_params),
             steps=_steps(self.steps, "steps", min(family.default_base_steps, limits.max_steps), limits, family),
             guidance=strategy.name, guidance_params=_plugin_params(strategy, self.guidance_params),
-            upsample=self.mode == "upsample" or bool(self.upsample), upsample_sampler=upsample_rule.name,
+            upsample=self.mode == "upsample" or self.upsample, upsample_sampler=upsample_rule.name,
             upsample_steps=_steps(self.upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
-            upsample_temp=number(UPSAMPLE_TEMP if _is_blank(self.upsample_temp) else self.upsample_temp,
-                                 "upsample_temp", float, lo, hi),
+            upsample_temp=_declared_number("upsample_temp", self.upsample_temp),
             deep_cache=_deep_cache(self.deep_cache, "deep_cache"),
             upsample_deep_cache=_deep_cache(self.upsample_deep_cache, "upsample_deep_cache"))
         for name, value in checked.items():
             object.__setattr__(self, name, value)   # frozen: the constructor is the one place values are set
 
     @classmethod
-    def create(cls, prompts: Union[str, Sequence[str]], *, model: str = "shapes", mode: str = "generate",
-               seed: Union[int, Sequence[int], None] = None, batch_size: Optional[int] = None,
-               negative_prompt: Optional[str] = "", sampler: Optional[str] = None,
-               sampler_params: Optional[Dict] = None, steps: Union[int, str, None] = None,
-               guidance: Optional[str] = None, guidance_scale: Optional[float] = None,
-               guidance_params: Optional[Dict] = None, plugin_params: Optional[Dict] = None,
-               upsample: bool = True, upsample_sampler: Optional[str] = None,
-               upsample_steps: Union[int, str, None] = None, upsample_temp: Optional[float] = None,
-               deep_cache: Optional[int] = None, upsample_deep_cache: Optional[int] = None,
-               preset: Optional[str] = None, limits: Limits = LIBRARY_LIMITS) -> "GenerationSettings":
+    @takes_settings(None, after=("limits",))
+    def create(cls, prompts: Union[str, Sequence[str]], *, mode: str = "generate", limits: Limits = LIBRARY_LIMITS,
+               **given) -> "GenerationSettings":
         """Settings from raw values (from Python, a form or the command line), the model's defaults filled in.
 
-        None (or an empty field) means the default: the model family's step rule and steps for each
-        stage, classifier-free guidance, GLIDE's upsampler temperature, random seeds. `seed` is the first
-        image's seed (image i: seed + i), a list with one per image, or None / -1 for random ones; one
-        prompt with a list of seeds makes an image per seed. `guidance_scale` sets the strategy's
-        declared scale parameter (ignored by strategies without one; a value in `guidance_params` wins).
-        `plugin_params` go to whichever of the step rule and strategy declares each, over what
-        `sampler_params`/`guidance_params` say (they are the later word: a `--param` on a PNG's
-        settings). `deep_cache` / `upsample_deep_cache` N >= 2 run each stage with DeepCache, a full forward
-        every N steps (None, 0 or 1: off). `preset` (a name in PRESETS) fills what is left empty before the
-        family's defaults do. Raises a UserError (InputError, SamplerError) that names the field and what
-        is allowed.
+        The keywords are the settings of glide.declarations. None (not given) means the default: the
+        model family's step rule and steps for each stage, classifier-free guidance, GLIDE's upsampler
+        temperature, random seeds. `seed` is the first image's seed (image i: seed + i), a list with one per
+        image, or None / -1 for random ones; one prompt with a list of seeds makes an image per seed.
+        `guidance_scale` sets the strategy's declared scale parameter (ignored by strategies without one; a
+        value in `guidance_params` wins). `plugin_params` go to whichever of the step rule and strategy
+        declares each, over what `sampler_params`/`guidance_params` say (they are the later word: a `--param`
+        on a PNG's settings). `preset` (a name in PRESETS) fills what is not given before the family's
+        defaults do. Raises a UserError (InputError, SamplerError) that names the field and what is allowed.
         """
-        family = get_family(model)
+        values = {s.name: given.get(s.name, s.default) for s in SETTINGS}
+        bundle = preset_of(values["preset"]) if values["preset"] is not None else Preset("")
+        for name, value in bundle.values().items():
+            values[name] = _given_or(values[name], value)
+        family = get_family(_given_or(values["model"], DEFAULT_MODEL))
         registry = samplers.get_registry()
-        bundle = preset_of(preset) if not _is_blank(preset) else Preset("")
-        sampler, steps = _or(sampler, bundle.sampler), _or(steps, bundle.steps)
-        upsample_sampler, upsample_steps = _or(upsample_sampler, bundle.upsample_sampler), _or(upsample_steps,
-                                                                                              bundle.upsample_steps)
-        deep_cache = _or(deep_cache, bundle.deep_cache)
-        upsample_deep_cache = _or(upsample_deep_cache, bundle.upsample_deep_cache)
-        if isinstance(seed, (list, tuple)) and _is_blank(batch_size) and (isinstance(prompts, str) or len(prompts) == 1):
+        seed, batch_size = values["seed"], values["batch_size"]
+        if isinstance(seed, (list, tuple)) and batch_size is None and (isinstance(prompts, str) or len(prompts) == 1):
             batch_size = len(seed)  # one prompt, several seeds: an image per seed
         prompts = _expand_prompts(prompts, batch_size, limits)
-        rule = registry.step_rule(sampler or family.default_sampler)
-        strategy = registry.guidance_strategy(guidance or DEFAULT_GUIDANCE)
-        routed_rule, routed_strategy = _route(plugin_params, rule, strategy)
-        _check_mapping(strategy, guidance_params)
-        _check_mapping(rule, sampler_params)
+        rule = registry.step_rule(_given_or(values["sampler"], family.default_sampler))
+        strategy = registry.guidance_strategy(_given_or(values["guidance"], DEFAULT_GUIDANCE))
+        routed_rule, routed_strategy = _route(values["plugin_params"], rule, strategy)
+        _check_mapping(strategy, values["guidance_params"])
+        _check_mapping(rule, values["sampler_params"])
         preset_rule, preset_strategy = _declared(bundle.plugin_params, rule, strategy)
-        guidance_params = {**preset_strategy, **dict(guidance_params or {}), **routed_strategy}
-        sampler_params = {**preset_rule, **dict(sampler_params or {}), **routed_rule}
+        guidance_params = {**preset_strategy, **dict(values["guidance_params"] or {}), **routed_strategy}
+        sampler_params = {**preset_rule, **dict(values["sampler_params"] or {}), **routed_rule}
         scale = registry.scale_of(strategy)
-        if not _is_blank(guidance_scale) and scale is not None:
-            guidance_params.setdefault(scale.name, number(guidance_scale, "guidance_scale"))
-        return cls(model=family.name, prompts=prompts, seeds=_expand_seed(seed, len(prompts)), mode=mode,
-                   negative_prompt=negative_prompt, sampler=rule.name,
-                   sampler_params=sampler_params, steps=steps,
-                   guidance=strategy.name, guidance_params=guidance_params, upsample=upsample,
-                   upsample_sampler=upsample_sampler or "", upsample_steps=upsample_steps,
-                   upsample_temp=upsample_temp, deep_cache=deep_cache, upsample_deep_cache=upsample_deep_cache,
-                   limits=limits)
+        if values["guidance_scale"] is not None and scale is not None:
+            guidance_params.setdefault(scale.name, number(values["guidance_scale"], "guidance_scale"))
+        fields_given = {name: values[name] for name in _FIELD_SETTINGS}
+        return cls(**{**fields_given, "model": family.name, "prompts": prompts, "seeds": _expand_seed(seed, len(prompts)),
+                      "mode": mode, "sampler": rule.name, "sampler_params": sampler_params, "guidance": strategy.name,
+                      "guidance_params": guidance_params, "limits": limits})
 
     # ------------------------------------------------------------------ PNG round trip
     def per_image(self) -> List[Dict]:
         """For each image, the settings its PNG records: enough to make it again alone."""
         if self.mode == "upsample":
-            common = dict(model=self.model, mode=self.mode, upsample_steps=self.upsample_steps,
-                          upsample_sampler=self.upsample_sampler, upsample_temp=self.upsample_temp,
-                          upsample_deep_cache=self.upsample_deep_cache)
+            common = {"mode": self.mode, **{name: getattr(self, name) for name in _FIELD_SETTINGS
+                                            if "upsample" in BY_NAME[name].modes}}
         else:
             common = self._shared()
         return [dict(common, prompt=p, seed=s) for p, s in zip(self.prompts, self.seeds)]
@@ -383,18 +392,15 @@ class GenerationSettings:
         `guidance_scale` replaces the recorded scale.
         """
         given = {k: v for k, v in overrides.items() if v is not None}
-        kwargs = {k: saved[k] for k in ("model", "mode", "seed", "sampler", "sampler_params", "steps", "guidance",
-                                        "guidance_params", "negative_prompt", "upsample", "upsample_steps",
-                                        "upsample_sampler", "upsample_temp", "deep_cache", "upsample_deep_cache")
-                  if k in saved}
+        kwargs = {k: saved[k] for k in ("mode", "seed", *_FIELD_SETTINGS) if k in saved}
         if given.get("sampler", kwargs.get("sampler")) != kwargs.get("sampler"):
             kwargs.pop("sampler_params", None)
         if given.get("guidance", kwargs.get("guidance")) != kwargs.get("guidance"):
             kwargs.pop("guidance_params", None)
         if given.get("preset"):   # the preset's values replace the recorded ones it sets (as flags would)
             bundle = preset_of(given["preset"])
-            for name in ("sampler", "steps", "upsample_sampler", "upsample_steps", "deep_cache", "upsample_deep_cache"):
-                if getattr(bundle, name) and name not in given:
+            for name in bundle.values():
+                if name not in given:
                     kwargs.pop(name, None)
             if "sampler" not in kwargs:
                 kwargs.pop("sampler_params", None)
@@ -435,6 +441,12 @@ class GenerationSettings:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("prompts", "seeds", "limits")}
 
 
+# The settings that are fields (the rest are conveniences of `create`: batch_size, guidance_scale, ...);
+# a PNG records each of them under its own name, with the image's prompt and seed.
+_FIELD_SETTINGS = tuple(s.name for s in SETTINGS if s.name in {f.name for f in fields(GenerationSettings)}
+                        and s.name != "seed")
+
+
 @dataclass(frozen=True)
 class ComparisonSettings:
     """One prompt and seed under several guidance strategies, each with its parameters, plus a scale sweep.
@@ -472,7 +484,7 @@ class ComparisonSettings:
         object.__setattr__(self, "sweep", values)
 
     @classmethod
-    def create(cls, prompt: str, *, model: str = "shapes", seed: Union[int, None] = None,
+    def create(cls, prompt: str, *, model: Optional[str] = None, seed: Union[int, None] = None,
                sampler: Optional[str] = None, steps: Union[int, str, None] = None,
                strategies: Optional[Sequence] = None, scales: Optional[Dict[str, float]] = None,
                sweep: Union[str, Sequence, None] = (), upsample: bool = False,
@@ -490,7 +502,7 @@ class ComparisonSettings:
         for item in strategies or COMPARE_STRATEGIES:
             name, params = (item.strip(), {}) if isinstance(item, str) else (item[0], dict(item[1] or {}))
             scale = registry.scale_of(registry.guidance_strategy(name))
-            if scale is not None and scales and not _is_blank(scales.get(name)):
+            if scale is not None and scales and scales.get(name) is not None:
                 params.setdefault(scale.name, number(scales[name], f"{name} scale"))
             chosen.append((name, tuple(params.items())))
         if isinstance(sweep, str):

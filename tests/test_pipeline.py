@@ -42,9 +42,10 @@ def test_generate_sizes_settings_and_seeds(pipe):
 
 
 def test_batch_size_repeats_one_prompt(pipe):
-    res = pipe.generate(PROMPT, batch_size=3, upsample=False, steps=4)
+    res = pipe.generate(PROMPT, batch_size=3, upsample=False, steps=4)   # no seed: random, one run of seeds
     assert len(res.images) == 3 and res.images[0].size == (32, 32)
-    assert [s["seed"] for s in res.settings] == [0, 1, 2]
+    first = res.settings[0]["seed"]
+    assert [s["seed"] for s in res.settings] == [first, first + 1, first + 2]
 
 
 def test_inpaint_keeps_the_unmasked_region(pipe):

@@ -33,9 +33,11 @@ def test_seeds_are_per_image():
     assert GenerationSettings.create([PROMPT, "a big green square"], seed=[4, 1]).seeds == (4, 1)
     one_prompt = GenerationSettings.create(PROMPT, seed=[10, 3, 99])     # one prompt, an image per seed
     assert one_prompt.prompts == (PROMPT,) * 3 and one_prompt.seeds == (10, 3, 99)
-    for random_seed in (None, -1, ""):
+    for random_seed in (None, -1):
         seeds = GenerationSettings.create(PROMPT, seed=random_seed, batch_size=4).seeds
         assert len(seeds) == 4 and all(0 <= s <= MAX_SEED for s in seeds)
+    with pytest.raises(InputError, match="seed is missing"):   # not given is None, nothing else
+        GenerationSettings.create(PROMPT, seed="")
     with pytest.raises(InputError, match="seed must be between"):
         GenerationSettings.create(PROMPT, seed=MAX_SEED, batch_size=2)    # seed + 1 would not be exact in JSON
     with pytest.raises(InputError, match="one seed per image"):
