@@ -55,6 +55,8 @@ def _setting_input(setting: Setting, ctx: Context) -> gr.components.Component:
         return gr.Checkbox(setting.default, **common)
     if setting.kind in ("int", "float"):
         return gr.Number(setting.default, **common)
+    if setting.kind == "image":   # a file, not gr.Image: a broken upload then reaches the handler, which names it
+        return gr.File(type="filepath", **common)
     if setting.kind in ("step_rule", "strategy"):
         # The registry's names; any other is allowed through, so that the settings name the problem.
         names = [p["name"] for p in (ctx.rules if setting.kind == "step_rule" else ctx.strategies)]
@@ -110,7 +112,10 @@ def add_api(ctx: Context) -> None:
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     def generate(prompt, settings, request):
-        out = service.submit_generate(request_of(prompt, settings), **caller(service, request)).wait()
+        if "init_image" in settings:   # the upload, checked and opened once: its digest and its pixels
+            settings["init_image"] = service.open_image(settings["init_image"], "init_image")
+        req = request_of(prompt, settings)
+        out = service.submit_generate(req, init_image=settings.get("init_image"), **caller(service, request)).wait()
         return images_of(out)
 
     def inpaint(prompt, image, mask, settings, request):

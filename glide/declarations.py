@@ -34,7 +34,9 @@ MODES = ("generate", "inpaint", "upsample", "compare")
 #   text, int, float, bool; steps: a count or a respacing spec ("fast27", "ddim25"); step_rule / strategy /
 #   model / preset: a name from a registry; params: plugin parameters (NAME=VALUE on the command line, a JSON
 #   object in the API, a dict in Python).
-KINDS = ("text", "int", "float", "bool", "steps", "step_rule", "strategy", "model", "preset", "params")
+#   image: a picture (a file on the command line and in the API, a PIL image or array in Python), recorded in
+#   the PNG by its digest.
+KINDS = ("text", "int", "float", "bool", "steps", "step_rule", "strategy", "model", "preset", "params", "image")
 SAMPLING = ("generate", "inpaint")
 
 
@@ -119,6 +121,11 @@ SETTINGS: Tuple[Setting, ...] = (
             modes=(*SAMPLING, "upsample"), fallback=0, lo=0, hi=MAX_DEEP_CACHE),
     Setting("preset", "preset", "a named bundle of settings that fills what is not given: fast (fewer steps, "
             "guidance only in the middle noise levels, DeepCache)", "Preset", unset="none", recorded_as=""),
+    Setting("init_image", "image", "the image to start from (image-to-image with strength); each PNG records "
+            "its digest", "Starting image", modes=("generate",), unset="none: text to image"),
+    Setting("strength", "float", "where on the noise schedule the run starts: 1 is pure noise (the image "
+            "is ignored), lower keeps more of the starting image (with inpainting: of the image inside the "
+            "mask, strokes included); above 0", "Strength", fallback=1.0, lo=0, hi=1),
     # Python only: the command line and the API give these as plugin_params (a parameter goes to whichever of
     # the step rule and the strategy declares it).
     Setting("sampler_params", "params", "the step rule's parameters", "Step rule parameters", python_only=True,

@@ -3,6 +3,7 @@
 Conventions: model images are float tensors [N, 3, S, S] in [-1, 1]. User masks are "white = edit"
 (as image editors draw them); GLIDE's inpainting models take keep-masks [N, 1, S, S], 1 = keep.
 """
+import hashlib
 from typing import Union
 
 import numpy as np
@@ -27,6 +28,12 @@ def to_pil(image: ImageLike, what: str = "image") -> Image.Image:
             image = np.clip(image * scale, 0, 255).round().astype(np.uint8)
         return Image.fromarray(image)
     raise InputError(f"{what} must be a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def image_digest(image: ImageLike) -> str:
+    """"sha256:<hex>" of an image's size and RGB pixels: what a PNG records of the image a run started from."""
+    rgb = to_pil(image).convert("RGB")
+    return "sha256:" + hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
 
 
 def center_crop_square(image: Image.Image) -> Image.Image:

@@ -36,6 +36,7 @@ from .images import (
     ImageLike,
     InputError,
     check_mask_fits,
+    image_digest,
     image_to_tensor,
     mask_to_keep,
     masked_preview,
@@ -167,9 +168,10 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def _sample_stage(self, stage: str, component: str, settings: GenerationSettings, *, steps, sampler,
                       sampler_params, guidance, guidance_params, seeds, deep_cache, extra_kwargs=None, inpaint=None,
-                      temperature=1.0, callback=None, should_stop=None):
+                      temperature=1.0, start=None, callback=None, should_stop=None):
         """One diffusion stage of `settings`' images on `component`: text encoded once, then the sampler
-        plugins. With `inpaint` (keep, known) the known region is pasted into every x0 prediction."""
+        plugins. With `inpaint` (keep, known) the known region is pasted into every x0 prediction; with `start`
+        (images [N, 3, S, S]) the run starts from them at `settings.strength`."""
         model, diffusion = self.component(component)
         size = self.family.upsample_size if stage == "upsample" else self.family.base_size
         prompts = list(settings.prompts)
@@ -188,9 +190,9 @@ class Pipeline:
             self._sampling_model(component, model, deep_cache), diffusion, (len(prompts), 3, size, size), steps=steps,
             prompts=prompts, cond_kwargs=cond, uncond_kwargs=uncond, sampler=sampler, sampler_params=sampler_params,
             guidance=guidance, guidance_params=guidance_params, components=components, seeds=seeds,
-            denoised_fn=denoised_fn, temperature=temperature,
-            callback=(lambda i, n, x0: callback(stage, i, n, x0)) if callback else None,
-            should_stop=should_stop)
+            denoised_fn=denoised_fn, temperature=temperature, init_image=start,
+            strength=settings.strength if start is not None else 1.0,
+            callback=(lambda i, n, x0: callback(stage, i, n, x0)) if callback else None, should_stop=should_stop)
         return out.float().clamp(-1, 1)
 
     def _inpaint_tensors(self, inpaint, size: int, n: int):
@@ -200,20 +202,23 @@ class Pipeline:
         keep = mask_to_keep(mask, size).to(self.device).expand(n, -1, -1, -1)
         return keep, known
 
-    def base_stage(self, settings: GenerationSettings, *, inpaint=None, callback: Optional[ProgressCallback] = None,
+    def base_stage(self, settings: GenerationSettings, *, inpaint=None, init_image=None,
+                   callback: Optional[ProgressCallback] = None,
                    should_stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
         """The base model with the settings' step rule and guidance: images [N, 3, base, base] in [-1, 1].
-        With `inpaint` (image, mask), the base inpainting model fills the mask and keeps the rest."""
-        extra, tensors = {}, None
+        With `inpaint` (image, mask), the base inpainting model fills the mask and keeps the rest. A strength
+        below 1 starts from `init_image`, or when inpainting from the image itself (its strokes in the mask)."""
+        extra, tensors, start = {}, None, None
         if inpaint:
             tensors = self._inpaint_tensors(inpaint, self.family.base_size, len(settings))
             extra = {"inpaint_image": tensors[1], "inpaint_mask": tensors[0]}
+        if settings.strength < 1:
+            start = tensors[1] if inpaint else image_to_tensor(init_image, self.family.base_size).to(self.device)
         return self._sample_stage(
             "base", "base-inpaint" if inpaint else "base", settings, steps=settings.steps, sampler=settings.sampler,
             sampler_params=settings.sampler_params, guidance=settings.guidance,
             guidance_params=settings.guidance_params, seeds=list(settings.seeds), deep_cache=settings.deep_cache,
-            extra_kwargs=extra,
-            inpaint=tensors, callback=callback, should_stop=should_stop)
+            extra_kwargs=extra, inpaint=tensors, start=start, callback=callback, should_stop=should_stop)
 
     def upsample_stage(self, settings: GenerationSettings, low_res: torch.Tensor, *, inpaint=None,
                        callback: Optional[ProgressCallback] = None,
@@ -231,11 +236,12 @@ class Pipeline:
             extra_kwargs=extra, inpaint=tensors,
             temperature=settings.upsample_temp, callback=callback, should_stop=should_stop)
 
-    def run(self, settings: GenerationSettings, *, images=None, inpaint=None,
+    def run(self, settings: GenerationSettings, *, images=None, inpaint=None, init_image=None,
             callback: Optional[ProgressCallback] = None, should_stop: Optional[Callable[[], bool]] = None) -> Result:
         """Make the images `settings` describe: the one entry point behind generate, inpaint and upsample.
 
-        `inpaint` is (image, mask) for mode "inpaint"; `images` the low-resolution inputs for mode "upsample".
+        `inpaint` is (image, mask) for mode "inpaint"; `images` the low-resolution inputs for mode "upsample";
+        `init_image` the image a generation starts from, the one whose digest the settings record.
         """
         if not isinstance(settings, GenerationSettings):
             raise TypeError(f"run() takes a GenerationSettings, got {type(settings).__name__}")
@@ -247,6 +253,12 @@ class Pipeline:
                                 settings.mode, "no input images"))
         if inpaint is not None:
             check_mask_fits(inpaint[1], inpaint[0])
+        if settings.init_image is None and init_image is not None:
+            raise UserError("a starting image was given but these settings have no init_image: give it to "
+                            "the settings (their digest records it)")
+        if settings.init_image is not None and (init_image is None or image_digest(init_image) != settings.init_image):
+            raise UserError(f"these settings start from the image {settings.init_image[:19]}…: pass that image as "
+                            "init_image" + ("" if init_image is None else " (the one given is another)"))
         start = time.time()
         # Each image records what computed it too: the same settings on other hardware or in another
         # precision make a close image, not always the identical one.
@@ -256,7 +268,8 @@ class Pipeline:
             base = torch.cat([image_to_tensor(image, self.family.base_size) for image in images]).to(self.device)
             final = self.upsample_stage(settings, base, callback=callback, should_stop=should_stop)
         else:
-            base = self.base_stage(settings, inpaint=inpaint, callback=callback, should_stop=should_stop)
+            base = self.base_stage(settings, inpaint=inpaint, init_image=init_image, callback=callback,
+                                   should_stop=should_stop)
             final = base
             if settings.upsample:
                 final = self.upsample_stage(settings, quantize(base), inpaint=inpaint, callback=callback,
@@ -284,12 +297,15 @@ class Pipeline:
         by GenerationSettings.create: not given (None) is the family's default — for glide-filtered DDIM 100
         and the notebook's upsampler DDPM "fast27"; for shapes DPM-Solver++(2M) 10 steps and upsampler DDIM 8 —
         classifier-free guidance at scale 3, random seeds (each image's PNG settings record its seed).
+        `init_image` (a PIL image or array) with `strength` s < 1 is image-to-image: the run starts from that
+        image noised to an intermediate time and takes max(1, round(s * steps)) steps.
         `seed=s` gives image i the seed s + i; a list gives each image its own. `preset="fast"` fills what is
         not given with glide.settings.PRESETS["fast"]. `callback(stage, step, total, x0_preview)` reports
         progress; `should_stop()` returning true cancels the run.
         """
+        init_image = settings.get("init_image")
         chosen = self._given(prompts, "generate", settings)
-        return self.run(chosen, callback=callback, should_stop=should_stop)
+        return self.run(chosen, init_image=init_image, callback=callback, should_stop=should_stop)
 
     __call__ = generate  # pipe("a prompt", **kw), as diffusers' pipelines are called
 

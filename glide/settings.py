@@ -23,6 +23,7 @@ a list of seeds makes an image per seed.
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -43,6 +44,7 @@ from .declarations import (
 )
 from .errors import InputError
 from .families import Family, get_family
+from .images import image_digest
 from .respace import space_timesteps
 
 __all__ = ["MAX_DEEP_CACHE", "MAX_PROMPT_CHARS", "MAX_SEED", "SETTINGS", "UPSAMPLE_TEMP", "UPSAMPLE_TEMP_RANGE",
@@ -52,6 +54,8 @@ MIN_STEPS = 1
 RANDOM_SEEDS_BELOW = 2 ** 32   # random seeds are drawn shorter than the limit: people read and type them
 COMPARE_STRATEGIES = ("clip", "classifier-free", "none")   # what a comparison shows when not told
 MODES = ("generate", "inpaint", "upsample")   # what a GenerationSettings runs (a comparison is its own)
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")   # how settings name an image (glide.images.image_digest)
 
 _random = random.SystemRandom()   # users cannot predict another user's random seeds
 
@@ -239,6 +243,22 @@ def _deep_cache(value, name: str) -> int:
     return 0 if interval == 1 else interval
 
 
+def _strength(value, mode: str, init_image) -> float:
+    """Where the run starts on the noise schedule, in (0, 1]; below 1 it needs an image to start from."""
+    strength = _declared_number("strength", value)
+    if strength <= 0:
+        raise InputError(f"strength must be above 0 (1 starts from pure noise), got {value!r}")
+    if init_image is not None and not (isinstance(init_image, str) and DIGEST.fullmatch(init_image)):
+        raise InputError(f"init_image must be an image (its digest is recorded), got {init_image!r}")
+    if init_image is not None and mode != "generate":
+        raise InputError(f"init_image starts text to image from a picture; {mode} takes its image as its input")
+    if strength < 1 and mode == "generate" and init_image is None:
+        raise InputError("a strength below 1 keeps part of a starting image: give init_image, or leave strength at 1")
+    if strength < 1 and mode == "upsample":
+        raise InputError("strength is for generating and inpainting; the upsampler always starts from noise")
+    return strength
+
+
 def _check_mapping(plugin, given) -> None:
     if given is not None and not isinstance(given, dict):
         raise InputError(f"parameters of {plugin.name!r} must be a mapping of name to value, got {given!r}")
@@ -300,6 +320,8 @@ class GenerationSettings:
     upsample_temp: Optional[float] = None
     deep_cache: Optional[int] = None
     upsample_deep_cache: Optional[int] = None
+    init_image: Optional[str] = None   # the starting image's digest (glide.images.image_digest); the image travels apart
+    strength: Optional[float] = None
     limits: Limits = field(default=LIBRARY_LIMITS, compare=False, repr=False)
 
     def __post_init__(self):
@@ -327,6 +349,7 @@ class GenerationSettings:
             upsample=self.mode == "upsample" or self.upsample, upsample_sampler=upsample_rule.name,
             upsample_steps=_steps(self.upsample_steps, "upsample_steps", family.default_upsample_steps, limits, family),
             upsample_temp=_declared_number("upsample_temp", self.upsample_temp),
+            init_image=self.init_image, strength=_strength(self.strength, self.mode, self.init_image),
             deep_cache=_deep_cache(self.deep_cache, "deep_cache"),
             upsample_deep_cache=_deep_cache(self.upsample_deep_cache, "upsample_deep_cache"))
         for name, value in checked.items():
@@ -370,6 +393,8 @@ class GenerationSettings:
         if values["guidance_scale"] is not None and scale is not None:
             guidance_params.setdefault(scale.name, number(values["guidance_scale"], "guidance_scale"))
         fields_given = {name: values[name] for name in _FIELD_SETTINGS}
+        if fields_given["init_image"] is not None and not isinstance(fields_given["init_image"], str):
+            fields_given["init_image"] = image_digest(fields_given["init_image"])   # the image travels apart
         return cls(**{**fields_given, "model": family.name, "prompts": prompts, "seeds": _expand_seed(seed, len(prompts)),
                       "mode": mode, "sampler": rule.name, "sampler_params": sampler_params, "guidance": strategy.name,
                       "guidance_params": guidance_params, "limits": limits})

@@ -30,7 +30,7 @@ from .registry import Registry, get_registry
 
 __all__ = ["sample", "Cancelled", "ComponentRequest", "GuidanceContext", "Guided", "Param", "PluginWarning",
            "SamplerError", "SamplingRun", "Registry", "get_registry", "hookimpl", "concat_kwargs", "respace",
-           "seeded_noise", "NOISE_SPACINGS", "noise_spaced_timesteps"]
+           "seeded_noise", "start_at", "NOISE_SPACINGS", "noise_spaced_timesteps"]
 
 
 def respace(diffusion, steps: Union[int, str]):
@@ -69,6 +69,16 @@ def respace_for(rule, diffusion, steps: Union[int, str], params: Dict):
     return diffusion.respaced_to(int(t) for t in chosen)
 
 
+def start_at(spaced, strength: float):
+    """The tail of a respaced process that a run from an intermediate start visits: its last
+    max(1, round(strength * n)) timesteps of the n it has (diffusers' image-to-image `strength`). The tail is a
+    process of its own, so a step rule runs it from its first timestep as always."""
+    if not 0 < strength <= 1:
+        raise SamplerError(f"strength must be above 0 and at most 1, got {strength}")
+    kept = max(1, round(strength * spaced.num_timesteps))
+    return spaced.respaced_to(spaced.timestep_map[:kept])
+
+
 def seeded_noise(seeds: Sequence[int], device) -> Callable[[torch.Tensor], torch.Tensor]:
     """noise_like(x): row i drawn from its own generator seeded with seeds[i], on the CPU.
 
@@ -92,6 +102,7 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
            guidance_params: Optional[Dict] = None, components: Optional[Dict] = None,
            seeds: Optional[Sequence[int]] = None,
            denoised_fn: Optional[Callable] = None, clip_denoised: bool = True, temperature: float = 1.0,
+           init_image: Optional[torch.Tensor] = None, strength: float = 1.0,
            callback: Optional[Callable] = None, should_stop: Optional[Callable[[], bool]] = None,
            registry: Optional[Registry] = None) -> torch.Tensor:
     """Sample a batch [shape] with the named step rule and guidance strategy.
@@ -100,8 +111,11 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
     empty or negative prompt. `components` holds what the strategy `requires` (e.g. {"clip": ...}).
     `seeds[i]` seeds item i. `temperature` scales the initial noise (GLIDE's upsampler uses 0.997).
     `steps` is a number of steps or a respacing spec ("fast27"); a rule that picks its own timesteps
-    takes a number only. Returns the rule's final sample [shape] (unclamped; the pipeline clamps it).
-    Raises SamplerError for bad names or parameters, Cancelled when stopped.
+    takes a number only. With `strength` below 1 the run starts from `init_image` [shape] (in [-1, 1]) noised
+    to an intermediate time instead of from pure noise, and visits only the last max(1, round(strength *
+    steps)) of its timesteps (SDEdit; see `start_at`); strength 1 ignores `init_image`. Returns the rule's
+    final sample [shape] (unclamped; the pipeline clamps it). Raises SamplerError for bad names or
+    parameters, Cancelled when stopped.
     """
     registry = registry or get_registry()
     rule = registry.step_rule(sampler)
@@ -123,5 +137,11 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
     run = SamplingRun(diffusion=spaced, guided=guided, noise_like=noise_like, denoised_fn=denoised_fn,
                       clip_denoised=clip_denoised, callback=callback, should_stop=should_stop)
     x_T = noise_like(torch.empty(shape, device=device)) * temperature
+    if strength < 1:
+        if init_image is None:
+            raise SamplerError("a strength below 1 starts from an image: give init_image")
+        spaced = start_at(spaced, strength)
+        top = torch.full((shape[0],), spaced.num_timesteps - 1, device=device, dtype=torch.long)
+        x_T = spaced.q_sample(init_image.to(device=device, dtype=x_T.dtype).expand(shape), top, noise=x_T)
     with torch.no_grad():
         return rule.sample(run, x_T, **rule_params)

@@ -46,7 +46,14 @@ every progress bar shows is how many it picked. Without it the run has `steps` s
 by the schedule given, as the reference's respacing does. `samplers.noise_spaced_timesteps(
 trained.alphas_cumprod, steps, spacing)` gives the built-in spacings ("time", "logsnr", "karras").
 `sample` starts from x = x_T [N, C, H, W] and returns the final sample x_0 [N, C, H, W] (the
-pipeline clamps it to [-1, 1]; returning the last x0 prediction is the usual final step). It may
+pipeline clamps it to [-1, 1]; returning the last x0 prediction is the usual final step).
+**An intermediate start** (image-to-image and sketch editing, a `strength` s below 1) needs nothing more
+from a rule: the run's process is then the tail of the one the rule would run (of the n timesteps it
+spaced or picked, the last max(1, round(s n))), `run.timesteps` lists only those, and x is the starting
+image noised to the first of them, x_t = alpha_t x0 + sigma_t eps, not pure noise. So a rule starts from
+run.timesteps[0] and reads each timestep's noise level from `run.diffusion.alphas_cumprod`, as always; it
+must not assume that x starts as pure noise, nor that the first timestep is the trained process's last
+(`timesteps`, when a rule has it, still picks for the full count). Such a run costs round(s n) steps. It may
 use exactly these members of `run` (a `samplers.SamplingRun`):
     run.timesteps                  indices of the respaced process, high to low (a list of int)
     run.t_batch(index, x)          that index for every item: a long tensor [N]

@@ -74,7 +74,8 @@ def test_every_recorded_setting_round_trips_through_a_png(tmp_path):
     PNG's settings make the same settings again."""
     given = dict(negative_prompt="a green square", seed=11, steps=7, sampler="ddim", guidance="classifier-free",
                  guidance_scale=4.5, upsample=False, upsample_steps=5, upsample_temp=0.9, plugin_params={"eta": 0.5},
-                 model="shapes", upsample_sampler="ddpm", deep_cache=3, upsample_deep_cache=2)
+                 model="shapes", upsample_sampler="ddpm", deep_cache=3, upsample_deep_cache=2,
+                 init_image=Image.new("RGB", (40, 30), "red"), strength=0.5)
     recorded = [s for s in DOORS if s.png_key is not None]
     assert {s.name for s in recorded} <= set(given), "give the new setting a value here"
     settings = GenerationSettings.create(PROMPT, **given)
@@ -83,6 +84,7 @@ def test_every_recorded_setting_round_trips_through_a_png(tmp_path):
     for setting in recorded:
         assert setting.png_key in saved, f"the PNG does not record {setting.name}"
     assert saved["guidance_params"]["guidance_scale"] == 4.5 and saved["sampler_params"]["eta"] == 0.5
+    assert saved["init_image"].startswith("sha256:") and saved["strength"] == 0.5
     assert GenerationSettings.from_png(saved) == settings
 
 
