@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from glide.respace import NOISE_SPACINGS, noise_spaced_timesteps
+from glide.respace import NOISE_SPACINGS, noise_spaced_timesteps, space_timesteps
 
 from .base import (
     Cancelled,
@@ -37,7 +37,7 @@ def respace(diffusion, steps: Union[int, str]):
     """The model's diffusion respaced to `steps` (an int in [1, original steps], or a spec like "fast27")."""
     if isinstance(steps, str) and not steps.isdigit():
         try:
-            return diffusion.respaced(steps)
+            return diffusion.respaced_to(space_timesteps(diffusion.original_num_steps, steps))
         except ValueError as e:
             raise SamplerError(f"bad step schedule {steps!r}: {e}") from None
     if isinstance(steps, float) and not steps.is_integer():
@@ -46,7 +46,7 @@ def respace(diffusion, steps: Union[int, str]):
     if not 1 <= steps <= diffusion.original_num_steps:
         raise SamplerError(f"steps must be between 1 and {diffusion.original_num_steps} (the model's "
                            f"diffusion steps), got {steps}")
-    return diffusion.respaced(str(steps))
+    return diffusion.respaced_to(space_timesteps(diffusion.original_num_steps, [steps]))
 
 
 def respace_for(rule, diffusion, steps: Union[int, str], params: Dict):
