@@ -20,9 +20,9 @@ import gradio as gr
 
 from glide.errors import InputError
 
+from .context import Context
 from .service import settings_summary
-from .tabs import Context
-from .widgets import caller, user_errors
+from .widgets import answer, caller, user_errors
 
 
 def parse_plugin_params(text) -> Dict:
@@ -100,7 +100,7 @@ def add_api(ctx: Context) -> None:
         req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
                          upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
                          upsample_deep_cache, preset)
-        out = service.submit_generate(req, **caller(service, request)).wait()
+        out = answer(service.submit_generate(req, **caller(service, request)))
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     generate_btn.click(generate, inputs=[prompt, negative, seed, batch, steps, sampler, guidance, scale, upsample,
@@ -116,7 +116,7 @@ def add_api(ctx: Context) -> None:
         req = request_of(prompt, negative_prompt, seed, batch_size, steps, sampler, guidance, guidance_scale,
                          upsample, upsample_steps, upsample_temp, plugin_params, model, upsample_sampler, deep_cache,
                          upsample_deep_cache, preset)
-        out = service.submit_inpaint(req, image, mask, **caller(service, request)).wait()
+        out = answer(service.submit_inpaint(req, image, mask, **caller(service, request)))
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     inpaint_btn.click(inpaint, inputs=[prompt, image, mask, negative, seed, batch, steps, sampler, guidance, scale,
@@ -132,7 +132,7 @@ def add_api(ctx: Context) -> None:
         req = ctx.service.compare_request(prompt, model=model, seed=seed, sampler=sampler, steps=steps,
                                           clip_scale=clip_scale, cfg_scale=cfg_scale, upsample=upsample,
                                           sweep=sweep, strategies=strategies)
-        out = service.submit_compare(req, **caller(service, request)).wait()
+        out = answer(service.submit_compare(req, **caller(service, request)))
         entries = [{k: v for k, v in e.items() if k not in ("image", "caption", "title")} for e in out.entries]
         return [(e["image"], e["caption"]) for e in out.entries], {"seed": out.seed, "entries": entries}, out.grid
 

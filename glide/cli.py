@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .errors import UsageError, UserError
+from .errors import ServerError, UsageError, UserError
 from .fileio import human_bytes
 from .serving import options as serving
 from .serving import settings_file
@@ -518,7 +518,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # so that flushing it at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except UserError as exc:
+    except (UserError, ServerError) as exc:   # both say in words what to do
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception:  # a bug, not the user's doing: the traceback is what a report needs

@@ -3,12 +3,10 @@ replica both run, so both backends make the same images from the same settings.
 
 A batch is one kind of payload (glide.serving.jobs: Generate, Inpaint or Compare), one per request;
 generate requests with equal settings (apart from prompts and seeds) share one sampling run, the
-others run alone. Results are plain objects (PIL images, settings dicts) that pickle, so a replica on another
-machine can send them back; writing PNGs is the front end's business.
+others run alone. Each request gets its glide.serving.results object, or the exception it alone failed with.
 """
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -18,41 +16,15 @@ import samplers
 
 from .. import comparison
 from ..errors import OutOfDeviceMemory
-from ..pipeline import Comparison, Pipeline
+from ..pipeline import Pipeline
 from ..settings import ComparisonSettings, GenerationSettings
 from .jobs import Compare, Generate, Inpaint, Payload
+from .results import Compared, Images
 
 log = logging.getLogger("glide.serving")
 
 # report(stage, step, total, x0) as the pipeline's callback; stage may be a label in words (comparisons)
 Report = Callable[[str, int, int, Any], None]
-
-
-@dataclass
-class Images:
-    """One request's images: final, base, and the settings each PNG records."""
-
-    images: List
-    base_images: List
-    settings: List[Dict]
-    seconds: float
-    masked_input: Any = None          # inpainting: the input with the region to replace greyed
-
-    def count(self) -> int:
-        return len(self.images)
-
-
-@dataclass
-class Compared:
-    """A comparison's samples: one per strategy (`entries`), then the sweep's."""
-
-    compared: ComparisonSettings
-    entries: List[Comparison]
-    sweep: List[Comparison]
-    seconds: float
-
-    def count(self) -> int:
-        return len(self.entries) + len(self.sweep)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
