@@ -22,9 +22,9 @@ import gradio as gr
 from glide.declarations import Setting, for_mode
 from glide.errors import InputError
 
+from .context import Context
 from .service import settings_summary
-from .tabs import Context
-from .widgets import caller, user_errors
+from .widgets import answer, caller, user_errors
 
 
 def parse_plugin_params(text) -> Dict:
@@ -56,7 +56,7 @@ def _setting_input(setting: Setting, ctx: Context) -> gr.components.Component:
     if setting.kind in ("int", "float"):
         return gr.Number(setting.default, **common)
     if setting.kind == "image":   # a file, not gr.Image: a broken upload then reaches the handler, which names it
-        return gr.File(type="filepath", **common)
+        return gr.File(type="filepath", label=setting.name)
     if setting.kind in ("step_rule", "strategy"):
         # The registry's names; any other is allowed through, so that the settings name the problem.
         names = [p["name"] for p in (ctx.rules if setting.kind == "step_rule" else ctx.strategies)]
@@ -115,11 +115,11 @@ def add_api(ctx: Context) -> None:
         if "init_image" in settings:   # the upload, checked and opened once: its digest and its pixels
             settings["init_image"] = service.open_image(settings["init_image"], "init_image")
         req = request_of(prompt, settings)
-        out = service.submit_generate(req, init_image=settings.get("init_image"), **caller(service, request)).wait()
+        out = answer(service.submit_generate(req, init_image=settings.get("init_image"), **caller(service, request)))
         return images_of(out)
 
     def inpaint(prompt, image, mask, settings, request):
-        out = service.submit_inpaint(request_of(prompt, settings), image, mask, **caller(service, request)).wait()
+        out = answer(service.submit_inpaint(request_of(prompt, settings), image, mask, **caller(service, request)))
         return images_of(out)
 
     # The settings' order is their declaration order, new ones last: clients passing the earlier ones by
@@ -146,7 +146,7 @@ def add_api(ctx: Context) -> None:
                                           steps=blank(steps), clip_scale=blank(clip_scale),
                                           cfg_scale=blank(cfg_scale), upsample=upsample, sweep=sweep,
                                           strategies=strategies)
-        out = service.submit_compare(req, **caller(service, request)).wait()
+        out = answer(service.submit_compare(req, **caller(service, request)))
         entries = [{k: v for k, v in e.items() if k not in ("image", "caption", "title")} for e in out.entries]
         return [(e["image"], e["caption"]) for e in out.entries], {"seed": out.seed, "entries": entries}, out.grid
 

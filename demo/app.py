@@ -34,9 +34,11 @@ from glide.serving.backend import BackendOptions, create_backend  # noqa: E402
 from glide.settings import LIBRARY_LIMITS, MIN_STEPS  # noqa: E402
 
 from .api import add_api  # noqa: E402
+from .context import Context  # noqa: E402
+from .imaging import MAX_UPLOAD_BYTES  # noqa: E402
 from .server import WebServer, create_app  # noqa: E402
 from .service import DEMO_LIMITS, DemoService  # noqa: E402
-from .tabs import CompareTab, Context, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
+from .tabs import CompareTab, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
 from .users import trusted_networks  # noqa: E402
 
 # Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling.
@@ -119,15 +121,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
                         help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 30)")
     parser.add_argument("--max-per-user", type=int, default=4, metavar="N",
-                        help="requests one user may have waiting (default 4); a user is the --auth login, "
-                             "else the client's address")
+                        help="requests one user may have waiting (default 4), on either backend; a user is the "
+                             "--auth login, else the client's address")
     parser.add_argument("--rate-limit", type=int, default=None, metavar="IMAGES",
                         help="images one user may ask for per minute (default: no limit)")
     parser.add_argument("--root-path", default="", metavar="/PATH",
                         help="the path a reverse proxy serves the demo under, e.g. /glide (the proxy strips it)")
     parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
-                        help="a reverse proxy (address or network) whose X-Real-IP / X-Forwarded-For headers "
-                             "name the client; repeat for more. Without it those headers are ignored")
+                        help="a reverse proxy (address or network) whose X-Forwarded-For header names the "
+                             "client; repeat for more. Without it the header is ignored")
     settings_file.add_option(parser)
     parser.add_argument("--backend", choices=serving.BACKENDS, default="local",
                         help="local: sample in this process (default); ray: on a Ray Serve application")
@@ -170,9 +172,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def web_app(args: argparse.Namespace, service: DemoService, concurrency: int) -> fastapi.FastAPI:
     """The demo's Blocks for the command line `args`, mounted beside /healthz and /metrics (demo.server)."""
     demo = build_demo(service, concurrency=concurrency, queue_size=args.queue_size)
-    return create_app(demo, service.backend, server_name=args.host, server_port=args.port,
+    return create_app(demo, service.backend, trusted_proxies=args.trusted_proxy, server_name=args.host, server_port=args.port,
                       auth=[tuple(a.split(":", 1)) for a in args.auth] or None, root_path=args.root_path or None,
-                      allowed_paths=[str(service.out_dir)], max_file_size="25mb", show_error=False, css=CSS,
+                      allowed_paths=[str(service.out_dir)], max_file_size=MAX_UPLOAD_BYTES, show_error=False, css=CSS,
                       theme=gr.themes.Soft())
 
 
@@ -196,7 +198,7 @@ def main(argv=None) -> None:
                           limits=replace(DEMO_LIMITS, max_batch=args.max_batch, max_steps=args.max_steps),
                           concurrency=args.concurrency, queue_size=args.queue_size, backend=backend,
                           max_per_user=args.max_per_user, images_per_minute=args.rate_limit,
-                          trusted_proxies=args.trusted_proxy, out_dir=args.outputs, keep_outputs_s=args.keep_outputs)
+                          out_dir=args.outputs, keep_outputs_s=args.keep_outputs)
 
     def restart(*_):
         """SIGTERM (a service manager, `kill`) or Ctrl-C: finish what runs within the grace period, tell everyone

@@ -10,24 +10,35 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from glide.errors import InputError
+from glide.fileio import human_bytes
 from glide.images import check_mask_fits, tensor_to_pil
 
 DISPLAY_SIZE = 256  # previews of 32 px samples are scaled up to this, pixel-exact (nearest)
+# The largest file a user may send: gradio's max_file_size for uploads (demo.app), and the same for the
+# pictures the mask painter sends inside its value as data URLs, which gradio's limit does not see.
+MAX_UPLOAD_BYTES = 25 * 10 ** 6
 
 
 def open_upload(path, what: str = "image", max_side: int = 4096) -> Image.Image:
-    """A user-supplied file as a loaded PIL image, or an InputError saying what is wrong with it."""
+    """A user-supplied file as a loaded PIL image, or an InputError saying what is wrong with it. Its size is
+    checked from its header, before any pixel is decoded: a small file may unpack to gigabytes."""
     if path is None:
         raise InputError(f"give an {what}: upload a PNG or JPEG file")
     if isinstance(path, Image.Image):
-        image = path
-    else:
-        try:
-            image = Image.open(path)
-            image.load()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
-            raise InputError(f"the {what} could not be read as a picture: upload a PNG, JPEG or WebP file") from None
-    return check_size(image, what, max_side)
+        return check_size(path, what, max_side)
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError:
+        raise InputError(f"the {what} has more pixels than a picture of at most {max_side} pixels a side can "
+                         "have: give a smaller one") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise InputError(f"the {what} could not be read as a picture: upload a PNG, JPEG or WebP file") from None
+    check_size(image, what, max_side)
+    try:
+        image.load()
+    except (OSError, ValueError):
+        raise InputError(f"the {what} could not be read as a picture: upload a PNG, JPEG or WebP file") from None
+    return image
 
 
 def check_size(image: Image.Image, what: str, max_side: int) -> Image.Image:
@@ -57,11 +68,15 @@ def painting_to_image_and_mask(value, max_side: int = 4096) -> Tuple[Image.Image
     return image, mask
 
 
-def decode_data_url(url, what: str, max_side: int) -> Image.Image:
-    """A data URL the page sent (data:image/...;base64,...) as a loaded PIL image, or an InputError."""
+def decode_data_url(url, what: str, max_side: int, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """A data URL the page sent (data:image/...;base64,...) as a loaded PIL image, or an InputError; one whose
+    file would exceed `max_bytes` is refused before it is decoded."""
     header, _, payload = str(url).partition(",")
     if not (header.startswith("data:image/") and header.endswith(";base64")):
         raise InputError(f"the {what} did not arrive as an image: load it again")
+    if len(payload) * 3 // 4 > max_bytes:     # base64: 4 characters for every 3 bytes
+        raise InputError(f"the {what} is a file of about {human_bytes(len(payload) * 3 // 4)}; give one of at most "
+                         f"{human_bytes(max_bytes)}")
     try:
         data = base64.b64decode(payload, validate=True)
     except ValueError:

@@ -13,22 +13,37 @@ signal handlers that drain the backend on SIGTERM (demo.app.main).
 import logging
 import threading
 import time
+from typing import Sequence
 
 import fastapi
 import gradio as gr
 import uvicorn
 from fastapi.responses import JSONResponse, Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from glide.errors import UserError
 from glide.serving import metrics
 from glide.serving.backend import Backend
 
+from .users import Network
+
 log = logging.getLogger("glide.demo")
 
 
-def create_app(blocks: gr.Blocks, backend: Backend, **mount_options) -> fastapi.FastAPI:
-    """/healthz and /metrics on `backend`, and `blocks` at / (gr.mount_gradio_app with `mount_options`)."""
+def trust_proxies(app: fastapi.FastAPI, trusted: Sequence[Network]) -> None:
+    """Requests to `app` that come from one of the `trusted` proxies have the client their X-Forwarded-For
+    names (the last address in it that is not itself a trusted proxy) and the scheme their X-Forwarded-Proto
+    names: uvicorn's ProxyHeadersMiddleware. Others' headers are ignored (demo.users)."""
+    if trusted:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in trusted])
+
+
+def create_app(blocks: gr.Blocks, backend: Backend, trusted_proxies: Sequence[Network] = (),
+               **mount_options) -> fastapi.FastAPI:
+    """/healthz and /metrics on `backend`, and `blocks` at / (gr.mount_gradio_app with `mount_options`), the
+    clients' addresses read from the `trusted_proxies`' headers (trust_proxies)."""
     app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    trust_proxies(app, trusted_proxies)
 
     # Plain functions: FastAPI runs them on its thread pool, so a slow Ray probe never blocks the event loop.
     @app.get("/healthz")
@@ -47,7 +62,7 @@ class WebServer:
     """uvicorn serving `app` on host:port from a daemon thread; `start()` returns once it listens."""
 
     def __init__(self, app: fastapi.FastAPI, host: str, port: int):
-        # Forwarded-address headers are read by demo.users, from trusted proxies only: not by uvicorn.
+        # Forwarded-address headers are read from the trusted proxies only, by the app itself (trust_proxies).
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
                                 timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)

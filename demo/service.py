@@ -29,16 +29,17 @@ from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
 from glide.precision import choose_precision, resolve_device
 from glide.serving.backend import Backend, BackendOptions, create_backend
-from glide.serving.batches import Compared, Images
 from glide.serving.jobs import Compare, Generate, Inpaint, Job, Payload
+from glide.serving.results import Compared, Images
 from glide.settings import ComparisonSettings, GenerationSettings, Limits
 
 from . import imaging
 from .models import APPROX_BYTES, Downloads, model_rows
-from .users import Network
 
 log = logging.getLogger("glide.demo")
 
+# After a drain, how long the handlers of the jobs it answered may take to answer their users (write PNGs).
+ANSWER_S = 10.0
 # A shared server's limits: small enough that one user cannot hold the device for long.
 DEMO_LIMITS = Limits(max_batch=8, max_steps=250, max_image_side=4096, max_sweep=6)
 UPSAMPLE_STEP_CHOICES = ["8", "fast27", "ddim25", "50", "100"]
@@ -69,11 +70,10 @@ class DemoService:
                  checkpoint_dir: Optional[Path] = None, limits: Limits = DEMO_LIMITS, concurrency: int = 1,
                  queue_size: int = 64, out_dir: Optional[Path] = None, keep_outputs_s: float = 3600.0,
                  cuda_graphs: bool = False, backend: Optional[Backend] = None, max_per_user: int = 4,
-                 images_per_minute: Optional[int] = None, trusted_proxies: Sequence[Network] = ()):
+                 images_per_minute: Optional[int] = None):
         """`backend` runs the jobs: None for the local one (worker threads in this process, `concurrency`
         of them, at most `max_per_user` waiting jobs and `images_per_minute` images a minute per user), or
-        one `glide.serving.backend.create_backend` made (Ray Serve). `trusted_proxies`: the reverse proxies
-        whose forwarded-address headers say who a user is (demo.users)."""
+        one `glide.serving.backend.create_backend` made (Ray Serve)."""
         self.default_model = get_family(default_model).name
         # "auto" resolved once here, so every pipeline, log line and the page's header agree.
         self.device = resolve_device(device)
@@ -93,7 +93,8 @@ class DemoService:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.keep_outputs_s = keep_outputs_s
         self._last_prune = 0.0
-        self.trusted_proxies = tuple(trusted_proxies)
+        self._jobs: List[Job] = []   # submitted, not yet answered by their handlers (shutdown waits for them)
+        self._jobs_lock = threading.Lock()
         self.backend = backend or create_backend(BackendOptions(
             device=str(self.device), dtype=self.precision, checkpoint_dir=self.checkpoint_dir, cuda_graphs=cuda_graphs,
             workers=concurrency, max_batch=limits.max_batch, max_pending=queue_size, max_per_user=max_per_user,
@@ -161,24 +162,31 @@ class DemoService:
 
     def inpaint_inputs(self, image, mask) -> Tuple[Image.Image, Image.Image]:
         """Uploaded image and mask (paths or PIL images) checked and aligned; InputError if unusable."""
-        image = imaging.open_upload(image, "image", self.limits.max_image_side)
+        image = self.open_image(image, "image")
         if mask is None:
             raise InputError("give a mask: white (or painted) pixels mark the region to replace")
-        mask = imaging.open_upload(mask, "mask", self.limits.max_image_side)
+        mask = self.open_image(mask, "mask")
         return image, imaging.fit_mask(mask, image)
 
     # ------------------------------------------------------------------ submitting
     def _submit(self, payload: Payload, session, user, previews) -> Job:
         job = Job(payload, session=session, user=user, previews=previews)
         job.convert = self._compare_output if isinstance(payload, Compare) else self._images_output
-        return self.backend.submit(job)
+        self.backend.submit(job)
+        with self._jobs_lock:
+            self._jobs = [j for j in self._jobs if not j.answered.is_set()] + [job]
+        return job
 
     # `session`: the browser tab or API client (what Stop cancels); `user`: whom the request counts against
     # (demo.users.user_of; None: the session).
-    def submit_generate(self, settings: GenerationSettings, session: Optional[str] = None,
-                        user: Optional[str] = None, previews: bool = False) -> Job:
+    def open_image(self, upload, what: str) -> Image.Image:
+        """An uploaded image (a path or a PIL image) checked against this server's limits; InputError if unusable."""
+        return imaging.open_upload(upload, what, self.limits.max_image_side)
+
+    def submit_generate(self, settings: GenerationSettings, init_image: Optional[Image.Image] = None,
+                        session: Optional[str] = None, user: Optional[str] = None, previews: bool = False) -> Job:
         self.require(settings.model, settings.components())
-        return self._submit(Generate(settings), session, user, previews)
+        return self._submit(Generate(settings, init_image), session, user, previews)
 
     def submit_inpaint(self, settings: GenerationSettings, image, mask, session: Optional[str] = None,
                        user: Optional[str] = None, previews: bool = False) -> Job:
@@ -195,11 +203,19 @@ class DemoService:
     def cancel_session(self, session: str) -> int:
         return self.backend.cancel_session(session)
 
-    def shutdown(self, grace_s: float) -> None:
+    def shutdown(self, grace_s: float, answer_s: float = ANSWER_S) -> None:
         """Stop taking requests; running ones get `grace_s` seconds to finish, the rest are told the server is
-        restarting. Returns once their users have been answered and no partial file is left."""
+        restarting. Returns once the handlers waiting on those jobs have answered their users (and written
+        their PNGs), or `answer_s` seconds after the drain, with no partial file left."""
         self.backend.drain(grace_s)
-        time.sleep(1.0)   # the handlers waiting on those jobs answer their users (and write their PNGs)
+        deadline = time.monotonic() + answer_s
+        with self._jobs_lock:
+            unanswered = [job for job in self._jobs if not job.answered.is_set()]
+        for job in unanswered:
+            if not job.answered.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("shutting down with %d request(s) whose users were not answered within %g s",
+                            sum(not j.answered.is_set() for j in unanswered), answer_s)
+                break
         self._remove_partial_files()
 
     def _remove_partial_files(self) -> None:

@@ -2,12 +2,14 @@
 
 With --auth it is the logged-in user; without, the client's address, so that five browser tabs (or a
 script with five API clients) of one person are one share of the device, not five. Behind a reverse
-proxy every connection comes from the proxy: its X-Real-IP / X-Forwarded-For headers say who the
-client is, but anyone can send those headers, so they are read only from the proxies named with
---trusted-proxy.
+proxy every connection comes from the proxy: its X-Forwarded-For header says who the client is, but
+anyone can send that header, so it is read only from the proxies named with --trusted-proxy, by
+uvicorn's ProxyHeadersMiddleware (demo.server): the client is the last address in it that is not itself
+a trusted proxy (earlier ones are whatever the client chose to send). X-Real-IP is not read: a proxy
+that passes the client's own header through would let anyone name any address.
 """
 import ipaddress
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Iterable, Optional, Tuple, Union
 
 from glide.errors import UserError
 
@@ -26,38 +28,13 @@ def trusted_networks(values: Iterable[str]) -> Tuple[Network, ...]:
     return tuple(networks)
 
 
-def _is_trusted(address: Optional[str], trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
-def client_address(peer: Optional[str], headers, trusted: Sequence[Network] = ()) -> Optional[str]:
-    """The client's address: the connection's `peer`, or, when the peer is a trusted proxy, the address
-    its headers give: X-Real-IP, else the last X-Forwarded-For hop that is not itself a trusted proxy
-    (earlier hops are whatever the client chose to send)."""
-    if not _is_trusted(peer, trusted):
-        return peer
-    real_ip = (headers.get("x-real-ip") or "").strip()
-    if real_ip:
-        return real_ip
-    hops = [hop.strip() for hop in (headers.get("x-forwarded-for") or "").split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
-
-
-def user_of(request, trusted: Sequence[Network] = ()) -> Optional[str]:
-    """The user a gr.Request is counted against: "user:NAME" when logged in (--auth), else "address:IP";
-    None without a request (calls from Python, not over HTTP)."""
+def user_of(request) -> Optional[str]:
+    """The user a gr.Request is counted against: "user:NAME" when logged in (--auth), else "address:IP" (the
+    client's, as the trusted proxies name it); None without a request (calls from Python, not over HTTP)."""
     if request is None:
         return None
     name = getattr(request, "username", None)
     if name:
         return f"user:{name}"
-    client = getattr(request, "client", None)
-    address = client_address(getattr(client, "host", None), getattr(request, "headers", {}) or {}, trusted)
+    address = getattr(getattr(request, "client", None), "host", None)
     return f"address:{address}" if address else None

@@ -4,13 +4,14 @@ import html
 import inspect
 import logging
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from glide.data import shapes
 from glide.declarations import BY_NAME
-from glide.errors import Cancelled, QueueFull, RateLimited, UserError
+from glide.errors import Cancelled, QueueFull, RateLimited, ServerError, UserError
 from glide.families import FAMILIES
 from glide.serving.jobs import Compare
 from glide.settings import step_count
@@ -21,8 +22,9 @@ from .users import user_of
 
 log = logging.getLogger("glide.demo")
 
-# Errors whose message is meant for the user as it is; anything else is a bug, logged with its traceback.
-USER_ERRORS = (UserError,)
+# Errors whose message is meant for the user as it is (a problem with the request, or the server's own trouble:
+# glide.errors); anything else is a bug, logged with its traceback.
+USER_ERRORS = (UserError, ServerError)
 # UI events are for the page only; the API has its own plain endpoints (demo.api).
 PRIVATE = dict(api_visibility="private")
 STAGE_TITLES = {"base": "Base model", "upsample": "Upsampler"}
@@ -43,6 +45,10 @@ def user_errors(fn):
             return gr.Error(str(exc), title="Too many images this minute", print_exception=False)
         if isinstance(exc, QueueFull):
             return gr.Error(str(exc), title="Queue full", print_exception=False)
+        if isinstance(exc, Cancelled):    # its user pressed Stop, or its client went away: nothing to report
+            return gr.Error("Stopped.", title="Stopped", print_exception=False)
+        if isinstance(exc, ServerError):
+            return gr.Error(html.escape(str(exc), quote=False), title="Not possible right now", print_exception=False)
         if isinstance(exc, USER_ERRORS):
             # gradio renders the message as HTML: keep echoed user input from becoming markup.
             return gr.Error(html.escape(str(exc), quote=False), title="Please check the input", print_exception=False)
@@ -91,7 +97,7 @@ def declared(name: str, **overrides) -> Dict:
 def caller(service: DemoService, request: Optional[gr.Request]) -> Dict[str, Optional[str]]:
     """Who sends a request, as the service's submit methods take it: its session (what Stop cancels) and its
     user (whom fairness, the per-user cap and the rate limit count it against: demo.users)."""
-    return {"session": session_of(request), "user": user_of(request, service.trusted_proxies)}
+    return {"session": session_of(request), "user": user_of(request)}
 
 
 def stop_handler(service: DemoService):
@@ -338,6 +344,29 @@ def run_job(job, progress, status, preview):
     finally:
         if not job.done.is_set():
             job.cancel()  # the page went away or the handler was cancelled: free the device
+
+
+def client_connected() -> Callable[[], bool]:
+    """For the event handler running now: a test of whether the client that sent its event is still there.
+
+    gradio marks a queued event no longer alive when its client's stream closes (a closed tab, a killed
+    script) but cannot stop a plain function's thread; the handler asks. Outside an event (calls from
+    Python), or should gradio's queue look otherwise, the client counts as there."""
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    running = getattr(getattr(blocks, "_queue", None), "active_jobs", None)
+    if event_id is None or running is None:
+        return lambda: True
+
+    def connected() -> bool:
+        events = [event for batch in list(running) for event in (batch or ()) if event._id == event_id]
+        return all(getattr(event, "alive", True) for event in events)
+    return connected
+
+
+def answer(job):
+    """An API handler's wait for its job: the job's outcome, or Cancelled (the job cancelled, freeing the
+    device) once the client that asked has gone away."""
+    return job.wait(still_wanted=client_connected())
 
 
 def refuse(exc: Exception) -> None:

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .declarations import DEFAULT_GUIDANCE, Setting, for_mode
-from .errors import UsageError, UserError
+from .errors import ServerError, UsageError, UserError
 from .fileio import human_bytes
 from .serving import options as serving
 from .serving import settings_file
@@ -237,10 +237,12 @@ def _run_job(args, payload):
 
 
 def cmd_generate(args) -> int:
-    settings = _settings(args, "generate", args.prompts)
     from .serving.jobs import Generate
 
-    result = _run_job(args, Generate(settings))
+    if args.init_image is not None:   # opened once, before any model loads: its digest and its pixels
+        args.init_image = _open_image(args.init_image, "--init-image")
+    settings = _settings(args, "generate", args.prompts)
+    result = _run_job(args, Generate(settings, args.init_image))
     for path in _write_images(result, args.out):
         print(path)
     return 0
@@ -399,7 +401,8 @@ def _setting_option(parser, setting: Setting, *aliases: str) -> None:
     """A setting's flag (glide.declarations): its help, bounds and default said once there."""
     kinds = {"int": dict(type=int, metavar="N"), "float": dict(type=float, metavar="X"),
              "steps": dict(type=_steps, metavar="STEPS"), "bool": dict(action=argparse.BooleanOptionalAction),
-             "params": dict(type=_param, action="append", metavar="NAME=VALUE")}
+             "params": dict(type=_param, action="append", metavar="NAME=VALUE"),
+             "image": dict(type=Path, metavar="FILE")}
     parser.add_argument(setting.flag, *aliases, dest=setting.name, help=setting.describe(),
                         **kinds.get(setting.kind, {}))
 
@@ -504,7 +507,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # so that flushing it at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except UserError as exc:
+    except (UserError, ServerError) as exc:   # both say in words what to do
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception:  # a bug, not the user's doing: the traceback is what a report needs

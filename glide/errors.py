@@ -6,6 +6,11 @@ queue — raised where the input is validated, with a message that says what to 
 (CLI, demo) show a UserError's message as it is; any other exception is a bug: they log it with
 its traceback and say "internal error (logged)" instead of blaming the input.
 
+A `ServerError` is the server's own trouble, not the request's: the cluster that runs the jobs cannot
+be reached, an image does not fit in the device's memory, the server is restarting. Front ends show its
+message as it is too (it says what to do: try again later), and the metrics count it apart from users'
+mistakes (glide.serving.metrics), so an operator sees an outage as one.
+
 `Cancelled` is not an error of anyone's: a run or a job stopped because its user asked.
 """
 
@@ -45,10 +50,6 @@ class CheckpointError(UserError):
 
 
 # ------------------------------------------------------------------------------------------ serving
-class OutOfDeviceMemory(UserError):
-    """An image that does not fit in the device's memory even alone; only its request fails."""
-
-
 class QueueFull(UserError):
     """Too many requests are waiting (in all, or from one user); the message says so in words a user understands."""
 
@@ -57,12 +58,21 @@ class RateLimited(QueueFull):
     """One user asked for more images in the last minute than the server allows; the message says when to retry."""
 
 
-class ServerRestarting(UserError):
+# ------------------------------------------------------------------------------------------ the server's trouble
+class ServerError(RuntimeError):
+    """Not the request's fault: the server cannot serve it now; the message says so in words a user understands."""
+
+
+class ServerRestarting(ServerError):
     """The server is shutting down: requests not finished by then get this, and new ones are refused."""
 
 
-class ClusterUnavailable(UserError):
+class ClusterUnavailable(ServerError):
     """The Ray cluster or the Serve application cannot be reached; the message says what to start."""
+
+
+class OutOfDeviceMemory(ServerError):
+    """An image that does not fit in the device's memory even alone; only its request fails."""
 
 
 class Cancelled(RuntimeError):

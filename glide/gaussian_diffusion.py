@@ -1,8 +1,8 @@
 """Gaussian diffusion: schedules, the forward process, the reverse step rules and the training loss.
 
 All per-timestep arrays are precomputed once in float64 (numpy) and gathered per batch, as in
-guided-diffusion. A process may be *respaced* (a subset of the original timesteps, see respace.py):
-it then keeps `timestep_map`, and the model and any `cond_fn` receive original-scale timesteps.
+guided-diffusion. A process may be *respaced* (a subset of the original timesteps: `SpacedDiffusion`;
+which subset: respace.py): it then keeps `timestep_map`, and the model and any `cond_fn` receive original-scale timesteps.
 
 Shapes: x is [N, C, H, W]; t is [N] int64 indices into this (possibly respaced) process; the model
 returns [N, 2C, H, W]: the mean prediction (epsilon, or v for v-prediction models) and, in the last C
@@ -10,7 +10,7 @@ channels, the learned-range variance values in [-1, 1] (Nichol & Dhariwal, 2021)
 """
 import collections
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -127,16 +127,9 @@ class GaussianDiffusion:
             self._timestep_map_cache[key] = torch.tensor(self.timestep_map, device=t.device, dtype=t.dtype)
         return self._timestep_map_cache[key][t]
 
-    def respaced(self, section_counts) -> "GaussianDiffusion":
-        """The same process on a subset of the original timesteps (see respace.space_timesteps)."""
-        from .respace import space_timesteps
-
-        return self.respaced_to(space_timesteps(self.original_num_steps, section_counts))
-
     def respaced_to(self, timesteps) -> "GaussianDiffusion":
-        """The same process on exactly these original timesteps (any set of them, e.g. respace.noise_spaced_timesteps)."""
-        from .respace import SpacedDiffusion
-
+        """The same process on exactly these original timesteps (any set of them: respace.space_timesteps,
+        respace.noise_spaced_timesteps)."""
         return SpacedDiffusion(timesteps, betas=self.base_betas, model_mean_type=self.model_mean_type)
 
     # ------------------------------------------------------------------ forward process
@@ -345,3 +338,24 @@ class GaussianDiffusion:
         nll = -discretized_gaussian_log_likelihood(x_start, out["mean"], 0.5 * out["log_variance"])
         nll = nll.mean(dim=(1, 2, 3)) / math.log(2.0)
         return torch.where(t == 0, nll, kl)
+
+
+class SpacedDiffusion(GaussianDiffusion):
+    """A diffusion process that keeps only `use_timesteps` of the process defined by `betas`.
+
+    The new betas keep alphas_cumprod equal at the kept steps; models and cond_fns are called with
+    the original timesteps (`timestep_map`).
+    """
+
+    def __init__(self, use_timesteps: Iterable[int], betas, **kwargs):
+        self.use_timesteps = set(use_timesteps)
+        base_betas = np.array(betas, dtype=np.float64)
+        alphas_cumprod = np.cumprod(1.0 - base_betas)
+        last_alpha_cumprod = 1.0
+        new_betas, timestep_map = [], []
+        for i, alpha_cumprod in enumerate(alphas_cumprod):
+            if i in self.use_timesteps:
+                new_betas.append(1 - alpha_cumprod / last_alpha_cumprod)
+                last_alpha_cumprod = alpha_cumprod
+                timestep_map.append(i)
+        super().__init__(betas=np.array(new_betas), timestep_map=timestep_map, base_betas=base_betas, **kwargs)

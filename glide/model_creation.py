@@ -11,8 +11,8 @@ from typing import Callable, Dict
 
 import torch
 
-from .gaussian_diffusion import GaussianDiffusion, get_named_beta_schedule
-from .respace import SpacedDiffusion, space_timesteps
+from .gaussian_diffusion import GaussianDiffusion, SpacedDiffusion, get_named_beta_schedule
+from .respace import space_timesteps
 from .text2im_model import InpaintText2ImUNet, SuperResInpaintText2ImUnet, SuperResText2ImUNet, Text2ImUNet
 
 

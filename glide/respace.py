@@ -1,9 +1,10 @@
-"""Respacing: sample with a subset of a trained process's timesteps (guided-diffusion's respace.py)."""
+"""Respacing: which subset of a trained process's timesteps to sample with (guided-diffusion's respace.py).
+
+The process on those timesteps is `glide.gaussian_diffusion.SpacedDiffusion` (`GaussianDiffusion.respaced_to`).
+"""
 from typing import Iterable, List, Union
 
 import numpy as np
-
-from .gaussian_diffusion import GaussianDiffusion
 
 
 def space_timesteps(num_timesteps: int, section_counts: Union[str, Iterable[int]]) -> set:
@@ -86,24 +87,3 @@ def noise_spaced_timesteps(alphas_cumprod, steps: int, spacing: str) -> List[int
         wanted = -KARRAS_RHO * np.log(root_max + ramp * (root_min - root_max))
     nearest = np.abs(log_snr[None, :] - wanted[1:, None]).argmin(axis=1)
     return sorted({num_timesteps - 1, *(int(t) for t in nearest)}, reverse=True)
-
-
-class SpacedDiffusion(GaussianDiffusion):
-    """A diffusion process that keeps only `use_timesteps` of the process defined by `betas`.
-
-    The new betas keep alphas_cumprod equal at the kept steps; models and cond_fns are called with
-    the original timesteps (`timestep_map`).
-    """
-
-    def __init__(self, use_timesteps: Iterable[int], betas, **kwargs):
-        self.use_timesteps = set(use_timesteps)
-        base_betas = np.array(betas, dtype=np.float64)
-        alphas_cumprod = np.cumprod(1.0 - base_betas)
-        last_alpha_cumprod = 1.0
-        new_betas, timestep_map = [], []
-        for i, alpha_cumprod in enumerate(alphas_cumprod):
-            if i in self.use_timesteps:
-                new_betas.append(1 - alpha_cumprod / last_alpha_cumprod)
-                last_alpha_cumprod = alpha_cumprod
-                timestep_map.append(i)
-        super().__init__(betas=np.array(new_betas), timestep_map=timestep_map, base_betas=base_betas, **kwargs)

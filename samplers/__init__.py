@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from glide.respace import NOISE_SPACINGS, noise_spaced_timesteps
+from glide.respace import NOISE_SPACINGS, noise_spaced_timesteps, space_timesteps
 
 from .base import (
     Cancelled,
@@ -37,7 +37,7 @@ def respace(diffusion, steps: Union[int, str]):
     """The model's diffusion respaced to `steps` (an int in [1, original steps], or a spec like "fast27")."""
     if isinstance(steps, str) and not steps.isdigit():
         try:
-            return diffusion.respaced(steps)
+            return diffusion.respaced_to(space_timesteps(diffusion.original_num_steps, steps))
         except ValueError as e:
             raise SamplerError(f"bad step schedule {steps!r}: {e}") from None
     if isinstance(steps, float) and not steps.is_integer():
@@ -46,7 +46,7 @@ def respace(diffusion, steps: Union[int, str]):
     if not 1 <= steps <= diffusion.original_num_steps:
         raise SamplerError(f"steps must be between 1 and {diffusion.original_num_steps} (the model's "
                            f"diffusion steps), got {steps}")
-    return diffusion.respaced(str(steps))
+    return diffusion.respaced_to(space_timesteps(diffusion.original_num_steps, [steps]))
 
 
 def respace_for(rule, diffusion, steps: Union[int, str], params: Dict):
@@ -134,8 +134,6 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
                           components=dict(components or {}), prediction=diffusion.model_mean_type,
                           alphas_cumprod=np.cumprod(1.0 - diffusion.base_betas))
     guided = strategy.prepare(ctx, **strategy_params)
-    run = SamplingRun(diffusion=spaced, guided=guided, noise_like=noise_like, denoised_fn=denoised_fn,
-                      clip_denoised=clip_denoised, callback=callback, should_stop=should_stop)
     x_T = noise_like(torch.empty(shape, device=device)) * temperature
     if strength < 1:
         if init_image is None:
@@ -143,5 +141,7 @@ def sample(model, diffusion, shape: Sequence[int], *, steps: Union[int, str], pr
         spaced = start_at(spaced, strength)
         top = torch.full((shape[0],), spaced.num_timesteps - 1, device=device, dtype=torch.long)
         x_T = spaced.q_sample(init_image.to(device=device, dtype=x_T.dtype).expand(shape), top, noise=x_T)
+    run = SamplingRun(diffusion=spaced, guided=guided, noise_like=noise_like, denoised_fn=denoised_fn,
+                      clip_denoised=clip_denoised, callback=callback, should_stop=should_stop)
     with torch.no_grad():
         return rule.sample(run, x_T, **rule_params)

@@ -419,7 +419,7 @@ def test_the_server_refuses_at_start_what_it_could_never_serve(argv, message, ca
 
 # ---------------------------------------------------------------------------------------------- UI helpers
 def test_the_examples_are_sentences_of_the_shapes_grammar():
-    from demo.tabs import EXAMPLES
+    from demo.context import EXAMPLES
     from glide.data.shapes import parse_caption
 
     assert all(parse_caption(e) is not None for e in EXAMPLES)

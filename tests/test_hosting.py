@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from demo.users import client_address, trusted_networks, user_of
+from demo.users import trusted_networks, user_of
 from glide.errors import UserError
 
 PROMPT = "a small red circle on the left on a blue background"
@@ -41,13 +41,32 @@ def test_a_user_is_the_login_else_the_address():
     assert user_of(None) is None
 
 
+def client_address(peer, headers, trusted=()):
+    """The client address a request from `peer` with `headers` reaches the demo's handlers with."""
+    import fastapi
+    from fastapi.testclient import TestClient
+
+    from demo.server import trust_proxies
+
+    app = fastapi.FastAPI()
+    trust_proxies(app, trusted)
+
+    @app.get("/who")
+    def who(request: fastapi.Request):
+        return request.client.host
+
+    with TestClient(app, client=(peer, 50000)) as client:
+        return client.get("/who", headers=headers).json()
+
+
 def test_forwarded_addresses_count_only_from_trusted_proxies():
     proxy = trusted_networks(["127.0.0.1", "10.1.0.0/16"])
     forwarded = {"x-forwarded-for": "198.51.100.4"}
     assert client_address("127.0.0.1", forwarded) == "127.0.0.1"                 # nobody trusted: the peer
     assert client_address("203.0.113.7", forwarded, proxy) == "203.0.113.7"       # not from a trusted proxy
     assert client_address("127.0.0.1", forwarded, proxy) == "198.51.100.4"
-    assert client_address("127.0.0.1", {"x-real-ip": "198.51.100.5", **forwarded}, proxy) == "198.51.100.5"
+    # X-Real-IP is not read: a proxy that passes the client's own header through would let anyone forge it.
+    assert client_address("127.0.0.1", {"x-real-ip": "198.51.100.5", **forwarded}, proxy) == "198.51.100.4"
     # The last hop that is not a trusted proxy: what came before it is whatever the client sent.
     chain = {"x-forwarded-for": "1.2.3.4, 198.51.100.4, 10.1.2.3"}
     assert client_address("127.0.0.1", chain, proxy) == "198.51.100.4"
@@ -170,7 +189,7 @@ class Hosted:
         # One image per run: the order of runs is the order in which the queue served its users.
         self.backend = LocalBackend(runner=self.gate, workers=1, max_batch=1, max_per_user=args.max_per_user,
                                     images_per_minute=args.rate_limit)
-        service = DemoService(device="cpu", backend=self.backend, trusted_proxies=args.trusted_proxy,
+        service = DemoService(device="cpu", backend=self.backend,
                               out_dir=tmp_path / "outputs")
         self.server = WebServer(web_app(args, service, concurrency=1), "127.0.0.1", port)
         self.server.start()

@@ -208,7 +208,7 @@ def test_score_guidance_keeps_x0_in_range_from_a_zero_snr_start(rule):
         return torch.cat([abar.sqrt() * eps - (1 - abar).sqrt() * target, torch.zeros_like(x)], dim=1)
 
     x0s = []
-    run = SamplingRun(diffusion=base.respaced("25"), guided=Guided(ideal, cond_fn=lambda x, t, **kw: torch.ones_like(x)),
+    run = SamplingRun(diffusion=samplers.respace(base, 25), guided=Guided(ideal, cond_fn=lambda x, t, **kw: torch.ones_like(x)),
                       noise_like=torch.zeros_like, callback=lambda i, n, x0: x0s.append(x0))
     out = get_registry().step_rule(rule).sample(run, torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
     assert all(x0.abs().max() <= 1 for x0 in x0s)
@@ -269,7 +269,7 @@ def test_third_party_plugin_via_entry_point(tiny, tmp_path, monkeypatch):
     for strength in (0.5, 1.0):
         out = run_tiny(tiny, guidance="negated-test", guidance_params={"strength": strength}, sampler="ddim",
                        registry=registry)
-        run = SamplingRun(diffusion=tiny["diffusion"].respaced("6"), guided=Guided(negated(strength)),
+        run = SamplingRun(diffusion=samplers.respace(tiny["diffusion"], 6), guided=Guided(negated(strength)),
                           noise_like=samplers.seeded_noise([3, 4], "cpu"))
         expected = rule.sample(run, samplers.seeded_noise([3, 4], "cpu")(torch.empty(2, 3, 16, 16)))
         assert torch.allclose(out, expected, atol=1e-5), strength

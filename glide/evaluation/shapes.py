@@ -7,6 +7,8 @@
     python -m glide.eval shapes --deep-cache    # EVAL_DEEP_CACHE.json: DeepCache intervals against off, both stages
     python -m glide.eval shapes --presets       # EVAL_PRESETS.json: each preset (glide.settings.PRESETS) against
                                                 # the defaults, guided, and its upsampler against the truth
+    python -m glide.eval shapes --sketch        # EVAL_SKETCH.json + sketch.png: editing from a crude colour sketch
+                                                # and image to image, over strengths (SDEdit's trade-off)
     python -m glide.eval shapes --n 32 --quick --out /tmp/e.json   # a smaller, faster pass
 
 For fresh random scenes (a seed no training batch used), the base model draws each caption and the
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -385,6 +387,109 @@ def eval_presets(pipe, n: int, report: Dict, save=lambda: None) -> Dict:
     return report
 
 
+SKETCH_STRENGTHS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+IMAGE_TO_IMAGE_STRENGTHS = (0.3, 0.5, 0.7, 1.0)
+
+
+def crude_sketch(scene, rng, size: int):
+    """A user's rough stroke for a one-shape scene: an irregular blob of the shape's colour where the shape should
+    be (its centre and about its size, not its outline) on the plain background, and the mask the strokes make
+    (the blob grown by two pixels). Returns (sketch, mask, blob centre in fractions of the side)."""
+    from PIL import ImageDraw, ImageFilter
+
+    (shape,), ((cx, cy, h),) = scene.shapes, shapes.layout(scene, rng)
+    sketch = Image.new("RGB", (size, size), shapes.PALETTE[scene.background])
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 9))
+    radii = h * size * rng.uniform(0.7, 1.25, len(angles))
+    outline = [(cx * size + r * np.cos(a), cy * size + r * np.sin(a)) for a, r in zip(angles, radii)]
+    colour = tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(shapes.PALETTE[shape.color], rng.integers(-25, 26, 3)))
+    blob = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(blob).polygon(outline, fill=255)
+    sketch.paste(colour, mask=blob)
+    mask = blob.filter(ImageFilter.MaxFilter(5))
+    ys, xs = np.nonzero(np.asarray(blob))
+    return sketch, mask, (xs.mean() / size, ys.mean() / size)
+
+
+def _offset(image, scene, target) -> Optional[float]:
+    """How far (in fractions of the side) the shape of the scene's colour that the checker reads sits from
+    `target`; None when it reads none."""
+    reading = shapes.read(image)
+    found = [g for s, g in zip(reading.shapes, reading.geometry) if s.color == scene.shapes[0].color]
+    return None if not found else float(min(math.hypot(g[0] - target[0], g[1] - target[1]) for g in found))
+
+
+def eval_sketch(pipe, n: int, report: Dict, save=lambda: None) -> Dict:
+    """SDEdit's trade-off on the shapes family, the defaults with classifier-free 3.
+
+    Sketch editing: for n one-shape scenes, a crude blob of the caption's colour where its shape should be
+    (crude_sketch), the strokes the mask, the caption naming the rest; inpainted at each strength (1.0 is plain
+    inpainting of the same mask). Realism: the share the checker reads as the caption; faithfulness: how far the
+    shape of that colour sits from the blob's centre. Image to image: from n true renders with their caption,
+    the share read right, how far the result is from the render (mean absolute difference, levels of 255) and
+    how much two seeds differ (the same measure between them)."""
+    size = pipe.family.base_size
+    rng = np.random.default_rng([EVAL_SEED, 11])
+    sketches = []
+    for _ in range(n):
+        scene = shapes.random_scene(rng, 1)
+        sketches.append((scene, shapes.caption(scene, rng), *crude_sketch(scene, rng, size)))
+    report["sketch"] = []
+    for strength in SKETCH_STRENGTHS:
+        right, offsets = 0, []
+        for i, (scene, caption, sketch, mask, centre) in enumerate(sketches):
+            image = pipe.inpaint(sketch, mask, caption, seed=EVAL_SEED + i, strength=strength, upsample=False).images[0]
+            right += shapes.matches(image, scene)["all"]
+            offset = _offset(image, scene, centre)
+            offsets.append(np.nan if offset is None else offset)
+        found = np.isfinite(offsets)
+        report["sketch"].append({"strength": strength, "realism": measures.wilson(right, n),
+                                 "offset_from_blob": round(float(np.nanmedian(offsets)) * size, 2),
+                                 "shape_of_colour_found": measures.wilson(int(found.sum()), n)})
+        print(json.dumps(report["sketch"][-1]), flush=True)
+        save()
+    scenes, captions = fresh_scenes(n, 1, seed=EVAL_SEED + 1)
+    renders = [shapes.render(scene, size, rng) for scene in scenes]
+    report["image_to_image"] = []
+    for strength in IMAGE_TO_IMAGE_STRENGTHS:
+        right, from_render, between_seeds = 0, [], []
+        for i, (scene, caption, render) in enumerate(zip(scenes, captions, renders)):
+            a, b = pipe.generate(caption, seed=[EVAL_SEED + 2 * i, EVAL_SEED + 2 * i + 1], init_image=render,
+                                 strength=strength, upsample=False).images
+            right += shapes.matches(a, scene)["all"]
+            pixels = [np.asarray(x, dtype=np.float64) for x in (a, b, render)]
+            from_render.append(np.abs(pixels[0] - pixels[2]).mean())
+            between_seeds.append(np.abs(pixels[0] - pixels[1]).mean())
+        report["image_to_image"].append({"strength": strength, "right": measures.wilson(right, n),
+                                         "difference_from_render": round(float(np.mean(from_render)), 2),
+                                         "difference_between_seeds": round(float(np.mean(between_seeds)), 2)})
+        print(json.dumps(report["image_to_image"][-1]), flush=True)
+        save()
+    return report
+
+
+def sketch_figure(report: Dict):
+    """Realism against faithfulness over strength, the way SDEdit draws its trade-off (without pyplot)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    axis = figure.subplots()
+    rows = report["sketch"]
+    xs = [r["offset_from_blob"] for r in rows]
+    ys = [100 * r["realism"]["rate"] for r in rows]
+    errors = [[100 * (r["realism"]["rate"] - r["realism"]["low"]) for r in rows],
+              [100 * (r["realism"]["high"] - r["realism"]["rate"]) for r in rows]]
+    axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=2, color="tab:blue")
+    for r, x, y in zip(rows, xs, ys):
+        axis.annotate(f"{r['strength']:g}" + (" (plain inpainting)" if r["strength"] == 1 else ""), (x, y),
+                      textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axis.set_xlabel("faithfulness: median distance of the shape from the sketched blob (pixels of 32; lower = closer)")
+    axis.set_ylabel("realism: % read as the caption")
+    axis.set_title(f"sketch editing, shapes family ({report['n']} crude sketches; labels: strength)", fontsize=10)
+    axis.grid(alpha=0.3)
+    return figure
+
+
 def percent(rate: Dict) -> str:
     """A Wilson rate as README writes it: 99.2% (97.1-99.8)."""
     return f"{100 * rate['rate']:.1f}% ({100 * rate['low']:.1f}-{100 * rate['high']:.1f})"
@@ -423,14 +528,18 @@ def main(argv=None):
     parser.add_argument("--presets", action="store_true",
                         help="only the presets (glide.settings.PRESETS) against the defaults: guided accuracy, "
                              "seconds per image and the upsampler's error against the truth")
+    parser.add_argument("--sketch", action="store_true",
+                        help="only editing from a crude colour sketch and image to image, over strengths: "
+                             "EVAL_SKETCH.json and sketch.png")
     parser.add_argument("--seeds", type=int, default=4, help="--tradeoff: seeds per prompt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--dtype", default="float32", help="passed to load_pipeline (float32, bfloat16, float16, ...)")
     args = parser.parse_args(argv)
     name = ("EVAL_SAMPLERS.json" if args.samplers else "EVAL_TRADEOFF.json" if args.tradeoff
-            else "EVAL_DEEP_CACHE.json" if args.deep_cache else "EVAL_PRESETS.json" if args.presets else "EVAL.json")
+            else "EVAL_DEEP_CACHE.json" if args.deep_cache else "EVAL_PRESETS.json" if args.presets
+            else "EVAL_SKETCH.json" if args.sketch else "EVAL.json")
     args.out = args.out or Path("glide/assets/shapes") / name
-    args.n = args.n or (64 if args.samplers else 40 if args.tradeoff else 128)
+    args.n = args.n or (64 if args.samplers or args.sketch else 40 if args.tradeoff else 128)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(args.family, device=args.device, dtype=args.dtype)
     # The report is rewritten after every row, so an interrupted run keeps what it measured.
@@ -453,6 +562,11 @@ def main(argv=None):
         print(markdown(report["base"]))
         for row in report["upsampler"]:
             print(row)
+        return
+    if args.sketch:
+        report.update(n=args.n, settings="the family's defaults, classifier-free 3, no upsampling")
+        eval_sketch(pipe, args.n, report, save)
+        sketch_figure(report).savefig(args.out.with_name("sketch.png"), dpi=110)
         return
     if args.presets:
         report.update(n=args.n, presets={name: dataclasses.asdict(preset) for name, preset in PRESETS.items()})

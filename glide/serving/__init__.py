@@ -7,8 +7,16 @@
     for progress in job.stream(): ...                  #   ray: a Ray Serve application (ray_serve.py)
     result = job.outcome()                             # batches: what a run computes (batches.py)
 
-Modules: `jobs` (payloads, Job, Progress), `fair_queue` (round-robin across users, bounds),
-`backend` (the Backend protocol, the shared queueing, `create_backend`), `local`, `ray_serve`,
-`batches` (a batch of payloads on a loaded pipeline, shared by both executors) and `options`
-(the flags, importable without torch or Ray). Import from the modules themselves.
+Modules, each importing only those listed before it (tests/test_imports.py keeps it so):
+
+    results      what a job gives back (Images, Compared); with glide.errors, the bottom
+    options      the flags and ServeConfig, importable without torch or Ray
+    jobs         payloads, Job, Progress
+    metrics      Prometheus counters, fed by the backends; fair_queue: round-robin across users, bounds
+    batches      a batch of payloads on a loaded pipeline, shared by both executors
+    base         the Backend protocol and the queueing both backends share
+    local        worker threads in this process; ray_serve: a Ray Serve application
+    backend      on top, what front ends use: BackendOptions, create_backend (and the Backend protocol)
+
+Import from the modules themselves.
 """

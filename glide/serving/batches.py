@@ -3,12 +3,10 @@ replica both run, so both backends make the same images from the same settings.
 
 A batch is one kind of payload (glide.serving.jobs: Generate, Inpaint or Compare), one per request;
 generate requests with equal settings (apart from prompts and seeds) share one sampling run, the
-others run alone. Results are plain objects (PIL images, settings dicts) that pickle, so a replica on another
-machine can send them back; writing PNGs is the front end's business.
+others run alone. Each request gets its glide.serving.results object, or the exception it alone failed with.
 """
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -18,41 +16,15 @@ import samplers
 
 from .. import comparison
 from ..errors import OutOfDeviceMemory
-from ..pipeline import Comparison, Pipeline
+from ..pipeline import Pipeline
 from ..settings import ComparisonSettings, GenerationSettings
 from .jobs import Compare, Generate, Inpaint, Payload
+from .results import Compared, Images
 
 log = logging.getLogger("glide.serving")
 
 # report(stage, step, total, x0) as the pipeline's callback; stage may be a label in words (comparisons)
 Report = Callable[[str, int, int, Any], None]
-
-
-@dataclass
-class Images:
-    """One request's images: final, base, and the settings each PNG records."""
-
-    images: List
-    base_images: List
-    settings: List[Dict]
-    seconds: float
-    masked_input: Any = None          # inpainting: the input with the region to replace greyed
-
-    def count(self) -> int:
-        return len(self.images)
-
-
-@dataclass
-class Compared:
-    """A comparison's samples: one per strategy (`entries`), then the sweep's."""
-
-    compared: ComparisonSettings
-    entries: List[Comparison]
-    sweep: List[Comparison]
-    seconds: float
-
-    def count(self) -> int:
-        return len(self.entries) + len(self.sweep)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -78,16 +50,16 @@ def run_batch(pipeline_of: Callable[[str], Pipeline], payloads: Sequence[Payload
     if isinstance(first, Generate):
         settings = first.settings.with_items([p for x in payloads for p in x.prompts],
                                              [s for x in payloads for s in x.seeds])
-        inpaint = None
+        inputs = {"init_image": first.init_image}   # equal batch keys: the same starting image's digest, or none
         log.info("generate run: %d request(s), %d image(s)", len(payloads), len(settings))
     elif isinstance(first, Inpaint):
         (only,) = payloads
-        settings, inpaint = only.settings, (only.image, only.mask)
+        settings, inputs = only.settings, {"inpaint": (only.image, only.mask)}
     else:
         raise TypeError(f"not a job payload: {first!r}")
     started = time.time()
     pipe = pipeline_of(settings.model)
-    made, masked = _fitting(pipe, settings, inpaint, report, should_stop)
+    made, masked = _fitting(pipe, settings, inputs, report, should_stop)
     seconds = time.time() - started
     out, start = [], 0
     for payload in payloads:
@@ -107,10 +79,11 @@ def batch_runner(pipeline_of: Callable[[str], Pipeline]) -> Callable:
     return runner
 
 
-def _fitting(pipe: Pipeline, settings: GenerationSettings, inpaint, report: Report, should_stop) -> Tuple[List, Any]:
-    """Per image (final, base, settings) or OutOfDeviceMemory, and the inpainting preview (or None)."""
+def _fitting(pipe: Pipeline, settings: GenerationSettings, inputs: Dict, report: Report, should_stop) -> Tuple[List, Any]:
+    """Per image (final, base, settings) or OutOfDeviceMemory, and the inpainting preview (or None); `inputs` are
+    Pipeline.run's images (inpaint, init_image)."""
     try:
-        result = pipe.run(settings, inpaint=inpaint, callback=report, should_stop=should_stop)
+        result = pipe.run(settings, **inputs, callback=report, should_stop=should_stop)
     except Exception as exc:  # noqa: BLE001 - only allocation failures are handled here
         if not is_out_of_memory(exc):
             raise
@@ -126,12 +99,12 @@ def _fitting(pipe: Pipeline, settings: GenerationSettings, inpaint, report: Repo
             report(stage, step, total, None)
 
         first, masked = _fitting(pipe, settings.with_items(settings.prompts[:half], settings.seeds[:half]),
-                                 inpaint, without_previews, should_stop)
+                                 inputs, without_previews, should_stop)
         second, masked_too = _fitting(pipe, settings.with_items(settings.prompts[half:], settings.seeds[half:]),
-                                      inpaint, without_previews, should_stop)
+                                      inputs, without_previews, should_stop)
         return first + second, masked or masked_too
     masked = None
-    if inpaint is not None:
+    if result.masked_inputs:
         size = result.images[0].width
         masked = result.masked_inputs[0].resize((size, size), Image.NEAREST)
     return list(zip(result.images, result.base_images, result.settings)), masked

@@ -5,6 +5,15 @@ address, so five browser tabs or five API clients of one user are one user), not
 served, so one user who queues ten jobs does not hold another's single job behind all ten; each
 user may have only `max_per_user` jobs waiting, all users together `max_pending`, and, when
 `images_per_minute` is set, each user may ask for only that many images in any minute.
+
+A job waits until it starts running, wherever it waits: here, or, once taken without starting
+(`take(..., started=False)`: the Ray backend sends it to Serve, where it may queue at a replica), there
+until its backend calls `job.start()`. It counts against its user's cap all that time.
+
+What the queue keeps about a user lasts only while it matters: their turn while they have jobs waiting,
+their images while they are in the last minute. A user with nothing waiting is forgotten, so a long-running
+server remembers as many users as are waiting, not every address it ever saw; their next job counts as a
+newcomer's, which round-robin would serve next anyway.
 """
 import itertools
 import math
@@ -12,7 +21,7 @@ import time
 from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
-from ..errors import Cancelled, QueueFull, RateLimited
+from ..errors import QueueFull, RateLimited
 from .jobs import Job
 
 RATE_WINDOW_S = 60.0
@@ -29,14 +38,20 @@ class FairQueue:
         if max_pending < 1 or max_per_user < 1 or (images_per_minute is not None and images_per_minute < 1):
             raise ValueError("max_pending, max_per_user and images_per_minute must be at least 1")
         self.max_pending, self.max_per_user, self.images_per_minute = max_pending, max_per_user, images_per_minute
-        self.jobs: List[Job] = []
-        self._served: Dict[Optional[str], int] = {}   # user -> when it was last served (a tick count)
+        self.jobs: List[Job] = []                     # waiting here, in arrival order
+        self._elsewhere: List[Job] = []               # taken, not started yet (waiting in the backend's executor)
+        self._served: Dict[Optional[str], int] = {}   # user with jobs waiting -> when last served (a tick count)
         self._ticks = itertools.count()
         self._asked: Dict[str, Deque[Tuple[float, int]]] = {}   # user -> (when, images) of the last minute
         self._clock = clock
 
+    def _waiting(self) -> List[Job]:
+        """Every job that has not started, here or elsewhere, and is still wanted."""
+        self._elsewhere = [j for j in self._elsewhere if not (j.started.is_set() or j.done.is_set())]
+        return [j for j in self.jobs + self._elsewhere if not j.cancelled.is_set()]
+
     def add(self, job: Job) -> None:
-        live = [j for j in self.jobs if not j.cancelled.is_set()]
+        live = self._waiting()
         if len(live) >= self.max_pending:
             raise QueueFull(f"The queue is full ({len(live)} requests waiting): please try again in a minute.")
         mine = sum(1 for j in live if j.user is not None and j.user == job.user)
@@ -50,9 +65,8 @@ class FairQueue:
     def _charge(self, user: str, images: int) -> None:
         """Count `images` against `user`'s last minute, or raise RateLimited saying when they would fit."""
         now = self._clock()
+        self._forget_the_last_minute(now)
         asked = self._asked.setdefault(user, deque())
-        while asked and asked[0][0] <= now - RATE_WINDOW_S:
-            asked.popleft()
         used = sum(n for _, n in asked)
         if used + images > self.images_per_minute:
             # The earliest moment enough of the window's images have aged out for this request to fit.
@@ -67,11 +81,20 @@ class FairQueue:
                               + (" (or ask for fewer images)." if images > 1 else "."))
         asked.append((now, images))
 
-    def drop_cancelled(self) -> None:
-        """Cancelled jobs that never started leave the queue; their waiters are told."""
-        for job in [j for j in self.jobs if j.cancelled.is_set()]:
-            self.jobs.remove(job)
-            job.finish(error=Cancelled("stopped before it started"))
+    def _forget_the_last_minute(self, now: float) -> None:
+        """Requests older than the rate window leave every user's count; users with none left, the queue."""
+        for user in list(self._asked):
+            asked = self._asked[user]
+            while asked and asked[0][0] <= now - RATE_WINDOW_S:
+                asked.popleft()
+            if not asked:
+                del self._asked[user]
+
+    def drop_cancelled(self) -> List[Job]:
+        """Cancelled jobs that never started leave the queue; returns them (their backend tells their waiters)."""
+        dropped = [j for j in self.jobs if j.cancelled.is_set()]
+        self.jobs = [j for j in self.jobs if not j.cancelled.is_set()]
+        return dropped
 
     def order(self) -> List[Job]:
         """The live jobs in the order they will be taken."""
@@ -87,17 +110,25 @@ class FairQueue:
                     order.append(queues[user].pop(0))
         return order
 
-    def take(self, jobs: List[Job]) -> None:
-        """`jobs` leave the queue to run; their users count as served now."""
+    def take(self, jobs: List[Job], started: bool = True) -> None:
+        """`jobs` leave the queue; their users count as served now. `started`: they run now; else they wait in
+        the backend's executor (and count against their users' caps) until the backend calls `job.start()`."""
         tick = next(self._ticks)
         for job in jobs:
             self.jobs.remove(job)
             self._served[job.user] = tick
-            job.start()
+            if started:
+                job.start()
+            else:
+                self._elsewhere.append(job)
+        waiting = {j.user for j in self._waiting()}
+        for user in [u for u in self._served if u not in waiting]:
+            del self._served[user]
 
     def position(self, job: Job) -> int:
         order = self.order()
         return order.index(job) if job in order else 0
 
     def waiting(self) -> int:
-        return sum(1 for j in self.jobs if not j.cancelled.is_set())
+        """Jobs waiting to start, here or elsewhere."""
+        return len(self._waiting())

@@ -17,7 +17,6 @@ from PIL import Image
 
 from ..errors import Cancelled
 from ..settings import ComparisonSettings, GenerationSettings
-from . import metrics
 
 
 # ------------------------------------------------------------------------------------------ payloads
@@ -62,8 +61,10 @@ class _ImagesOf:
 
 @dataclass(frozen=True)
 class Generate(_ImagesOf):
-    """Text to image. Requests with equal settings but for prompts and seeds share one sampling run."""
+    """Text to image (from `init_image` when the settings start from one). Requests with equal settings but for
+    prompts and seeds share one sampling run."""
 
+    init_image: Optional[Image.Image] = None
     kind: ClassVar[str] = "generate"
 
     def batch_key(self) -> Optional[str]:
@@ -157,29 +158,37 @@ class Job:
         self.started = threading.Event()
         self.done = threading.Event()
         self.cancelled = threading.Event()
+        self.answered = threading.Event()   # its front end has read its outcome, or stopped waiting for it
         # time.monotonic() when a backend took it, when it started running, when it ended (metrics)
         self.submitted_at: Optional[float] = None
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
         self._events: "queue.Queue[Progress]" = queue.Queue()
         self._backend = None            # the backend that took it
+        self._ending = threading.Lock()
 
     def start(self) -> None:
         """A backend began running it (left the queue)."""
         self.started_at = time.monotonic()
         self.started.set()
 
-    def finish(self, error: Optional[BaseException] = None) -> None:
-        """The one way a job ends, once its result (or `error`) is set: counted in the metrics, its waiter woken."""
-        if error is not None:
-            self.error = error
-        self.finished_at = time.monotonic()
-        metrics.finished(self)
-        self.done.set()
+    def finish(self, result: Any = None, error: Optional[BaseException] = None) -> bool:
+        """The one way a job ends, with its result or its error (neither: a RuntimeError), once: its waiter is
+        woken. Returns False, changing nothing, when it had already ended (a run that outlived the deadline of
+        a drain, which answered its users meanwhile); the backend counts the job in the metrics when True."""
+        with self._ending:
+            if self.done.is_set():
+                return False
+            if result is None and error is None:
+                error = RuntimeError("the request ended without a result")
+            self.result, self.error, self.finished_at = result, error, time.monotonic()
+            self.done.set()
+        return True
 
     def cancel(self) -> None:
         """Stop waiting for this job; its run stops too if no other job still needs it."""
         self.cancelled.set()
+        self.answered.set()
         if self._backend is not None:
             self._backend.cancelled(self)
 
@@ -208,18 +217,25 @@ class Job:
                 yield None
 
     def outcome(self, timeout: Optional[float] = None) -> Any:
-        """The job's result, or its error raised here."""
+        """The job's result (converted by `convert` the first time), or its error raised here; once this returns
+        or raises, the job counts as answered."""
         if not self.done.wait(timeout):
             raise TimeoutError("job not finished")
-        if self.error is not None:
-            raise self.error
-        if self.convert is not None and not self._converted:
-            self.result, self._converted = self.convert(self.result), True
-        return self.result
+        try:
+            if self.error is not None:
+                raise self.error
+            if self.convert is not None and not self._converted:
+                self.result, self._converted = self.convert(self.result), True
+            return self.result
+        finally:
+            self.answered.set()
 
-    def wait(self) -> Any:
-        """Block until the job is done (API calls, which stream nothing); cancelled jobs raise Cancelled."""
-        while not self.done.wait(0.1):
+    def wait(self, still_wanted: Callable[[], bool] = lambda: True, poll: float = 0.1) -> Any:
+        """Block until the job is done (API calls, which stream nothing) and return its outcome. Raises Cancelled
+        once it is cancelled, or once `still_wanted()` says nobody waits for it any more (then cancels it)."""
+        while not self.done.wait(poll):
+            if not still_wanted():
+                self.cancel()
             if self.cancelled.is_set():
                 raise Cancelled("stopped")
         return self.outcome()

@@ -16,12 +16,13 @@ glide.serving.batches.run_batch on the pipelines). Batching happens naturally un
 worker is busy, requests accumulate, and the next free worker takes the oldest one plus every
 compatible request.
 """
+import itertools
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ServerRestarting
-from .backend import RESTARTING, QueuedBackend
+from .base import RESTARTING, STOP_S, QueuedBackend
 from .batches import batch_runner
 from .jobs import Batch, Job, progress_of
 from .metrics import memory_here
@@ -49,6 +50,7 @@ class LocalBackend(QueuedBackend):
         self.preview_every = preview_every
         self._active: List[Job] = []
         self._stopping = False      # the grace period is over: running runs stop and report the restart
+        self._closed = False        # close(): the workers end
         self.runs = 0  # how many sampling runs were made (tests check batching through it)
         self._threads = [threading.Thread(target=self._work, name=f"demo-worker-{i}", daemon=True)
                          for i in range(workers)]
@@ -59,17 +61,16 @@ class LocalBackend(QueuedBackend):
     def _running(self) -> List[Job]:
         return self._active
 
-    def drain(self, grace_s: float) -> None:
+    def drain(self, grace_s: float, stop_s: float = STOP_S) -> None:
         """Shut down: refuse new jobs, fail the waiting ones with ServerRestarting, let running runs finish
-        for up to `grace_s` seconds, then fail (and stop) those too."""
+        for up to `grace_s` seconds, then stop them (at their next step) and fail their jobs with
+        ServerRestarting; a run that has not stopped `stop_s` seconds later is left to end on its own."""
         self._refuse_and_release_waiting()
-        deadline = time.monotonic() + grace_s
         with self._cond:
-            while self._active and time.monotonic() < deadline:
-                self._cond.wait(max(0.0, min(0.2, deadline - time.monotonic())))
-            self._stopping = bool(self._active)   # runs still going stop at their next step
-            while self._active:
-                self._cond.wait(0.2)
+            if not self._wait_for_running(grace_s):
+                self._stopping = True    # runs still going stop at their next step
+                self._wait_for_running(stop_s)
+        self._answer_the_rest()
 
     def stats(self) -> Dict[str, int]:
         with self._cond:
@@ -95,8 +96,18 @@ class LocalBackend(QueuedBackend):
         with self._cond:
             self._cond.notify_all()
 
-    def close(self) -> None:
-        """Nothing to release: the workers are daemon threads."""
+    def close(self, stop_s: float = STOP_S) -> None:
+        """End the worker threads: waiting jobs are told the server is restarting, running runs stop at their
+        next step; returns when the workers have ended, or after `stop_s` seconds (a run that never reaches
+        its next step keeps its thread, a daemon, until it does)."""
+        self._refuse_and_release_waiting()
+        with self._cond:
+            self._stopping = self._closed = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + stop_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._answer_the_rest()
 
     # ------------------------------------------------------------------ internals
     def _work(self):
@@ -104,6 +115,8 @@ class LocalBackend(QueuedBackend):
             with self._cond:
                 batch = self._next_batch()
                 while batch is None:
+                    if self._closed:
+                        return
                     self._cond.wait()
                     batch = self._next_batch()
                 self._active.extend(batch.jobs)
@@ -118,7 +131,7 @@ class LocalBackend(QueuedBackend):
 
     def _next_batch(self) -> Optional[Batch]:
         """The next job in the fair order and every pending job that can share its run (under the lock)."""
-        self._pending.drop_cancelled()
+        self._drop_cancelled()
         order = self._pending.order()
         if not order:
             return None
@@ -150,17 +163,13 @@ class LocalBackend(QueuedBackend):
             return self._stopping or all(job.cancelled.is_set() for job in jobs)
 
         try:
-            results = self.runner(batch, report, should_stop)
-            for job, result in zip(jobs, results):
-                if isinstance(result, BaseException):   # this job's alone (e.g. its image did not fit)
-                    job.error = result
-                else:
-                    job.result = result
+            results = list(self.runner(batch, report, should_stop))
         except Exception as exc:  # noqa: BLE001 - handed to every waiting job, re-raised in its thread
-            for job in jobs:
-                job.error = ServerRestarting(RESTARTING) if self._stopping else exc
-        finally:
-            for job in jobs:
-                if job.result is None and job.error is None:
-                    job.error = RuntimeError("the sampling run ended without a result")
-                job.finish()
+            results = [ServerRestarting(RESTARTING) if self._stopping else exc] * len(jobs)
+        # One result per job, or the exception it alone failed with (e.g. its image did not fit); a job the
+        # runner gave nothing for ends with "no result" (Job.finish).
+        for job, result in itertools.zip_longest(jobs, results[:len(jobs)]):
+            if isinstance(result, BaseException):
+                self._finish(job, error=result)
+            else:
+                self._finish(job, result)

@@ -1,12 +1,15 @@
 """What a server has done and holds, in Prometheus' text format, for whichever backend runs the jobs.
 
-Counted where jobs enter and leave a backend (both backends share those places: `QueuedBackend.submit`
-and `Job.finish`), so the numbers are the front end's view: a request's queue wait runs from its
-submission to its start (on Ray: until it is sent to Serve), its run time from then to its result.
-What the backend holds now (jobs waiting and running, device memory) is read from it when scraped:
+Fed by the backend, where jobs enter and leave it (both backends share those places:
+glide.serving.base.QueuedBackend's `submit` and `_finish`), so the numbers are the front end's view: a
+request's queue wait runs from its submission to its start (on Ray: its first step on a replica), its run
+time from then to its result. What the backend holds now (jobs waiting and running, device memory) is read
+from it when scraped:
 
-    glide_requests_total{kind, outcome}      requests by kind and outcome (ok, cancelled, refused,
-                                             user_error, restarting, error)
+    glide_requests_total{kind, outcome}      requests by kind and outcome: ok, cancelled, refused (a full
+                                             queue, the rate limit), user_error (the request's fault),
+                                             restarting, server_error (the server's trouble: the Ray
+                                             cluster unreachable, out of device memory), error (a bug)
     glide_images_total{kind}                 images delivered
     glide_queue_wait_seconds{kind}           histogram: submitted -> started
     glide_run_seconds{kind}                  histogram: started -> finished (jobs that started)
@@ -18,16 +21,14 @@ What the backend holds now (jobs waiting and running, device memory) is read fro
 The process's own metrics (CPU, memory, open files) come with prometheus_client's default registry.
 """
 import os
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import Dict, Optional, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from ..errors import Cancelled, QueueFull, ServerRestarting, UserError
-
-if TYPE_CHECKING:
-    from .backend import Backend
-    from .jobs import Job
+from ..errors import Cancelled, QueueFull, ServerError, ServerRestarting, UserError
+from .jobs import Job
+from .results import Compared, Images
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a shapes image takes ~1 s on a CPU, a GLIDE one up to minutes; a queue wait up to several minutes.
@@ -52,6 +53,8 @@ def outcome_of(error: Optional[BaseException]) -> str:
         return "refused"
     if isinstance(error, UserError):
         return "user_error"
+    if isinstance(error, ServerError):
+        return "server_error"
     return "error"
 
 
@@ -60,12 +63,10 @@ def refused(kind: str, error: BaseException) -> None:
     REQUESTS.labels(kind, outcome_of(error)).inc()
 
 
-def finished(job: "Job") -> None:
+def finished(job: Job) -> None:
     """A job ended (its result or error set): its outcome, its images and how long it waited and ran."""
     REQUESTS.labels(job.kind, outcome_of(job.error)).inc()
     if job.error is None:
-        from .batches import Compared, Images  # here: batches imports jobs, which imports this module
-
         made = job.result.count() if isinstance(job.result, (Images, Compared)) else len(job.prompts)
         IMAGES.labels(job.kind).inc(made)
     if job.started_at is not None:
@@ -75,10 +76,18 @@ def finished(job: "Job") -> None:
         QUEUE_WAIT.labels(job.kind).observe(job.finished_at - job.submitted_at)
 
 
+class Observed(Protocol):
+    """What a scrape reads from a backend (glide.serving.base.Backend has both)."""
+
+    def stats(self) -> Dict[str, int]: ...
+
+    def device_memory(self) -> Dict[str, Dict[str, int]]: ...
+
+
 class BackendCollector:
     """The backend's present state (queue depth, running jobs, device memory), read at each scrape."""
 
-    def __init__(self, backend: "Backend"):
+    def __init__(self, backend: Observed):
         self.backend = backend
 
     def collect(self):
@@ -95,7 +104,7 @@ class BackendCollector:
         return [depth, running, memory]
 
 
-def render(backend: "Backend") -> bytes:
+def render(backend: Observed) -> bytes:
     """The /metrics page: the counters of this process and `backend`'s present state."""
     present = CollectorRegistry()
     present.register(BackendCollector(backend))

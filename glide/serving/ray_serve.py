@@ -20,8 +20,10 @@ share one sampling run, others run one after the other. Inpainting and compariso
 Each request streams ("progress", Progress), then ("result", value, run id) or ("error", exc).
 Cancelling a request (the user's Stop, a client gone) cancels its stream; the replica marks it and
 stops a run only when every request in it is cancelled, between steps. `RayBackend` is the front
-end's side: it takes `glide.serving.jobs.Job`s like the local backend, and retries a request once
-when the replica serving it dies.
+end's side: it takes `glide.serving.jobs.Job`s like the local backend, in the same fair queue with the same
+caps, sends Serve only as many images as the replicas can run at once (so the order in which users are
+served is the fair queue's, not Serve's first come first served), and retries a request once when the
+replica serving it dies.
 
 Security: Ray has no authentication. Keep its ports (6379, 8265, 10001) on a private network and
 its dashboard off or on 127.0.0.1; put only the Gradio UI (with --auth) in front of users.
@@ -46,7 +48,7 @@ from ray.serve.exceptions import RequestCancelledError
 from ..errors import Cancelled, ClusterUnavailable, ServerRestarting
 from ..pipeline import load_pipeline, loaded_pipelines
 from ..precision import choose_precision
-from .backend import RESTARTING, QueuedBackend
+from .base import RESTARTING, STOP_S, QueuedBackend
 from .batches import run_batch
 from .jobs import Job, progress_of
 from .metrics import memory_here
@@ -54,7 +56,7 @@ from .options import APP_NAME, DEPLOYMENT, ServeConfig
 
 log = logging.getLogger("glide.serving.ray")
 
-HEALTH_PROBE_S = 5.0   # how long /healthz and /metrics wait for replicas to describe themselves
+HEALTH_PROBE_S = 5.0   # how long /healthz and /metrics wait for the replicas to describe themselves, in all
 RETRIES = 1   # a request whose replica died is sent once more, to whichever replica Serve picks
 
 
@@ -228,9 +230,20 @@ def _application():
 
 
 def replicas(samples: int = 16, timeout_s: float = 30.0) -> List[Dict]:
-    """What the replicas that answer `samples` probes say of themselves (GlideReplica.describe), by name."""
+    """What the replicas say of themselves (GlideReplica.describe), by name: those that answer `samples`
+    probes, sent at once, within `timeout_s` seconds in all; TimeoutError when none answers by then."""
+    deadline = time.monotonic() + timeout_s
     probes = [handle().describe.remote() for _ in range(samples)]
-    answers = {r["replica"]: r for r in (p.result(timeout_s=timeout_s) for p in probes)}
+    answers = {}
+    for probe in probes:
+        try:
+            answer = probe.result(timeout_s=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            probe.cancel()
+            continue
+        answers[answer["replica"]] = answer
+    if not answers:
+        raise TimeoutError(f"no replica answered within {timeout_s:g} s")
     return sorted(answers.values(), key=lambda r: r["replica"])
 
 
@@ -249,13 +262,15 @@ def status(samples: int = 16) -> Dict:
 class RayBackend(QueuedBackend):
     """The front end's side of the Serve application: `submit(job)` streams the job from a replica.
 
-    Jobs wait here in a FairQueue (round-robin across users, a cap per user) and at most
-    `in_flight` are sent to Serve at once, so the fairness rules of the local backend hold in front
-    of the replicas too; Serve then batches what reaches each replica.
+    Jobs wait here in a FairQueue (round-robin across users, a cap per user) and are sent to Serve in
+    its order while fewer than `in_flight` images are there (the replicas' batch size times their
+    number: what they can run at once), so the fairness rules of the local backend hold in front of the
+    replicas too; Serve then batches what reaches each replica. A job sent counts as waiting, against
+    its user's cap, until its first step runs on a replica.
     """
 
     def __init__(self, deployment_handle, max_pending: int = 64, max_per_user: int = 4,
-                 images_per_minute: Optional[int] = None, in_flight: int = 32, owns_cluster: bool = False):
+                 images_per_minute: Optional[int] = None, in_flight: int = 16, owns_cluster: bool = False):
         """`owns_cluster`: this process started the Ray it talks to, so `close()` shuts it down."""
         super().__init__(max_pending, max_per_user, images_per_minute)
         self.owns_cluster = owns_cluster
@@ -263,33 +278,45 @@ class RayBackend(QueuedBackend):
         self.in_flight = in_flight
         self._streams: Dict[Job, object] = {}     # jobs sent -> their response stream (None until it exists)
         self.run_ids: set = set()                 # distinct sampling runs seen (batching shows as fewer runs)
-        threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True).start()
+        self._closed = False                      # close(): the dispatcher ends
+        self._dispatcher = threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True)
+        self._dispatcher.start()
 
     def _running(self) -> List[Job]:
         return list(self._streams)
 
+    def _next_job(self) -> Optional[Job]:
+        """The next job in the fair order when the replicas have room for its images (under the lock)."""
+        self._drop_cancelled()
+        order = self._pending.order()
+        if not order:
+            return None
+        sent = sum(len(job.prompts) for job in self._streams)
+        return order[0] if not sent or sent + len(order[0].prompts) <= self.in_flight else None
+
     def _dispatch(self) -> None:
-        """Send waiting jobs to Serve in the fair order, keeping at most `in_flight` there."""
+        """Send waiting jobs to Serve in the fair order, keeping at most `in_flight` images there."""
         while True:
             with self._cond:
                 while True:
-                    self._pending.drop_cancelled()
-                    order = self._pending.order()
-                    if order and len(self._streams) < self.in_flight:
+                    if self._closed:
+                        return
+                    job = self._next_job()
+                    if job is not None:
                         break
                     self._cond.wait()
-                job = order[0]
-                self._pending.take([job])
+                self._pending.take([job], started=False)    # it starts with its first step on a replica
                 self._streams[job] = None
             threading.Thread(target=self._follow, args=(job,), name=f"ray-job-{job.id}", daemon=True).start()
 
     def _follow(self, job: Job) -> None:
         request = {"payload": job.payload, "batch_key": job.batch_key, "previews": job.previews}
+        result, error = None, None
         try:
             for attempt in range(RETRIES + 1):
                 try:
-                    self._stream(job, {**request, "id": uuid.uuid4().hex})
-                    return
+                    result, error = self._stream(job, {**request, "id": uuid.uuid4().hex})
+                    break
                 except RayActorError as exc:
                     if job.cancelled.is_set():
                         raise Cancelled("stopped") from None
@@ -298,37 +325,40 @@ class RayBackend(QueuedBackend):
                                                  "try again in a minute") from exc
                     log.warning("replica died serving job %s (%s); retrying it once", job.id, exc)
         except RequestCancelledError:
-            job.error = ServerRestarting(RESTARTING) if self._closing else Cancelled("stopped")
+            error = ServerRestarting(RESTARTING) if self._closing else Cancelled("stopped")
         except (RayError, ConnectionError) as exc:   # the cluster, not the request: say so in words
             log.error("job %s: the Ray cluster failed: %r", job.id, exc)
-            job.error = ClusterUnavailable("The cluster that makes the images cannot be reached right now; the "
-                                           "server's operator has been told (see its log). Try again later.")
+            error = ClusterUnavailable("The cluster that makes the images cannot be reached right now; the "
+                                       "server's operator has been told (see its log). Try again later.")
         except Exception as exc:  # noqa: BLE001 - handed to the job's waiter, raised in its thread
-            job.error = exc
+            error = exc
         finally:
+            self._finish(job, result, error)
             with self._cond:
                 self._streams.pop(job, None)
                 self._cond.notify_all()
-            if job.result is None and job.error is None:
-                job.error = RuntimeError("the request ended without a result")
-            job.finish()
 
-    def _stream(self, job: Job, request: Dict) -> None:
+    def _stream(self, job: Job, request: Dict):
+        """One request's stream from a replica: its progress reported to the job; (result, error) at its end."""
         stream = self.handle.run.remote(request)
         with self._cond:
             self._streams[job] = stream
         if job.cancelled.is_set():
             stream.cancel()
+        result, error = None, None
         for item in stream:
+            if item[0] in ("progress", "result") and not job.started.is_set():
+                job.start()         # its run began on a replica: no longer waiting (fair queue, metrics)
             if item[0] == "progress":
                 job.report(item[1])
             elif item[0] == "result":
-                job.result = item[1]
+                result = item[1]
                 log.info("job %s: result from run %s", job.id, item[2])
                 with self._cond:
                     self.run_ids.add(item[2])
             elif item[0] == "error":
-                job.error = item[1]
+                error = item[1]
+        return result, error
 
     def cancelled(self, job: Job) -> None:
         with self._cond:
@@ -338,12 +368,14 @@ class RayBackend(QueuedBackend):
             stream.cancel()
 
     def stats(self) -> Dict[str, int]:
+        """Waiting: here or sent to Serve but not started; running: started on a replica."""
         with self._cond:
-            return {"waiting": self._pending.waiting(), "running": len(self._streams), "runs": len(self.run_ids)}
+            return {"waiting": self._pending.waiting(), "running": sum(j.started.is_set() for j in self._streams),
+                    "runs": len(self.run_ids)}
 
     def health(self, probe_timeout_s: float = HEALTH_PROBE_S) -> Dict:
-        """Healthy while the application runs with at least one replica running and the replicas answer a
-        probe within `probe_timeout_s`; the models: those the answering replicas have loaded."""
+        """Healthy while the application runs with at least one replica running and the replicas answer
+        probes within `probe_timeout_s` seconds (in all); the models: those the answering replicas have loaded."""
         problems, application, running, answering = [], None, 0, []
         if self._closing:
             problems.append("shutting down")
@@ -377,18 +409,27 @@ class RayBackend(QueuedBackend):
             log.warning("no replica memory for /metrics: %s: %s", type(exc).__name__, exc)
             return {}
 
-    def drain(self, grace_s: float) -> None:
+    def drain(self, grace_s: float, stop_s: float = STOP_S) -> None:
         """Refuse new jobs and tell the waiting ones the server is restarting; give the ones sent `grace_s`
-        seconds, then cancel them (their users are told the same). The Serve application keeps running for
-        other front ends."""
+        seconds, then cancel them (their users are told the same) and wait up to `stop_s` seconds for their
+        streams to end. The Serve application keeps running for other front ends."""
         self._refuse_and_release_waiting()
-        deadline = time.monotonic() + grace_s
-        while self._streams and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for job in list(self._streams):
-            self.cancelled(job)
+        with self._cond:
+            finished = self._wait_for_running(grace_s)
+            streams = [stream for stream in self._streams.values() if stream is not None]
+        if not finished:
+            for stream in streams:
+                stream.cancel()
+            with self._cond:
+                self._wait_for_running(stop_s)
+        self._answer_the_rest()
 
     def close(self) -> None:
-        """Shut down the Ray this process started; an attached cluster keeps serving other front ends."""
+        """End the dispatcher; shut down the Ray this process started (an attached cluster keeps serving other
+        front ends)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._dispatcher.join()
         if self.owns_cluster:
             shutdown()
