@@ -105,8 +105,6 @@ def add_api(ctx: Context) -> None:
         grid = gr.Image(format="png", label="sweep_grid", type="filepath")
         generate_btn, inpaint_btn, compare_btn = gr.Button(), gr.Button(), gr.Button()
 
-    def request_of(prompt, settings: Dict):
-        return service.sample_request(prompt, **settings)
 
     def images_of(out):
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
@@ -114,12 +112,13 @@ def add_api(ctx: Context) -> None:
     def generate(prompt, settings, request):
         if "init_image" in settings:   # the upload, checked and opened once: its digest and its pixels
             settings["init_image"] = service.open_image(settings["init_image"], "init_image")
-        req = request_of(prompt, settings)
+        req = service.sample_request(prompt, **settings)
         out = answer(service.submit_generate(req, init_image=settings.get("init_image"), **caller(service, request)))
         return images_of(out)
 
     def inpaint(prompt, image, mask, settings, request):
-        out = answer(service.submit_inpaint(request_of(prompt, settings), image, mask, **caller(service, request)))
+        req = service.sample_request(prompt, mode="inpaint", **settings)
+        out = answer(service.submit_inpaint(req, image, mask, **caller(service, request)))
         return images_of(out)
 
     # The settings' order is their declaration order, new ones last: clients passing the earlier ones by

@@ -145,11 +145,12 @@ class DemoService:
         threading.Thread(target=load, name="warm-up", daemon=True).start()
 
     # ------------------------------------------------------------------ requests (validated by glide.settings)
-    def sample_request(self, prompt, **settings) -> GenerationSettings:
+    def sample_request(self, prompt, mode: str = "generate", **settings) -> GenerationSettings:
         """GenerationSettings from raw widget or API values (glide.declarations' settings, None where not given),
         within this server's limits, on its default model unless another is named (a UserError if off)."""
         model = settings.pop("model", None)
-        return GenerationSettings.create(prompt, model=model or self.default_model, limits=self.limits, **settings)
+        return GenerationSettings.create(prompt, mode=mode, model=model or self.default_model, limits=self.limits,
+                                         **settings)
 
     def compare_request(self, prompt, *, model=None, seed=None, sampler=None, steps=None, clip_scale=None,
                         cfg_scale=None, upsample=False, sweep="", strategies=None) -> ComparisonSettings:

@@ -367,7 +367,8 @@ class InpaintTab:
                 image, mask = imaging.painting_to_image_and_mask(data[self.painter], ctx.limits.max_image_side)
                 mask = imaging.grow_mask(mask, int(data[self.grow]), FAMILIES[data[ctx.model]].base_size)
                 req = service.sample_request(
-                    data[self.prompt], model=data[ctx.model], seed=data[self.seed], sampler=data[self.rules.dropdown],
+                    data[self.prompt], mode="inpaint", model=data[ctx.model], seed=data[self.seed],
+                    sampler=data[self.rules.dropdown],
                     sampler_params=self.rules.params(data), steps=data[self.steps],
                     guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
                     upsample=data[self.upsample])
