@@ -56,6 +56,12 @@ def painting_to_image_and_mask(value, max_side: int = 4096) -> Tuple[Image.Image
     if not value or not value.get("image"):
         raise InputError("upload an image to edit (or send one from Text to image), then paint the region to replace")
     image = flatten(decode_data_url(value["image"], "image", max_side))
+    if value.get("sketch"):   # the Colour brush's strokes become part of the picture the edit starts from
+        sketch = decode_data_url(value["sketch"], "sketch", max_side).convert("RGBA")
+        if sketch.size != image.size:
+            raise InputError(f"the sketch is {sketch.width}x{sketch.height} but the image is {image.width}x"
+                             f"{image.height}: paint it again on this image")
+        image.paste(sketch.convert("RGB"), mask=sketch.getchannel("A"))
     if not value.get("mask"):
         raise InputError("the mask is empty: paint over the region to replace (Brush, Rectangle or Fill)")
     painted = decode_data_url(value["mask"], "mask", max_side).convert("RGBA").getchannel("A")

@@ -7,6 +7,8 @@
 // anti-aliasing), so what is shown is exactly what is sent: after every stroke the painted pixels go into
 // props.value.mask as a PNG whose opaque pixels are the region to replace. Until an image is loaded and
 // decoded the painter says it is not ready, and a stroke then is refused out loud, never dropped quietly.
+// The Colour tool also paints its colour into a sketch layer (props.value.sketch, opaque where painted):
+// the strokes become part of the picture the edit starts from, and part of the region to replace.
 
 const $ = (selector) => element.querySelector(selector);
 const root = $(".painter");
@@ -18,6 +20,8 @@ const sizeText = $(".painter-size-text");
 const undoButton = $("button.painter-undo");
 const clearButton = $("button.painter-clear");
 const fileInput = $("input.painter-file");
+const colourInput = $("input.painter-colour");
+const swatches = $(".painter-swatches");
 const HISTORY_BYTES = 64 * 1024 * 1024;   // undo keeps whole-mask snapshots: at most this much of them
 const FILL_TOLERANCE = 48;                // Fill takes neighbours whose colour is this close (0-255 a channel)
 
@@ -26,6 +30,9 @@ let W = 0, H = 0;          // its size in pixels
 let mask = null;           // Uint8Array(W * H): 1 = to replace
 let maskCanvas = null;     // the same mask as opaque magenta pixels (what is shown and what is sent)
 let maskContext = null;
+let sketchCanvas = null;   // the colour strokes, opaque where painted (drawn over the image, sent as the sketch)
+let sketchContext = null;
+let sketched = 0;          // pixels the Colour tool painted (0: no sketch to send)
 let pixels = null;         // the image's RGBA, read once for Fill
 let loadedId = null;       // the value.id of the image shown
 let loadingId = null;
@@ -97,6 +104,11 @@ function load(value) {
     maskCanvas.height = H;
     maskContext = maskCanvas.getContext("2d");
     maskContext.fillStyle = "#ff00ff";
+    sketchCanvas = document.createElement("canvas");
+    sketchCanvas.width = W;
+    sketchCanvas.height = H;
+    sketchContext = sketchCanvas.getContext("2d");
+    sketched = 0;
     pixels = null;
     history = [];
     operations = 0;
@@ -113,23 +125,27 @@ function load(value) {
       say(mask.some((v) => v) ? "Ready: the mask painted before is kept." : "Ready: paint over the region to replace.");
       commit();
     };
-    if (!value.mask) {
-      ready();
-      return;
+    // A value that carries a mask and a sketch (the component mounted again, its tab shown anew): show them.
+    const layers = [[value.mask, (picture) => {
+      maskContext.drawImage(picture, 0, 0);
+      const alpha = maskContext.getImageData(0, 0, W, H).data;
+      for (let i = 0; i < mask.length; i++) mask[i] = alpha[4 * i + 3] > 0 ? 1 : 0;
+      redrawMask();
+    }], [value.sketch, (picture) => {
+      sketchContext.drawImage(picture, 0, 0);
+      sketched = countOpaque(sketchContext);
+    }]].filter(([url]) => url);
+    let pending = layers.length;
+    if (!pending) ready();
+    for (const [url, apply] of layers) {
+      const picture = new Image();
+      picture.onload = () => {
+        if (picture.naturalWidth === W && picture.naturalHeight === H) apply(picture);
+        if (--pending === 0) ready();
+      };
+      picture.onerror = () => { if (--pending === 0) ready(); };
+      picture.src = url;
     }
-    // A value that carries a mask (the component mounted again, its tab shown anew): show that mask.
-    const painted = new Image();
-    painted.onload = () => {
-      if (painted.naturalWidth === W && painted.naturalHeight === H) {
-        maskContext.drawImage(painted, 0, 0);
-        const alpha = maskContext.getImageData(0, 0, W, H).data;
-        for (let i = 0; i < mask.length; i++) mask[i] = alpha[4 * i + 3] > 0 ? 1 : 0;
-        redrawMask();
-      }
-      ready();
-    };
-    painted.onerror = ready;
-    painted.src = value.mask;
   };
   next.onerror = () => {
     if (loadingId !== value.id) return;
@@ -147,7 +163,7 @@ function loadFile(file) {
   }
   const reader = new FileReader();
   reader.onload = () => {
-    props.value = { id: `upload-${Date.now()}`, image: reader.result, base: baseSide(), mask: null };
+    props.value = { id: `upload-${Date.now()}`, image: reader.result, base: baseSide(), mask: null, sketch: null };
     load(props.value);
   };
   reader.readAsDataURL(file);
@@ -183,6 +199,7 @@ function draw() {
     context.globalAlpha = 0.5;               // translucent: what is being replaced shows through
     context.drawImage(maskCanvas, 0, 0, view.width, view.height);
     context.globalAlpha = 1;
+    context.drawImage(sketchCanvas, 0, 0, view.width, view.height);   // colour strokes as they will be sent
     const sx = view.width / W, sy = view.height / H;
     context.lineWidth = Math.max(1, window.devicePixelRatio || 1);
     if (gesture && gesture.kind === "rect") {
@@ -192,7 +209,7 @@ function draw() {
       context.strokeRect(r.x0 * sx, r.y0 * sy, (r.x1 - r.x0) * sx, (r.y1 - r.y0) * sy);
       context.setLineDash([]);
     }
-    if (hover && tool === "brush") {
+    if (hover && (tool === "brush" || tool === "colour")) {
       context.strokeStyle = "rgba(255,255,255,0.9)";
       context.beginPath();
       context.ellipse(hover.x * sx, hover.y * sy, brushRadius() * sx, brushRadius() * sy, 0, 0, 2 * Math.PI);
@@ -213,6 +230,10 @@ function setSpan(y, x0, x1) {
   if (y < 0 || y >= H || x1 < x0) return;
   mask.fill(1, y * W + x0, y * W + x1 + 1);
   maskContext.fillRect(x0, y, x1 - x0 + 1, 1);
+  if (gesture && gesture.colour) {
+    sketchContext.fillStyle = gesture.colour;
+    sketchContext.fillRect(x0, y, x1 - x0 + 1, 1);
+  }
 }
 
 // Every pixel whose centre is within the brush's radius of (cx, cy).
@@ -275,13 +296,21 @@ function fillFrom(point) {
   }
 }
 
+// Undo keeps snapshots of both layers: the mask (a byte a pixel) and the sketch (four).
 function remember() {
-  history.push(mask.slice());
-  let bytes = history.length * mask.length;
+  history.push({ mask: mask.slice(), sketch: sketchContext.getImageData(0, 0, W, H), sketched });
+  let bytes = history.length * mask.length * 5;
   while (history.length > 1 && bytes > HISTORY_BYTES) {
     history.shift();
-    bytes -= mask.length;
+    bytes -= mask.length * 5;
   }
+}
+
+function countOpaque(context) {
+  const alpha = context.getImageData(0, 0, W, H).data;
+  let n = 0;
+  for (let i = 3; i < alpha.length; i += 4) n += alpha[i] > 0 ? 1 : 0;
+  return n;
 }
 
 function redrawMask() {
@@ -307,8 +336,10 @@ function commit() {
   if (!mask || root.dataset.ready !== "true") return;
   const painted = paintedCount();
   root.dataset.painted = String(painted);
+  root.dataset.sketched = String(sketched);
   props.value = { id: loadedId, image: props.value?.image, base: baseSide(),
-                  mask: painted ? maskCanvas.toDataURL("image/png") : null };
+                  mask: painted ? maskCanvas.toDataURL("image/png") : null,
+                  sketch: sketched ? sketchCanvas.toDataURL("image/png") : null };
 }
 
 function finish(what) {
@@ -346,7 +377,8 @@ stage.addEventListener("pointerdown", (event) => {
     finish("Filled");
     return;
   }
-  gesture = { kind: tool === "rect" ? "rect" : "brush", pointer: event.pointerId, start: point, last: point };
+  gesture = { kind: tool === "rect" ? "rect" : "brush", pointer: event.pointerId, start: point, last: point,
+              colour: tool === "colour" ? colourInput.value : null };
   if (gesture.kind === "brush") stamp(point.x, point.y);
   draw();
 });
@@ -381,7 +413,8 @@ function endGesture(event) {
     for (let y = r.y0; y < r.y1; y++) setSpan(y, r.x0, r.x1 - 1);
     finish("Rectangle marked");
   } else {
-    finish("Stroke painted");
+    if (done.colour) sketched = countOpaque(sketchContext);
+    finish(done.colour ? "Colour stroke painted" : "Stroke painted");
   }
 }
 
@@ -399,9 +432,31 @@ for (const button of element.querySelectorAll("button[data-tool]")) {
 
 sizeInput.addEventListener("input", () => { describeSize(); draw(); });
 
+// The swatches (the shapes family's colours, "name:#rrggbb,..."): a click picks the colour and the Colour tool.
+function chooseColour(hex) {
+  colourInput.value = hex;
+  for (const b of swatches.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.colour === hex));
+  element.querySelector('button[data-tool="colour"]').click();
+}
+for (const entry of (swatches.dataset.palette || "").split(",").filter(Boolean)) {
+  const [name, hex] = entry.split(":");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.title = name;
+  button.setAttribute("aria-label", `Colour ${name}`);
+  button.dataset.colour = hex;
+  button.style.background = hex;
+  button.addEventListener("click", () => chooseColour(hex));
+  swatches.appendChild(button);
+}
+colourInput.addEventListener("input", () => chooseColour(colourInput.value));
+
 undoButton.addEventListener("click", () => {
   if (!history.length) return;
-  mask = history.pop();
+  const previous = history.pop();
+  mask = previous.mask;
+  sketchContext.putImageData(previous.sketch, 0, 0);
+  sketched = previous.sketched;
   redrawMask();
   operations += 1;
   root.dataset.operations = String(operations);
@@ -414,6 +469,8 @@ undoButton.addEventListener("click", () => {
 clearButton.addEventListener("click", () => {
   remember();
   mask.fill(0);
+  sketchContext.clearRect(0, 0, W, H);
+  sketched = 0;
   redrawMask();
   finish("Cleared");
 });

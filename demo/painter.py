@@ -7,15 +7,19 @@ This painter keeps the mask itself, at the image's resolution, and draws it in w
 
 Its value, both ways, is a dict: `id` (a new one for every image set, so that setting the same picture
 again still starts afresh), `image` (a PNG data URL), `base` (the model's base side: the brush size is in
-its pixels) and `mask` (a PNG data URL whose opaque pixels are the region to replace, or None). The server
-sets `id`, `image` and `base` (`painter_value`); the page adds `mask` after every stroke, so an event that
-takes the painter as an input gets the mask exactly as painted (demo.imaging.painting_to_image_and_mask).
+its pixels), `mask` (a PNG data URL whose opaque pixels are the region to replace, or None) and `sketch` (a
+PNG data URL of the colour strokes, opaque where painted, or None). The server sets `id`, `image` and `base`
+(`painter_value`); the page adds `mask` and `sketch` after every stroke, so an event that takes the painter as
+an input gets them exactly as painted (demo.imaging.painting_to_image_and_mask).
+
+The Colour brush paints a sketch: its strokes are drawn into the picture and are part of the region to
+replace, so an edit with a strength below 1 starts from them (SDEdit) and keeps their colour and layout.
 """
 import base64
 import io
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import gradio as gr
 from PIL import Image
@@ -27,9 +31,15 @@ TEMPLATE = """
   <div class="painter-bar">
     <span class="painter-tools" role="group" aria-label="Tool">
       <button type="button" data-tool="brush" aria-pressed="true" title="Paint the region to replace">Brush</button>
+      <button type="button" data-tool="colour" aria-pressed="false"
+              title="Paint colour strokes: a rough sketch of what goes there (also the region to replace)">Colour</button>
       <button type="button" data-tool="rect" aria-pressed="false" title="Drag a rectangle">Rectangle</button>
       <button type="button" data-tool="fill" aria-pressed="false"
               title="Click a shape (or the background): all of its colour that touches is marked">Fill</button>
+    </span>
+    <span class="painter-colours" role="group" aria-label="Colour">
+      <input class="painter-colour" type="color" value="${colour}" aria-label="Brush colour">
+      <span class="painter-swatches" data-palette="${palette}"></span>
     </span>
     <label class="painter-size-label">Brush
       <input class="painter-size" type="range" min="1" max="8" step="1" value="${brush}" aria-label="Brush size">
@@ -57,7 +67,8 @@ def painter_value(image, base_side: int) -> dict:
         image = Image.open(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return {"id": uuid.uuid4().hex, "image": data_url(buffer.getvalue()), "base": base_side, "mask": None}
+    return {"id": uuid.uuid4().hex, "image": data_url(buffer.getvalue()), "base": base_side, "mask": None,
+            "sketch": None}
 
 
 def data_url(png: bytes) -> str:
@@ -66,15 +77,20 @@ def data_url(png: bytes) -> str:
 
 def with_base(value: Optional[dict], base_side: int) -> dict:
     """The painter's value with another model's base side (the page keeps the image and its mask)."""
-    return {**(value or {"id": None, "image": None, "mask": None}), "base": base_side}
+    return {**(value or {"id": None, "image": None, "mask": None, "sketch": None}), "base": base_side}
 
 
-def mask_painter(base_side: int, brush: int = 3, height: int = 420, **kwargs) -> gr.HTML:
-    """The painter: Brush, Rectangle and Fill tools, a brush sized in the model's pixels (`brush` of them
-    across), Undo, Clear and Upload, on a canvas `height` px high.
+def mask_painter(base_side: int, palette: Dict[str, Tuple[int, int, int]], brush: int = 3, height: int = 420,
+                 **kwargs) -> gr.HTML:
+    """The painter: Brush, Colour, Rectangle and Fill tools, a brush sized in the model's pixels (`brush` of them
+    across), a colour picker with `palette`'s swatches (name: RGB; the shapes family's colours), Undo, Clear and
+    Upload, on a canvas `height` px high.
 
     A configured gr.HTML rather than a subclass: gradio writes a .pyi stub beside the module of every
     component subclass it meets."""
-    return gr.HTML(value={"id": None, "image": None, "base": base_side, "mask": None}, html_template=TEMPLATE,
-                   css_template=(HERE / "painter.css").read_text(), js_on_load=(HERE / "painter.js").read_text(),
-                   apply_default_css=False, brush=brush, height=height, **kwargs)
+    swatches = ",".join(f"{name}:#{r:02x}{g:02x}{b:02x}" for name, (r, g, b) in palette.items())
+    first = swatches.split(":")[1].split(",")[0] if swatches else "#e6c619"
+    return gr.HTML(value={"id": None, "image": None, "base": base_side, "mask": None, "sketch": None},
+                   html_template=TEMPLATE, css_template=(HERE / "painter.css").read_text(),
+                   js_on_load=(HERE / "painter.js").read_text(), apply_default_css=False, brush=brush, height=height,
+                   palette=swatches, colour=first, **kwargs)

@@ -8,6 +8,7 @@ from typing import List, Tuple
 
 import gradio as gr
 
+from glide.data import shapes
 from glide.declarations import DEFAULT_GUIDANCE
 from glide.evaluation import measures
 from glide.families import FAMILIES
@@ -35,6 +36,11 @@ from .widgets import (
 )
 
 DEFAULTS = "defaults"   # the preset choice that means none: the family's own defaults
+# The Strength sliders' initial values, chosen from `python -m glide.eval shapes --sketch` (EVAL_SKETCH.json):
+# sketch editing where the checker still reads the caption in most sketches while the shape stays at the
+# sketched blob; image to image where a render keeps its scene and layout.
+SKETCH_STRENGTH = 0.7
+IMAGE_TO_IMAGE_STRENGTH = 0.6
 
 class ModelPicker:
     """The model dropdown (shared by the tabs), its description, and a background download with progress."""
@@ -148,6 +154,12 @@ class TextToImageTab:
                                                           **declared("upsample_steps",
                                                                      value=ctx.family.default_upsample_steps),
                                                           allow_custom_value=True, elem_id="upsample-steps")
+                    with gr.Accordion("Start from an image (image to image)", open=False):
+                        self.init_image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                                   label=declared("init_image")["label"] + " (optional)", height=160,
+                                                   elem_id="init-image")
+                        self.init_strength = gr.Slider(**declared("strength", minimum=0.05, value=IMAGE_TO_IMAGE_STRENGTH),
+                                                       step=0.05, elem_id="init-strength")
                     with gr.Accordion("Speed: DeepCache", open=False):
                         with gr.Row():
                             # 1 means off as 0 does (every step a full forward); the settings store it as 0.
@@ -186,6 +198,10 @@ class TextToImageTab:
         @user_errors
         def on_generate(data, request: gr.Request, progress=gr.Progress()):
             try:
+                # A starting image makes it image to image at the chosen strength; without one, text to image.
+                start = {} if not data[self.init_image] else {
+                    "init_image": service.open_image(data[self.init_image], "starting image"),
+                    "strength": data[self.init_strength]}
                 req = service.sample_request(
                     data[self.prompt], model=data[ctx.model], seed=data[self.seed], batch_size=data[self.batch],
                     negative_prompt=data[self.negative], sampler=data[self.rules.dropdown],
@@ -193,8 +209,9 @@ class TextToImageTab:
                     guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
                     upsample=data[self.upsample], upsample_sampler=data[self.upsample_rule],
                     upsample_steps=data[self.upsample_steps], upsample_temp=data[self.upsample_temp],
-                    deep_cache=data[self.deep_cache], upsample_deep_cache=data[self.upsample_deep_cache])
-                job = service.submit_generate(req, **caller(service, request), previews=True)
+                    deep_cache=data[self.deep_cache], upsample_deep_cache=data[self.upsample_deep_cache],
+                    **start)
+                job = service.submit_generate(req, start.get("init_image"), **caller(service, request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous results stay as they are
                 refuse(exc)
                 yield {self.status: gr.skip()}
@@ -214,7 +231,8 @@ class TextToImageTab:
                    self.status: f"{len(out.images)} image(s) in {out.seconds:.1f} s · seed {seeds}"}
 
         # Inputs as a set: the handler gets {component: value}, which keeps the plugin controls generic.
-        inputs = {self.prompt, self.negative, ctx.model, self.seed, self.batch, self.steps, self.upsample,
+        inputs = {self.init_image, self.init_strength,
+                  self.prompt, self.negative, ctx.model, self.seed, self.batch, self.steps, self.upsample,
                   self.upsample_rule, self.upsample_steps, self.upsample_temp, self.deep_cache,
                   self.upsample_deep_cache, *self.rules.inputs, *self.guidance.inputs}
         # The progress bar covers the gallery, not the live preview it would hide.
@@ -326,9 +344,12 @@ class InpaintTab:
             with gr.Column(scale=2, elem_classes="controls"):
                 with gr.Column(elem_classes="controls-main"):
                     gr.Markdown("Paint over the region to replace (or drag a rectangle, or click a shape with "
-                                "Fill), describe what goes there, and press Inpaint.", elem_classes="editor-help")
+                                "Fill), or sketch what goes there with the Colour brush; describe it and press "
+                                "Inpaint.", elem_classes="editor-help")
                     # Our own canvas (demo.painter): gradio's ImageEditor loses strokes after a new image.
-                    self.painter = mask_painter(ctx.family.base_size, elem_id="painter")
+                    self.painter = mask_painter(ctx.family.base_size, shapes.PALETTE, elem_id="painter")
+                    self.strength = gr.Slider(**declared("strength", minimum=0.05, value=SKETCH_STRENGTH), step=0.05,
+                                              elem_id="inpaint-strength")
                     self.grow = gr.Slider(0, 4, value=0, step=1, label="Grow the mask", elem_id="grow-mask",
                                           info="Model pixels added around the painted region (covers a shape's "
                                                "soft edge); 0 = exactly as painted")
@@ -371,7 +392,7 @@ class InpaintTab:
                     sampler=data[self.rules.dropdown],
                     sampler_params=self.rules.params(data), steps=data[self.steps],
                     guidance=data[self.guidance.dropdown], guidance_params=self.guidance.params(data),
-                    upsample=data[self.upsample])
+                    upsample=data[self.upsample], strength=data[self.strength])
                 job = service.submit_inpaint(req, image, mask, **caller(service, request), previews=True)
             except USER_ERRORS as exc:   # nothing started: the previous result stays as it is
                 refuse(exc)
@@ -385,7 +406,8 @@ class InpaintTab:
                    self.status: f"Done in {out.seconds:.1f} s · seed {out.settings[0]['seed']}"}
 
         gr.on([self.inpaint_btn.click, self.prompt.submit], on_inpaint,
-              inputs={self.painter, self.grow, self.prompt, ctx.model, self.seed, self.steps, self.upsample,
+              inputs={self.painter, self.grow, self.strength, self.prompt, ctx.model, self.seed, self.steps,
+                      self.upsample,
                       *self.rules.inputs, *self.guidance.inputs},
               outputs=[self.status, self.preview, self.masked_view, self.result, self.result_path],
               show_progress_on=self.result, **ctx.device_events, **PRIVATE)

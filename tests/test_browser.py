@@ -555,3 +555,26 @@ def test_the_fast_preset_sets_the_controls_and_generate_runs_it(page, tmp_path):
     page.get_by_role("option", name="the model's defaults").click()
     page.wait_for_function("document.querySelector('#upsample-steps input').value === '8'")
     assert page.locator("#steps input[type=number]").input_value() == "10"
+
+
+def test_a_colour_sketch_is_kept_where_it_was_painted(page, tmp_path):
+    """Sketch editing: a yellow blob painted with the Colour brush (a swatch picks colour and tool) on a plain blue
+    picture, inpainted at the default strength, comes back yellow where it was painted."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (40, 50, 200)).save(tmp_path / "blue.png")
+    page.get_by_role("tab", name="Inpainting").click()
+    page.set_input_files(f"{PAINTER} input.painter-file", str(tmp_path / "blue.png"))
+    page.wait_for_function(f"document.querySelector('{PAINTER}').dataset.ready === 'true'")
+    page.locator(f"{PAINTER} .painter-swatches button[title=yellow]").click()
+    assert page.locator(f'{PAINTER} button[data-tool="colour"]').get_attribute("aria-pressed") == "true"
+    page.locator(f"{PAINTER} input.painter-size").fill("5")
+    for y in (0.4, 0.5, 0.6):   # a rough blob of three strokes on the left
+        drag(page, (0.18, y), (0.38, y), moves=20)
+    sketched = page.evaluate(f"Number(document.querySelector('{PAINTER}').dataset.sketched)")
+    assert sketched > 30, f"the colour strokes did not reach the sketch ({sketched} pixels)"
+    page.fill("#inpaint-prompt textarea", "a small yellow circle on the left on a blue background")
+    inpaint(page)
+    result = fetch_image(page, "#inpaint-result img")
+    red, green, blue = result.resize((32, 32)).getpixel((9, 16))
+    assert red > 150 and green > 150 and blue < 120, f"the sketched spot is {(red, green, blue)}, not yellow"
