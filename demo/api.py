@@ -21,6 +21,7 @@ import gradio as gr
 
 from glide.declarations import Setting, for_mode
 from glide.errors import InputError
+from glide.families import get_family
 
 from .context import Context
 from .service import settings_summary
@@ -109,7 +110,14 @@ def add_api(ctx: Context) -> None:
     def images_of(out):
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
+    def warn_about(prompt, settings):
+        """A prompt the model cannot draw gets a warning, as the UI's notice and the CLI say it."""
+        warning = get_family(settings.get("model") or service.default_model).prompt_warning(prompt)
+        if warning:
+            gr.Warning(warning)
+
     def generate(prompt, settings, request):
+        warn_about(prompt, settings)
         if "init_image" in settings:   # the upload, checked and opened once: its digest and its pixels
             settings["init_image"] = service.open_image(settings["init_image"], "init_image")
         req = service.sample_request(prompt, **settings)
@@ -117,6 +125,7 @@ def add_api(ctx: Context) -> None:
         return images_of(out)
 
     def inpaint(prompt, image, mask, settings, request):
+        warn_about(prompt, settings)
         req = service.sample_request(prompt, mode="inpaint", **settings)
         out = answer(service.submit_inpaint(req, image, mask, **caller(service, request)))
         return images_of(out)

@@ -209,13 +209,9 @@ def grammar_notice(prompt: str, model: str) -> str:
     """A notice for a prompt the model cannot draw: its family only knows the shapes grammar and the prompt is
     not a sentence of it (or describes a scene the family never shows). Empty when there is nothing to say."""
     family = FAMILIES.get(model)
-    if family is None or not family.has_checker or not (prompt or "").strip():
-        return ""
-    if shapes.parse_caption(prompt) is not None:
-        return ""
-    example = shapes.caption(shapes.Scene("blue", (shapes.Shape("circle", "red", "left", "small"),)))
-    return ("⚠️ **The shapes model cannot draw this prompt**: it only knows sentences like "
-            f"“{example}” (see *Words this model understands*). It will still make an image, but not of this.")
+    warning = family.prompt_warning(prompt) if family is not None else ""
+    return f"⚠️ **The model cannot draw this prompt**: {warning} (see *Words this model understands*)." \
+        if warning else ""
 
 
 def grammar_words(model: str) -> str:

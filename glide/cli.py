@@ -2,8 +2,9 @@
 
     glide generate "a small red circle on the left on a blue background" --seed 3 --steps 25
     glide generate --from-png outputs/000-seed3.png --guidance-scale 5
-    glide inpaint photo.png mask.png "a blue square"
-    glide compare "a big green triangle" --scales 1,3,6
+    glide generate "a large yellow square at the top on a black background" --init-image sketch.png --strength 0.6
+    glide inpaint photo.png mask.png "a small blue square on the right on a white background" --strength 0.7
+    glide compare "a big green triangle on the left on a white background" --scales 1,3,6
     glide download --model glide-filtered
     glide models
     glide samplers --json
@@ -160,6 +161,18 @@ def _flags(args, mode: str) -> Dict:
     return given
 
 
+def _warn_about_prompts(prompts: List[str], model: Optional[str]) -> None:
+    """A prompt the model cannot draw (outside the shapes family's grammar) is said on stderr, as the demo says it."""
+    from .declarations import DEFAULT_MODEL
+    from .families import get_family
+
+    family = get_family(model or DEFAULT_MODEL)
+    for prompt in dict.fromkeys(prompts or ()):
+        warning = family.prompt_warning(prompt)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+
+
 def _settings(args, mode: str, prompts: List[str]):
     """GenerationSettings from the flags, on top of the --from-png settings when given; a flag left out
     keeps the PNG's value, or else takes the model's default (all defaults and checks are the settings')."""
@@ -169,6 +182,7 @@ def _settings(args, mode: str, prompts: List[str]):
 
     saved = _saved_settings(args, mode)
     flags = _flags(args, mode)
+    _warn_about_prompts(prompts, flags.get("model") or saved.get("model"))
     if args.guidance_scale is not None:  # a flag that would silently do nothing is a mistake worth saying
         strategy = get_registry().guidance_strategy(flags.get("guidance", saved.get("guidance", DEFAULT_GUIDANCE)))
         if getattr(strategy, "scale", None) is None:

@@ -260,3 +260,12 @@ def test_preset_fast_fills_what_the_flags_leave_out(work):
     assert settings["guidance_params"]["interval"] == "0.28,5.42"
     proc = glide("generate", PROMPT, "--preset", "quick", cwd=work)
     assert proc.returncode != 0 and "unknown preset 'quick'; choose one of: fast" in proc.stderr
+
+
+def test_a_prompt_outside_the_grammar_is_warned_about(work):
+    """The shapes family knows only its grammar's sentences: the CLI says so (as the demo and the API do), and
+    says nothing for a sentence of it."""
+    outside = glide("generate", "a red circle on a blue background", "--steps", 1, "--no-upsample", cwd=work)
+    assert outside.returncode == 0 and "warning: the shapes model only knows sentences like" in outside.stderr
+    inside = glide("generate", PROMPT, "--steps", 1, "--no-upsample", cwd=work)
+    assert inside.returncode == 0 and "warning" not in inside.stderr

@@ -29,6 +29,19 @@ class Family:
     diffusion_steps: int = 1000   # the trained processes' length, which step specs are resolved against
     tradeoff_report: Optional[Path] = None   # its measured guidance trade-off (glide.eval --tradeoff), if any
 
+    def prompt_warning(self, prompt: str) -> str:
+        """Why this family cannot draw `prompt`, for the CLI, the API and the UI to say; empty when it can (or
+        cannot tell). A family with a checker knows only the sentences of its grammar (glide.data.shapes)."""
+        if not self.has_checker or not isinstance(prompt, str) or not prompt.strip():
+            return ""
+        from ..data import shapes
+
+        if shapes.parse_caption(prompt) is not None:
+            return ""
+        example = shapes.caption(shapes.Scene("blue", (shapes.Shape("circle", "red", "left", "small"),)))
+        return (f"the {self.name} model only knows sentences like “{example}” (a size, colour, shape and position "
+                f"for each shape, and a background): it will make an image, but not of “{prompt.strip()}”")
+
 
 def channels_last_on_cpu(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Channels-last layout on CPU, where oneDNN's convolutions are faster in it; unchanged elsewhere.
