@@ -483,7 +483,7 @@ def sketch_figure(report: Dict):
     for r, x, y in zip(rows, xs, ys):
         axis.annotate(f"{r['strength']:g}" + (" (plain inpainting)" if r["strength"] == 1 else ""), (x, y),
                       textcoords="offset points", xytext=(5, 4), fontsize=8)
-    axis.set_xlabel("faithfulness: median distance of the shape from the sketched blob (pixels of 32; lower = closer)")
+    axis.set_xlabel("shape's median distance from the sketched blob (px of 32; lower = more faithful)")
     axis.set_ylabel("realism: % read as the caption")
     axis.set_title(f"sketch editing, shapes family ({report['n']} crude sketches; labels: strength)", fontsize=10)
     axis.grid(alpha=0.3)
