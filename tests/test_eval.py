@@ -227,3 +227,29 @@ def test_deep_cache_study_runs_each_interval_on_both_stages(tmp_path, monkeypatc
     assert all(r["seconds_per_image"] >= 0 and r["checker_all"] == 1.0 for r in report["upsampler"])
     assert family.base_intervals == [0, 2, 3, 0, 2, 3]
     assert family.upsample_intervals == [0, 0, 2, 2, 3, 3]   # the true renders, then the base images
+
+
+def test_a_crude_sketch_is_a_blob_of_the_shapes_colour_inside_its_mask():
+    from glide.data import shapes
+
+    rng = np.random.default_rng(0)
+    scene = shapes.random_scene(rng, 1)
+    sketch, mask, (cx, cy) = shapes_eval.crude_sketch(scene, rng, 32)
+    painted = np.abs(np.asarray(sketch, dtype=int) - shapes.PALETTE[scene.background]).sum(-1) > 0
+    inside = np.asarray(mask) > 0
+    assert painted.sum() > 10 and inside[painted].all() and inside.sum() > painted.sum()   # the strokes are the mask
+    colour = np.asarray(sketch, dtype=int)[painted].mean(0)
+    assert np.abs(colour - shapes.PALETTE[scene.shapes[0].color]).max() < 40
+    ys, xs = np.nonzero(painted)
+    assert abs(xs.mean() / 32 - cx) < 0.02 and abs(ys.mean() / 32 - cy) < 0.02
+
+
+def test_the_sketch_study_measures_each_strength_and_draws_its_tradeoff(tmp_path):
+    out = tmp_path / "EVAL_SKETCH.json"
+    shapes_eval.main(["shapes", "--sketch", "--n", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [r["strength"] for r in report["sketch"]] == list(shapes_eval.SKETCH_STRENGTHS)
+    assert all(r["realism"]["n"] == 2 and r["offset_from_blob"] >= 0 for r in report["sketch"])
+    assert [r["strength"] for r in report["image_to_image"]] == list(shapes_eval.IMAGE_TO_IMAGE_STRENGTHS)
+    assert all(r["difference_from_render"] > 0 for r in report["image_to_image"])
+    assert (tmp_path / "sketch.png").stat().st_size > 10_000

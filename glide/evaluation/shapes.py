@@ -444,7 +444,7 @@ def eval_sketch(pipe, n: int, report: Dict, save=lambda: None) -> Dict:
             offsets.append(np.nan if offset is None else offset)
         found = np.isfinite(offsets)
         report["sketch"].append({"strength": strength, "realism": measures.wilson(right, n),
-                                 "offset_from_blob": round(float(np.nanmedian(offsets)) * size, 2),
+                                 "offset_from_blob": round(float(np.nanmedian(offsets)) * size, 2) if found.any() else None,
                                  "shape_of_colour_found": measures.wilson(int(found.sum()), n)})
         print(json.dumps(report["sketch"][-1]), flush=True)
         save()
