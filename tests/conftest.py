@@ -40,7 +40,7 @@ def ray_serve_config():
 def ray_cluster(ray_serve_config):
     """A local Ray (2 CPUs, no dashboard) with the Serve application deployed (ray_serve_config). Yields the
     cluster's address, for demo servers that attach to it; shut down at the end."""
-    ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+    ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (the ray extra)")
     from demo.testing import missing_weights
 
     if missing_weights():
