@@ -10,15 +10,14 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 
 .PHONY: demo test test-fast bench train-default eval screenshots
 
-# The example sampler plugin (a third-party package, tests/plugins/) is installed too: the tests use it.
+# requirements.txt: the project (editable) with its demo, ray and dev extras, whose versions pyproject.toml holds,
+# and the example sampler plugin (a third-party package, tests/plugins/) the tests use.
 EXAMPLE_PLUGIN := tests/plugins/glide_example_plugin
 
 $(STAMP): requirements.txt pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
-	$(PY) -m pip install -q --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
 $(SYSTEM_STAMP): $(STAMP)

@@ -365,7 +365,12 @@ def cmd_samplers(args) -> int:
 
 def cmd_serve(args) -> int:
     """Deploy or update the Ray Serve application, or show its status; on a local Ray, serve until Ctrl-C."""
-    from .serving import ray_serve
+    try:
+        from .serving import ray_serve
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        raise UsageError("`glide serve` runs on Ray Serve, which is not installed: pip install 'glide[ray]'") from exc
 
     config = serving.config_of(args, args.max_batch, args.dtype, args.checkpoint_dir)
     owned = ray_serve.connect(args.ray_address, args.ray_cpus)

@@ -1,10 +1,16 @@
 """Shared fixtures: where the reference goldens live, and skipping cleanly when they do not."""
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Each pytest-xdist worker is one of the tests running at once: one torch thread each, so that their OpenMP threads
+# do not fight over the cores (set before any test module imports torch).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _reference_dir() -> Path:
@@ -40,7 +46,7 @@ def ray_serve_config():
 def ray_cluster(ray_serve_config):
     """A local Ray (2 CPUs, no dashboard) with the Serve application deployed (ray_serve_config). Yields the
     cluster's address, for demo servers that attach to it; shut down at the end."""
-    ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+    ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (the ray extra)")
     from demo.testing import missing_weights
 
     if missing_weights():
@@ -66,3 +72,28 @@ def pytest_collection_modifyitems(items):
         params = item.callspec.params.values() if hasattr(item, "callspec") else ()
         if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames) or "ray" in list(params):
             item.add_marker(pytest.mark.slow)
+
+
+def worker_group(nodeid: str) -> str:
+    """Which tests run in one pytest-xdist worker (`make test` runs two): those on the Ray cluster (test_ray_serve and
+    the tests parametrized "ray") in the worker that started it, those on the shared local demo server (test_demo,
+    test_browser) in the one that started that, and each other module's tests together, with their module's fixtures."""
+    module = nodeid.split("::")[0]
+    if module.endswith("test_ray_serve.py") or re.search(r"\[(.+-)?ray(-.+)?\]$", nodeid):
+        return "ray"
+    if module.endswith(("test_demo.py", "test_browser.py")):
+        return "demo-server"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    # Groups by worker_group. (xdist's own `--dist loadgroup` marks do not reach its scheduler under pytest 9.2:
+    # it renames the tests through an attribute pytest no longer reads.)
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkerGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByWorkerGroup(config, log)

@@ -24,7 +24,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 PROMPT = "a small red circle on the left on a blue background"
 TIMEOUT_MS = 120_000
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (see requirements.txt)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
 
 
 @pytest.fixture(scope="session")

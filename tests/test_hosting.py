@@ -215,6 +215,8 @@ class Hosted:
 
     def close(self):
         self.gate.open.set()
+        # The test is over: stop without waiting out the test clients' open heartbeat streams (uvicorn's 5 s grace).
+        self.server.server.force_exit = True
         self.server.stop()
 
 

@@ -19,7 +19,7 @@ from glide.settings import GenerationSettings
 
 PROMPT = "a small red circle on the left on a blue background"
 
-ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (see requirements.txt)")
+ray_serve = pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]' (the ray extra)")
 
 
 @pytest.fixture(scope="module")

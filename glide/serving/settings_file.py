@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 try:
     import tomllib
-except ModuleNotFoundError:   # Python 3.10: the same parser, from PyPI (requirements.txt)
+except ModuleNotFoundError:   # Python 3.10: the same parser, from PyPI (a dependency there)
     import tomli as tomllib
 
 # What a TOML value may be for a flag of each `type=` (bool is an int in Python: refused for numbers).
