@@ -4,8 +4,8 @@ Both tests/test_demo.py and tests/test_browser.py use it, so the server (whose s
 torch and gradio, is the slowest part of the tests) starts once per pytest run.
 """
 import atexit
+import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -107,11 +107,18 @@ def shared_server(*args: str) -> Server:
 
 
 def runs_in(server: Server) -> int:
-    """How many sampling runs the server's log shows: the local backend logs each run, the Ray backend
-    the run each result came from (replicas name their runs)."""
-    text = server.log()
-    ray_runs = set(re.findall(r"result from run (\S+)", text))
-    return len(ray_runs) if ray_runs else text.count("generate run:")
+    """How many sampling runs the server's backend has made, as its /healthz says ("runs")."""
+    with urllib.request.urlopen(server.url + "healthz", timeout=60) as response:
+        return json.loads(response.read())["runs"]
+
+
+def internal_errors(server: Server) -> float:
+    """How many handler failures that are bugs the server has counted (glide_internal_errors_total on /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.url + "metrics", timeout=60) as response:
+        families = text_string_to_metric_families(response.read().decode())
+        return sum(s.value for family in families for s in family.samples if s.name == "glide_internal_errors_total")
 
 
 def set_slider(page, elem_id: str, value) -> None:

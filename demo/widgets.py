@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 import gradio as gr
 from gradio.context import LocalContext
+from prometheus_client import Counter
 
 from glide.data import shapes
 from glide.declarations import BY_NAME
@@ -28,6 +29,9 @@ USER_ERRORS = (UserError, ServerError)
 # UI events are for the page only; the API has its own plain endpoints (demo.api).
 PRIVATE = dict(api_visibility="private")
 STAGE_TITLES = {"base": "Base model", "upsample": "Upsampler"}
+# On /metrics (glide_internal_errors_total): a server that works keeps it at 0, so operators can alert on it.
+INTERNAL_ERRORS = Counter("glide_internal_errors", "Handler failures that are bugs in the server, each logged "
+                          "with its traceback", ["handler"])
 
 
 def user_errors(fn):
@@ -53,6 +57,7 @@ def user_errors(fn):
             # gradio renders the message as HTML: keep echoed user input from becoming markup.
             return gr.Error(html.escape(str(exc), quote=False), title="Please check the input", print_exception=False)
         log.exception("internal error in %s", fn.__name__)
+        INTERNAL_ERRORS.labels(fn.__name__).inc()
         return gr.Error(f"Internal error (logged): {type(exc).__name__}. This is a bug in the server, not a "
                         "problem with your input; try again.", title="Internal error", print_exception=False)
 

@@ -142,6 +142,7 @@ def test_an_image_that_never_fits_fails_only_its_request(failing_pipeline):
 @pytest.mark.slow
 def test_sigterm_during_a_run(tmp_path):
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     from demo.testing import missing_weights, start_server
 
@@ -156,13 +157,10 @@ def test_sigterm_during_a_run(tmp_path):
         assert time.time() < deadline
         time.sleep(0.1)
     server.process.send_signal(signal.SIGTERM)
-    try:
+    # A run of minutes outlives the second of grace: it is stopped, and its user told why.
+    with pytest.raises(AppError, match="restarting"):
         long.result(timeout=60)
-        got = "images"
-    except Exception as exc:  # noqa: BLE001 - the message is what the user sees
-        got = str(exc)
     assert server.process.wait(60) == 0, server.log()[-2000:]
-    assert got == "images" or "restarting" in got, got
     assert "Traceback" not in server.log()
     leftovers = [p.name for p in outputs.rglob("*") if p.suffix != ".png" or p.name.startswith(".")]
     assert not leftovers, leftovers

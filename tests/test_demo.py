@@ -4,8 +4,9 @@ In-process: the scheduler's batching, seed assignment, per-user cancelling and q
 editor-layers-to-mask conversion; background downloads; error conversion. Then the real server
 (`python app.py --port <free>` in a subprocess) through gradio_client: /generate, /inpaint and
 /compare return images of the right size carrying their settings, bad inputs get clear errors,
-and 8 concurrent clients all get their own images, batched into fewer sampling runs.
-Sampling uses 2 steps per stage to stay fast on a CPU.
+and 8 concurrent clients all get their own images, batched into fewer sampling runs (as the backend
+counts them, on /healthz); no test makes a handler fail (as /metrics counts failures). Sampling uses
+2 steps per stage to stay fast on a CPU.
 """
 import json
 import re
@@ -230,6 +231,21 @@ def server(request):
     return shared_server()
 
 
+@pytest.fixture(autouse=True)
+def no_handler_fails(request):
+    """Every test that talks to the server leaves its count of handler failures (bugs, not bad input) where it
+    found it: what a test sends is reported to it, never crashes a handler."""
+    if "server" not in request.fixturenames:
+        yield
+        return
+    from demo.testing import internal_errors
+
+    server = request.getfixturevalue("server")
+    before = internal_errors(server)
+    yield
+    assert internal_errors(server) == before, f"a handler failed: see {server.log_path} ('internal error in')"
+
+
 @pytest.fixture(scope="module")
 def client(server):
     from gradio_client import Client
@@ -389,19 +405,8 @@ def test_eight_concurrent_clients_get_their_own_images_in_batched_runs(server):
         assert image.size == (128, 128) and settings["prompt"] == prompts[i]
         seeds.add(settings["seed"])
     assert len(seeds) == len(prompts)  # random seeds: every user got a different image
-    time.sleep(0.5)
     runs = runs_in(server) - runs_before
-    assert runs < len(prompts), f"{runs} sampling runs for {len(prompts)} simultaneous requests: nothing was batched"
-
-
-def test_server_survived_everything_without_tracebacks(server, client):
-    assert server.alive()
-    assert image_of(client.predict(PROMPT, upsample=False, steps=2, api_name="/generate")[0]).size == (32, 32)
-    # No traceback through our code: user errors are reported, not logged as crashes. (A browser closing
-    # mid-upload can make uvicorn log one of its own, which is not ours to judge.)
-    log = server.log()
-    assert "internal error in" not in log
-    assert not re.search(r'File "[^"]*/(demo|glide|samplers)/', log), log[-3000:]
+    assert 0 < runs < len(prompts), f"{runs} sampling runs for {len(prompts)} simultaneous requests"
 
 
 @pytest.mark.parametrize("argv,message", [

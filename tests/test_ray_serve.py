@@ -1,12 +1,13 @@
 """The Ray Serve backend on the CPU: a local Ray (2 CPUs) with two replicas of the shapes family.
 
-The gradio_client tests of tests/test_demo.py run against both backends; here: the same image on
-both backends, cancelling one request of a shared batch, a batch whose every request is cancelled
-stopping, a replica killed mid-request, 16 concurrent clients through the UI, and `glide serve
---status`. Sampling is short (a few steps) except where a run must outlast what the test does to it.
+The gradio_client tests of tests/test_demo.py run against both backends (concurrent clients batched
+included); here: the same image on both backends, cancelling one request of a shared batch, a batch whose
+every request is cancelled stopping, a replica killed mid-request (its request retried on another), and
+`glide serve --status`. Sampling is short (a few steps) except where a run must outlast what the test does to it.
 """
+import logging
+import re
 import signal
-import threading
 import time
 
 import numpy as np
@@ -92,9 +93,10 @@ def test_a_run_whose_every_request_is_cancelled_stops_between_steps(backend):
         time.sleep(0.2)
 
 
-def test_a_replica_killed_mid_request(backend):
+def test_a_replica_killed_mid_request_is_retried_on_another(backend, caplog):
     import ray
 
+    caplog.set_level(logging.INFO, logger="glide.serving.ray")
     long = GenerationSettings.create(PROMPT, seed=70, steps=120, upsample_steps=60)
     victim_job = submit(backend, long, previews=True)
     wait_for_progress(victim_job)
@@ -104,53 +106,21 @@ def test_a_replica_killed_mid_request(backend):
     while not running:
         assert time.time() < deadline, "no replica reports the run"
         running = [name for name, r in replicas().items() if r["running"]]
+    (killed,) = running
     others = [submit(backend, GenerationSettings.create(PROMPT, seed=80 + i, steps=3, upsample_steps=2))
               for i in range(3)]
-    ray.kill(ray.get_actor(running[0], namespace="serve"))
-    # The killed replica's request is retried on another (or fails with a clear error); the others are served.
-    try:
-        assert victim_job.outcome(timeout=240).images[0].size == (128, 128)
-    except ClusterUnavailable as exc:
-        assert "lost the worker" in str(exc)
+    ray.kill(ray.get_actor(killed, namespace="serve"))
+    # The killed replica's request is sent again, to a replica alive: its user gets the image, made there.
+    result = victim_job.outcome(timeout=240)
+    assert result.images[0].size == (128, 128) and result.settings[0]["seed"] == 70
+    assert f"replica died serving job {victim_job.id}" in caplog.text
+    (run,) = re.findall(rf"job {victim_job.id}: result from run (\S+)", caplog.text)
+    assert not run.startswith(killed + ":"), run
     assert all(job.outcome(timeout=240).images for job in others)
     deadline = time.time() + 60            # Serve brings the replica count back
     while ray_serve.status(samples=1)["deployments"]["GlideReplica"]["replicas"].get("RUNNING") != 2:
         assert time.time() < deadline, ray_serve.status(samples=1)
         time.sleep(0.5)
-
-
-def test_sixteen_concurrent_clients_through_the_ui(ray_cluster):
-    from gradio_client import Client
-
-    from demo.testing import as_user, runs_in, shared_server
-    from glide.pngmeta import read_settings
-
-    server = shared_server("--backend", "ray", "--ray-address", ray_cluster)
-    runs_before = runs_in(server)
-    clients = [Client(server.url, verbose=False, **as_user(i)) for i in range(16)]
-    barrier, results, errors = threading.Barrier(16), {}, []
-
-    def user(i):
-        try:
-            barrier.wait(60)
-            results[i] = clients[i].submit("a small red circle on the left on a blue background", seed=100 + i,
-                                           steps=3, upsample_steps="2", api_name="/generate").result(timeout=240)
-        except Exception as exc:  # noqa: BLE001 - collected and reported below
-            errors.append(repr(exc))
-
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert not errors and len(results) == 16
-    from PIL import Image
-
-    assert sorted(read_settings(Image.open(r[0]["image"]))["seed"] for r in results.values()) == list(range(100, 116))
-    time.sleep(0.5)
-    runs = runs_in(server) - runs_before
-    assert 0 < runs < 16, f"{runs} sampling runs for 16 simultaneous requests: nothing was batched"
-    assert server.alive()
 
 
 def test_serve_status_from_the_command_line(ray_cluster, capsys):
