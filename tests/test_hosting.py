@@ -332,12 +332,12 @@ http {{
 
 
 def nginx_location(demo_port: int) -> str:
-    """The README's nginx snippet (section "Behind a reverse proxy"), pointed at `demo_port`."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    snippet = re.search(r"```nginx\n(.*?)```", readme, re.S)
-    assert snippet, "README.md has no ```nginx snippet"
+    """The documented nginx snippet (docs/serving.md, "Behind a reverse proxy"), pointed at `demo_port`."""
+    page = (Path(__file__).parents[1] / "docs" / "serving.md").read_text()
+    snippet = re.search(r"```nginx\n(.*?)```", page, re.S)
+    assert snippet, "docs/serving.md has no ```nginx snippet"
     location = re.search(r"    location /glide/ \{.*?\n    \}\n", snippet.group(1), re.S)
-    assert location, "the README's nginx snippet has no `location /glide/` block"
+    assert location, "the nginx snippet of docs/serving.md has no `location /glide/` block"
     return location.group(0).replace("127.0.0.1:7860", f"127.0.0.1:{demo_port}")
 
 
