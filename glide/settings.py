@@ -1,7 +1,7 @@
 """What to generate, said once: the settings object every entry point builds and the pipeline runs.
 
     from glide.settings import GenerationSettings
-    settings = GenerationSettings.create("a small red circle on the left", model="shapes", seed=[3, 7])
+    settings = GenerationSettings.create("a small red circle on the left on a blue background", seed=[3, 7])
     pipe.generate(settings)                     # same as pipe.generate(prompt, seed=[3, 7])
     settings.per_image()                        # what each image's PNG records
     GenerationSettings.from_png(saved, steps=20)  # a PNG's settings, with some changed
