@@ -44,7 +44,10 @@ def checker_verdict(checker: Optional[Dict]) -> str:
     wrong = [k for k in ("background", "count") if not checker.get(k)]
     for shape in checker.get("shapes", []):
         wrong += [k for k, ok in shape.items() if not ok and k not in wrong]
-    return "✗ wrong " + ", ".join(wrong)
+    if wrong:
+        return "✗ wrong " + ", ".join(wrong)
+    # Every attribute right but the picture not clean: stray blobs or colours no scene has.
+    return "✗ not clean (stray marks or off-palette colours)" if checker.get("clean") is False else "✗ no match"
 
 
 def caption_lines(entry) -> List[str]:

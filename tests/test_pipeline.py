@@ -162,3 +162,12 @@ def test_a_clip_score_never_downloads_and_never_hides_an_error(tmp_path, monkeyp
         path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         Pipeline(FAMILIES["glide-filtered"], "cpu", "float32", checkpoint_dir=tmp_path).clip_score(image, "a corgi")
+
+
+def test_a_comparison_verdict_always_names_what_failed():
+    from glide.comparison import checker_verdict
+
+    right = {"shape": True, "color": True, "position": True, "size": True}
+    unclean = {"all": False, "background": True, "count": True, "clean": False, "shapes": [right]}
+    assert checker_verdict(unclean) == "✗ not clean (stray marks or off-palette colours)"
+    assert checker_verdict({**unclean, "clean": True, "shapes": [{**right, "color": False}]}) == "✗ wrong color"
