@@ -32,13 +32,17 @@ $(SYSTEM_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) app.py
 
+# Two tests at a time (pytest-xdist), one torch thread each: much of the suite waits on servers, browsers and
+# subprocesses, so two workers keep both cores busy. tests/conftest.py keeps the tests that share a server together.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
-# The development loop: everything but the slow tests (browser, Ray, notebooks, the benchmark run), <= 150 s on 2 cores.
+# The development loop: everything but the slow tests (browser, Ray, notebooks, the benchmark run).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m bench
