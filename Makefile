@@ -18,6 +18,7 @@ $(STAMP): requirements.txt pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -e ".[int8]"   # the optional int8 extra: the tests cover dtype int8
 	$(PY) -m pip install -q --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $(STAMP)
 
