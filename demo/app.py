@@ -145,7 +145,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.max_steps > LIBRARY_LIMITS.max_steps:
         parser.error(f"--max-steps must be at most {LIBRARY_LIMITS.max_steps}")
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, args.dtype)
     except ValueError as exc:
         parser.error(f"--device: {exc}")
     if args.cuda_graphs and device.type != "cuda":

@@ -76,7 +76,7 @@ class DemoService:
         one `glide.serving.backend.create_backend` made (Ray Serve)."""
         self.default_model = get_family(default_model).name
         # "auto" resolved once here, so every pipeline, log line and the page's header agree.
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, dtype)
         self.precision = choose_precision(dtype, self.device) if backend is None else None
         self.dtype = self.precision.dtype if self.precision else dtype
         self.cuda_graphs = cuda_graphs

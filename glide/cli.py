@@ -397,7 +397,8 @@ def cmd_serve(args) -> int:
 # Also app.py's. "auto" is resolved by glide.precision, which validates the names too.
 DEVICE_HELP = "torch device: auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:1, mps"
 DTYPE_HELP = ("auto (default): the fastest precision this machine runs well (bfloat16 on a CPU with bf16 units, "
-              "float16 on a GPU); or float32, bfloat16, float16")
+              "float16 on a GPU); or float32, bfloat16, float16; or int8 (CPU only, the int8 extra: the U-Nets "
+              "quantized through OpenVINO, built and cached on first use)")
 
 
 def _model_options(parser) -> None:

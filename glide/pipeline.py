@@ -43,7 +43,8 @@ from .images import (
     quantize,
     tensor_to_pil,
 )
-from .precision import DTYPES, Precision, choose_precision, resolve_device
+from .int8 import openvino_unet
+from .precision import DTYPES, INT8, Precision, choose_precision, resolve_device
 from .settings import ComparisonSettings, GenerationSettings
 
 UPSAMPLE_SEED_OFFSET = 1_000_003  # the upsampler's noise stream, distinct from the base's
@@ -84,14 +85,15 @@ class Pipeline:
     on this machine without losing quality (`glide.precision`): `self.precision` says which and why.
     In a half precision the diffusion models' weights are converted once, in the reference's fp16
     layout (norms, timestep embedding and output layer in float32); the samplers, the guidance and the
-    noised CLIP stay in float32.
+    noised CLIP stay in float32. `dtype` "int8" (CPU only) runs the U-Nets W8A8 through OpenVINO
+    (`glide.int8`: converted and calibrated on first use, then cached on disk), the text encoder in float32.
     """
 
     def __init__(self, family: Family, device="auto", dtype: Union[str, Precision] = "auto",
                  checkpoint_dir: Optional[Path] = None, cuda_graphs: bool = False):
         self.family = family
         self.name = family.name
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, dtype.dtype if isinstance(dtype, Precision) else dtype)
         if cuda_graphs and self.device.type != "cuda":
             raise UserError(f"cuda_graphs needs a CUDA device, got {self.device}")
         self.precision = dtype if isinstance(dtype, Precision) else choose_precision(dtype, self.device)
@@ -115,7 +117,9 @@ class Pipeline:
                                       f"family's own; the {self.name} family's is used", samplers.PluginWarning,
                                       stacklevel=2)
                     loaded = self.family.load(name, self.device, self.checkpoint_dir)
-                    if name != "clip":
+                    if name != "clip" and self.dtype == INT8:
+                        loaded = (openvino_unet(self.family, name, *loaded, self.checkpoint_dir), loaded[1])
+                    elif name != "clip":
                         # Converted before the layout change, so a mapped checkpoint's weights are read once,
                         # straight into the half precision (channels-last copies the converted weights).
                         if self.dtype != "float32":
@@ -435,7 +439,7 @@ def load_pipeline(name: str = "shapes", device: Union[str, torch.device] = "auto
     cuda_graphs) once "auto" is resolved. `cuda_graphs` (CUDA only) replays each sampling forward from a
     CUDA graph."""
     family = get_family(name)
-    device = resolve_device(device)
+    device = resolve_device(device, dtype.dtype if isinstance(dtype, Precision) else dtype)
     precision = dtype if isinstance(dtype, Precision) else choose_precision(dtype, device)
     key = (name, str(device), precision.dtype, str(checkpoint_dir), cuda_graphs)
     with _PIPELINES_LOCK:

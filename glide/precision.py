@@ -11,6 +11,9 @@ So the choice is made per machine:
   float32. The probe's result is cached per machine (CPU model, flags, threads, torch version) in the
   cache directory, so later processes start without it.
 
+dtype "int8" is asked for, never chosen by "auto": on a CPU the diffusion U-Nets run W8A8 through OpenVINO
+(`glide.int8`), everything else in float32; on any other device it is an error, and device "auto" is the CPU.
+
 A `Precision` says what was chosen and why; the CLI prints it, the demo shows it, and every image's
 settings record it.
 """
@@ -29,7 +32,8 @@ from .errors import UserError
 from .fileio import write_text_atomic
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DTYPE_CHOICES = ("auto", *DTYPES)
+INT8 = "int8"   # not a torch dtype the models run in: the U-Nets' OpenVINO int8 (glide.int8)
+DTYPE_CHOICES = ("auto", *DTYPES, INT8)
 DEVICE_AUTO = "auto"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")   # native bf16 arithmetic: x86 AVX-512 and AMX, Arm
 # bf16 must beat float32 by this factor in the probe: a tie is not worth bf16's lost precision.
@@ -41,7 +45,7 @@ PROBE_VERSION = 1   # bump when the probe's workload changes, so cached results 
 class Precision:
     """The dtype a pipeline runs its diffusion models in, and why."""
 
-    dtype: str       # "float32", "bfloat16" or "float16"
+    dtype: str       # "float32", "bfloat16", "float16" or "int8"
     reason: str      # one line for people: "auto: CPU has avx512_bf16; probe: bf16 1.9x faster"
     auto: bool       # chosen by "auto" rather than asked for
 
@@ -50,18 +54,20 @@ class Precision:
 
 
 # ---------------------------------------------------------------------------------------------- device
-def resolve_device(device: Union[str, torch.device, None] = DEVICE_AUTO) -> torch.device:
-    """`device` as a torch.device this machine has; "auto" (or None) is cuda, then mps, then cpu."""
+def resolve_device(device: Union[str, torch.device, None] = DEVICE_AUTO, dtype: str = "auto") -> torch.device:
+    """`device` as a torch.device this machine has; "auto" (or None) is cuda, then mps, then cpu, or the cpu
+    for dtype "int8", which runs nowhere else (checked first: the error names int8, not a missing GPU)."""
+    if dtype == INT8:
+        if device is None or str(device) == DEVICE_AUTO:
+            return torch.device("cpu")
+        _check_int8_device(_parsed(device))
     if device is None or str(device) == DEVICE_AUTO:
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise UserError(f"bad device {device!r}: {exc}") from None
+    device = _parsed(device)
     # Checked up front because torch's own failure comes late, from deep inside model loading.
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device} was asked for but no CUDA GPU is available to torch")
@@ -70,6 +76,19 @@ def resolve_device(device: Union[str, torch.device, None] = DEVICE_AUTO) -> torc
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {device} was asked for but this machine has no Apple MPS device")
     return device
+
+
+def _parsed(device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UserError(f"bad device {device!r}: {exc}") from None
+
+
+def _check_int8_device(device: torch.device):
+    if device.type != "cpu":
+        raise UserError(f"dtype int8 runs on the CPU only (its U-Nets through OpenVINO), not on {device}: on a GPU "
+                        "use dtype auto, float16 or bfloat16; for int8 use device cpu (or auto)")
 
 
 # ---------------------------------------------------------------------------------------------- the CPU
@@ -171,6 +190,9 @@ def choose_precision(dtype: str, device: torch.device, *, flags: Optional[Frozen
     """
     if dtype not in DTYPE_CHOICES:
         raise UserError(f"dtype must be one of {list(DTYPE_CHOICES)}, got {dtype!r}")
+    if dtype == INT8:
+        _check_int8_device(device)
+        return Precision(INT8, "asked for: the U-Nets W8A8 through OpenVINO, text encoder and CLIP float32", auto=False)
     if dtype != "auto":
         return Precision(dtype, "asked for", auto=False)
     if device.type == "cuda":
