@@ -122,7 +122,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("preset", "preset", "a named bundle of settings that fills what is not given: fast (fewer steps, "
             "guidance only in the middle noise levels, DeepCache)", "Preset", unset="none", recorded_as=""),
     Setting("init_image", "image", "the image to start from (image-to-image with strength); each PNG records "
-            "its digest", "Starting image", modes=("generate",), unset="none: text to image"),
+            "its digest", "Starting image", modes=("generate",), unset="none (text to image)"),
     Setting("strength", "float", "where on the noise schedule the run starts: 1 is pure noise (the image "
             "is ignored), lower keeps more of the starting image (with inpainting: of the image inside the "
             "mask, strokes included); above 0", "Strength", fallback=1.0, lo=0, hi=1),

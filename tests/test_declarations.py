@@ -105,3 +105,11 @@ def test_the_cli_turns_the_presets_deep_cache_off_with_0():
 
     args = build_parser().parse_args(["generate", PROMPT, "--preset", "fast", "--deep-cache", "0", "--seed", "1"])
     assert _settings(args, "generate", args.prompts).deep_cache == 0
+
+
+def test_the_demo_docs_list_every_api_input():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "demo.md").read_text()
+    for setting in for_mode("generate"):
+        assert f"| `{setting.name}` |" in text, f"docs/demo.md's API table lacks {setting.name}"
