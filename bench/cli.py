@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--ref-base-steps", default="100", help="reference: base DDPM steps")
     g.add_argument("--ref-upsample-steps", default="fast27", help="reference: upsampler DDPM steps")
     # The fast defaults are the fewest steps measured as good as the reference's settings on the shapes
-    # family (glide/assets/shapes/EVAL.json, EVAL_SAMPLERS.json; README "Performance").
+    # family (glide/assets/shapes/EVAL.json, EVAL_SAMPLERS.json; docs/performance.md).
     g.add_argument("--fast-base-steps", default="10", help="fast: base DPM-Solver++(2M) steps")
     g.add_argument("--fast-upsample-sampler", default="ddim", help="fast: upsampler step rule")
     g.add_argument("--fast-upsample-steps", default="8", help="fast: upsampler steps (or a schedule like fast27)")

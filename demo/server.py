@@ -7,7 +7,7 @@
                    device memory (glide.serving.metrics)
 
 Both answer without a login, for probes and scrapers: expose them only where the operator's tools
-reach (README, "Hosting"). uvicorn serves the app from a thread, so the main thread keeps the
+reach (docs/serving.md). uvicorn serves the app from a thread, so the main thread keeps the
 signal handlers that drain the backend on SIGTERM (demo.app.main).
 """
 import logging

@@ -13,7 +13,7 @@ skipped, and the skip connections of the shallow blocks are this step's own. `de
 the number of input blocks (and of output blocks) the shallow step runs. `default_depth` is the branch
 below the two highest-resolution levels: the shallow step recomputes those two levels, the cache holds
 every level below them and the middle block. It is the shallowest branch that measured as good as off
-on the shapes family (`scripts/deep_cache_depths.py`; README, DeepCache): on the base model depths 1-3
+on the shapes family (`scripts/deep_cache_depths.py`; docs/shapes-family.md, DeepCache): on the base model depths 1-3
 lost 5-14 points of two-shape accuracy at a full forward every 2 steps, depth 4 (this branch) none; on
 the upsampler this branch kept the error against the truth, depth 1 raised it. The paper's branch 0
 (the first convolution and the last output block) is `depth=1`.

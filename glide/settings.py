@@ -98,7 +98,7 @@ class Preset:
 
 
 PRESETS = {
-    # The fastest settings measured within noise of the defaults on the shapes family (README "Presets";
+    # The fastest settings measured within noise of the defaults on the shapes family (docs/usage.md "Presets";
     # `python -m glide.eval shapes --presets`): 6 steps of DPM-Solver++(3M), guidance only inside the
     # SD-XL noise interval (the unconditional half of the batch is skipped outside it), upsampler DDIM 4,
     # DeepCache on both stages (base every 3rd step, upsampler every 2nd, each measured within noise).

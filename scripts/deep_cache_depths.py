@@ -5,7 +5,7 @@
 
 The pipeline always caches at `glide.deep_cache.default_depth` (the entry of the lowest-resolution
 level); this runs its sampling with `DeepCachedModel` at other depths, to show what that choice rests
-on (README, DeepCache). The same scenes, seeds and scores as `python -m glide.eval shapes --deep-cache`.
+on (docs/shapes-family.md, DeepCache). The same scenes, seeds and scores as `python -m glide.eval shapes --deep-cache`.
 Float32 on the CPU; a few minutes each: on a shared box run it under the lock.
 """
 import argparse

@@ -1,4 +1,4 @@
-"""The README's screenshots: every tab of the demo, at desktop and phone width, after a real run.
+"""The docs' screenshots (docs/screenshots/): every tab of the demo, at desktop and phone width, after a real run.
 
     python scripts/screenshots.py [--url http://127.0.0.1:7860/] [--out docs/screenshots]
 

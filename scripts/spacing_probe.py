@@ -4,7 +4,7 @@
 
 UniPC 6 with each spacing, classifier-free 3 at every step and only inside the SD-XL interval, on 64
 fresh two-shape prompts (glide.evaluation.shapes' scenes and checker); prints one line per condition
-with its Wilson 95% interval. README ("The log-SNR and Karras spacings fail with guidance") quotes it.
+with its Wilson 95% interval. docs/shapes-family.md quotes it.
 """
 from glide.evaluation import shapes as evaluation
 from glide.pipeline import load_pipeline

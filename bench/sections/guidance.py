@@ -8,7 +8,7 @@ from .. import env
 from ..report import Table, fmt
 from .common import SHAPES_PROMPT, Bench, error_text, log, section_status
 
-# The trade-off sweep's strategies (glide.evaluation.shapes.TRADEOFF_CURVES) at the scales the README
+# The trade-off sweep's strategies (glide.evaluation.shapes.TRADEOFF_CURVES) at the scales docs/shapes-family.md
 # discusses: label -> (strategy, its parameters, the label of the same guidance without an interval).
 GUIDANCE_ROWS = {
     "none": ("none", {}, None),

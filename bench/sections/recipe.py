@@ -30,7 +30,7 @@ def _tokenizer_files() -> Optional[Path]:
 
 
 def section_recipe(b: Bench):
-    """The README's fast recipe at full size, end to end in a fresh process, from checkpoint files in the
+    """The fast recipe (docs/performance.md) at full size, end to end in a fresh process, from checkpoint files in the
     official format (random weights): interpreter, import, loading and both stages, as a user runs it."""
     from glide.download import CHECKPOINT_FILENAMES
 

@@ -232,7 +232,7 @@ def section_sample(b: Bench):
     table.notes.append("reference = GLIDE's notebook: base DDPM, classifier-free (model batch 2 per image), "
                        "upsampler DDPM fast27 unguided, temperature 0.997; fast = DPM-Solver++(2M) base + "
                        "upsampler DDIM, the fewest steps measured as good as the reference's on the shapes family "
-                       "(README; step counts are flags)")
+                       "(docs/performance.md; step counts are flags)")
     if not full_run:
         table.notes.append(f"CPU: each stage's total is text encoding + all steps x the median of {stop_after} "
                            "measured steps (extrapolated); --full runs every step")

@@ -1,6 +1,6 @@
 """Judge the embedded shapes family with its own checker.
 
-    python -m glide.eval shapes                 # EVAL.json: the table in README (--device cuda on a GPU)
+    python -m glide.eval shapes                 # EVAL.json: the table in docs/shapes-family.md (--device cuda on a GPU)
     python -m glide.eval shapes --tradeoff      # EVAL_TRADEOFF.json + tradeoff.png: guidance scale sweeps
     python -m glide.eval shapes --samplers      # EVAL_SAMPLERS.json: step rules of the base model and upsampler,
                                                 # the fast solvers against DPM-Solver++(2M), their exact-ODE errors
@@ -491,7 +491,7 @@ def sketch_figure(report: Dict):
 
 
 def percent(rate: Dict) -> str:
-    """A Wilson rate as README writes it: 99.2% (97.1-99.8)."""
+    """A Wilson rate as the docs write it: 99.2% (97.1-99.8)."""
     return f"{100 * rate['rate']:.1f}% ({100 * rate['low']:.1f}-{100 * rate['high']:.1f})"
 
 

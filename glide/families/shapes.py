@@ -116,6 +116,6 @@ FAMILY = Family(
     base_size=BASE_SIZE, upsample_size=UPSAMPLE_SIZE,
     text_ctx=TEXT_CTX, load=load, files=files,
     # Within noise of DDIM 25 (glide/assets/shapes/EVAL.json) in 10 model calls instead of 25; the upsampler
-    # against DDPM fast27: EVAL_SAMPLERS.json, README.
+    # against DDPM fast27: EVAL_SAMPLERS.json, docs/shapes-family.md.
     default_sampler="dpm++2m", default_base_steps=10, default_upsample_sampler="ddim", default_upsample_steps="8",
     has_checker=True, tradeoff_report=ASSET_DIR / "EVAL_TRADEOFF.json")

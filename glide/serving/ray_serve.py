@@ -10,7 +10,7 @@
 One deployment, `GlideReplica`, serves every model family: each replica loads a family's models
 once, on its own device (Ray hands each replica its GPUs), the first time a request needs them.
 A request's stages (base, upsampler) and a comparison's CLIP run back to back on one image batch,
-so they stay in one replica: a hop through Serve costs ~0.1 s a request (bench.serving, README), and
+so they stay in one replica: a hop through Serve costs ~0.1 s a request (bench.serving, docs/serving.md), and
 a deployment per stage would add one more hop and queue to every request and keep a second device
 busy for a fraction of it, for no throughput gain while each stage fits one device.
 
