@@ -414,10 +414,12 @@ class OpenVINOUNet:
         return torch.from_numpy(out).to(x.dtype)
 
 
-def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Optional[Path] = None) -> OpenVINOUNet:
+def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Optional[Path] = None,
+                  float32_pipeline: Optional[Callable[[], object]] = None) -> OpenVINOUNet:
     """The int8 OpenVINO drop-in for `model`, the float32 torch U-Net of `family`'s `component` (`diffusion` its
     process): read from the cache, or built there first (module docstring), announced on stderr with a
-    progress bar."""
+    progress bar. `float32_pipeline()` makes the float32 pipeline of the family that samples the calibration
+    runs (given by the pipeline, which imports this module, not the other way round)."""
     _backends()
     plan = calibration_plan(family.name)
     root = cache_dir(checkpoint_dir)
@@ -433,15 +435,13 @@ def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Opti
         with FileLock(f"{entry}.lock"):   # replicas building at once: one builds, the others then read
             problem = read_entry(entry, key)
             if problem is not None:
-                _build(family, component, model, diffusion, entry, key, names, depth, plan, problem, checkpoint_dir)
+                _build(family, component, model, diffusion, entry, key, names, depth, plan, problem, float32_pipeline)
     full, shallow = (_compile(str(entry / f"{which}.xml")) for which in ("full", "shallow"))
     return OpenVINOUNet(model, full, shallow, names, depth, str(entry))
 
 
 def _build(family, component, model, diffusion, entry: Path, key: Dict, names, depth: int, plan: CalibrationPlan,
-           problem: str, checkpoint_dir: Optional[Path]):
-    from .pipeline import Pipeline  # here: the pipeline imports this module
-
+           problem: str, float32_pipeline: Callable[[], object]):
     note = "" if problem == "absent" else f" (the cached one is not usable: {problem})"
     print(f"glide: building the int8 OpenVINO model of {family.name} {component}{note}: calibrating on "
           f"{len(plan.captions)} captions' sampling runs in float32, then quantizing with NNCF; once per "
@@ -451,7 +451,7 @@ def _build(family, component, model, diffusion, entry: Path, key: Dict, names, d
     with tqdm(total=stages, desc=f"int8 {component}", unit="stage", file=sys.stderr) as progress:
         progress.set_postfix_str("calibration runs")
         # A float32 pipeline of the family samples the calibration runs (it loads the other components it needs).
-        pipe = Pipeline(family, "cpu", "float32", checkpoint_dir)
+        pipe = float32_pipeline()
         items = calibration_items(pipe, component, model, diffusion, plan, names, progress)
         del pipe
         progress.set_postfix_str("converting")

@@ -118,7 +118,9 @@ class Pipeline:
                                       stacklevel=2)
                     loaded = self.family.load(name, self.device, self.checkpoint_dir)
                     if name != "clip" and self.dtype == INT8:
-                        loaded = (openvino_unet(self.family, name, *loaded, self.checkpoint_dir), loaded[1])
+                        calibrating = lambda: Pipeline(self.family, "cpu", "float32", self.checkpoint_dir)
+                        loaded = (openvino_unet(self.family, name, *loaded, self.checkpoint_dir, calibrating),
+                                  loaded[1])
                     elif name != "clip":
                         # Converted before the layout change, so a mapped checkpoint's weights are read once,
                         # straight into the half precision (channels-last copies the converted weights).

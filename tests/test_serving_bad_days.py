@@ -341,7 +341,7 @@ def test_an_api_request_is_cancelled_when_its_client_goes_away(hosted):
               "api_name='/generate'); time.sleep(600)")
     client = subprocess.Popen([sys.executable, "-c", script])
     try:
-        server.wait_for_waiting(1)
+        server.wait_for_queue(1)
     finally:
         client.kill()                          # the client goes away while its request waits
         client.wait(10)
