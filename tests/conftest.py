@@ -61,6 +61,27 @@ def ray_cluster(ray_serve_config):
         ray_serve.shutdown()
 
 
+@pytest.fixture
+def hosted(tmp_path):
+    """start(*argv) -> the demo served in this process with those command-line arguments, its backend behind a
+    gate (test_hosting.Hosted); every server started is closed at the end."""
+    from test_hosting import Hosted
+
+    from demo.testing import missing_weights
+
+    if missing_weights():
+        pytest.skip(missing_weights())
+    servers = []
+
+    def start(*argv):
+        servers.append(Hosted(tmp_path, *argv))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
 # What `make test-fast` leaves out (`-m "not slow"`): tests that drive a browser, start a Ray cluster (or a demo
 # on one), run the reference notebooks or the whole benchmark; single slow tests carry @pytest.mark.slow.
 SLOW_MODULES = {"test_browser", "test_ray_serve", "test_notebooks", "test_notebook_cells"}
@@ -77,11 +98,12 @@ def pytest_collection_modifyitems(items):
 def worker_group(nodeid: str) -> str:
     """Which tests run in one pytest-xdist worker (`make test` runs two): those on the Ray cluster (test_ray_serve and
     the tests parametrized "ray") in the worker that started it, those on the shared local demo server (test_demo,
-    test_browser) in the one that started that, and each other module's tests together, with their module's fixtures."""
+    test_browser, test_strength) in the one that started that, and each other module's tests together, with their
+    module's fixtures."""
     module = nodeid.split("::")[0]
     if module.endswith("test_ray_serve.py") or re.search(r"\[(.+-)?ray(-.+)?\]$", nodeid):
         return "ray"
-    if module.endswith(("test_demo.py", "test_browser.py")):
+    if module.endswith(("test_demo.py", "test_browser.py", "test_strength.py")):
         return "demo-server"
     return module
 

@@ -222,21 +222,6 @@ class Hosted:
         self.server.stop()
 
 
-@pytest.fixture
-def hosted(tmp_path):
-    from demo.testing import missing_weights
-
-    if missing_weights():
-        pytest.skip(missing_weights())
-    servers = []
-
-    def start(*argv):
-        servers.append(Hosted(tmp_path, *argv))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.mark.slow

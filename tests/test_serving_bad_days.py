@@ -309,23 +309,7 @@ def test_the_ray_front_holds_one_user_to_the_cap_while_their_requests_wait_in_se
 
 
 # ---------------------------------------------------------------------------------------------- the demo served
-@pytest.fixture
-def hosted(tmp_path):
-    from test_hosting import Hosted
-
-    from demo.testing import missing_weights
-
-    if missing_weights():
-        pytest.skip(missing_weights())
-    servers = []
-
-    def start(*argv):
-        servers.append(Hosted(tmp_path, *argv))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
+# `hosted` (tests/conftest.py): the demo served in this process, its backend behind a gate.
 
 
 @pytest.mark.slow
