@@ -269,3 +269,8 @@ def test_a_prompt_outside_the_grammar_is_warned_about(work):
     assert outside.returncode == 0 and "warning: the shapes model only knows sentences like" in outside.stderr
     inside = glide("generate", PROMPT, "--steps", 1, "--no-upsample", cwd=work)
     assert inside.returncode == 0 and "warning" not in inside.stderr
+
+
+def test_zero_steps_is_refused_not_read_as_the_default(work):
+    refused = glide("generate", PROMPT, "--steps", 0, "--no-upsample", cwd=work)
+    assert refused.returncode == 2 and "steps must be between 1 and" in refused.stderr
