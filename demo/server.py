@@ -43,6 +43,7 @@ def create_app(blocks: gr.Blocks, backend: Backend, trusted_proxies: Sequence[Ne
     """/healthz and /metrics on `backend`, and `blocks` at / (gr.mount_gradio_app with `mount_options`), the
     clients' addresses read from the `trusted_proxies`' headers (trust_proxies)."""
     app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.blocks = blocks        # WebServer.stop waits for its events in flight
     trust_proxies(app, trusted_proxies)
 
     # Plain functions: FastAPI runs them on its thread pool, so a slow Ray probe never blocks the event loop.
@@ -66,6 +67,7 @@ class WebServer:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
                                 timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
+        self.blocks = getattr(app.state, "blocks", None)
         self.address = f"{host}:{port}"
         self._thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
@@ -82,6 +84,12 @@ class WebServer:
         while self._thread.is_alive():
             self._thread.join(0.5)
 
-    def stop(self) -> None:
+    def stop(self, answer_s: float = 10.0) -> None:
+        """Stop serving, once the UI's events in flight have handed their answers to gradio (which sends them
+        to their clients while uvicorn closes), or after `answer_s` seconds."""
+        running = getattr(getattr(self.blocks, "_queue", None), "active_jobs", None) or []
+        deadline = time.monotonic() + answer_s
+        while any(events is not None for events in list(running)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.server.should_exit = True
         self._thread.join(15)
