@@ -91,8 +91,12 @@ SLOW_FIXTURES = {"ray_cluster", "quick_run"}
 def pytest_collection_modifyitems(items):
     for item in items:
         params = item.callspec.params.values() if hasattr(item, "callspec") else ()
-        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames) or "ray" in list(params):
+        on_ray = "ray_cluster" in item.fixturenames or "ray" in list(params)
+        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames) or on_ray:
             item.add_marker(pytest.mark.slow)
+        if on_ray and worker_group(item.nodeid) != "ray":
+            raise pytest.UsageError(f"{item.nodeid} runs on the Ray cluster: put it in test_ray_serve.py or give it a "
+                                    "parameter named 'ray', so that it runs in the one worker that starts the cluster")
 
 
 def worker_group(nodeid: str) -> str:
