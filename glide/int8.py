@@ -355,10 +355,11 @@ def _write_entry(entry: Path, models: Dict[str, object], key: Dict, seconds: flo
 
 
 # ---------------------------------------------------------------------------------------------- the U-Net
-def _compile(model_or_path):
-    ov, _ = _backends()
+def compile_for_cpu(model_or_path, unquantized: str = UNQUANTIZED_PRECISION):
+    """An OpenVINO model (or its .xml) compiled for this CPU: one stream, torch's thread count, `unquantized`
+    ("f32" or "bf16") the precision of what is not quantized."""
     return _core().compile_model(model_or_path, "CPU", {
-        "INFERENCE_PRECISION_HINT": UNQUANTIZED_PRECISION, "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": unquantized, "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": torch.get_num_threads(), "NUM_STREAMS": 1})
 
 
@@ -434,7 +435,7 @@ def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Opti
             problem = read_entry(entry, key)
             if problem is not None:
                 _build(family, component, model, diffusion, entry, key, names, depth, plan, problem, checkpoint_dir)
-    full, shallow = (_compile(str(entry / f"{which}.xml")) for which in ("full", "shallow"))
+    full, shallow = (compile_for_cpu(str(entry / f"{which}.xml")) for which in ("full", "shallow"))
     return OpenVINOUNet(model, full, shallow, names, depth, str(entry))
 
 
