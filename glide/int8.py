@@ -231,9 +231,9 @@ def convert(model, names: Sequence[str], example: Dict[str, np.ndarray], depth: 
     batch = torch.export.Dim("batch", min=1, max=1024)
     module = _Exported(model, names, depth, shallow).eval()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)   # torch's own deprecations, said once per export
+        warnings.simplefilter("ignore", FutureWarning)   # torch's deprecations inside export and conversion
         program = torch.export.export(module, args, dynamic_shapes=(({0: batch},) * len(args),)).run_decompositions()
-    converted = ov.convert_model(program)
+        converted = ov.convert_model(program)
     # Everything but the batch static, as the sampling runs call it: OpenVINO plans fixed-size kernels then.
     converted.reshape({port: ov.PartialShape([-1, *example[name].shape[1:]])
                        for port, name in zip(converted.inputs, names)})
