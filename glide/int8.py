@@ -231,9 +231,9 @@ def convert(model, names: Sequence[str], example: Dict[str, np.ndarray], depth: 
     batch = torch.export.Dim("batch", min=1, max=1024)
     module = _Exported(model, names, depth, shallow).eval()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)   # torch's own deprecations, said once per export
+        warnings.simplefilter("ignore", FutureWarning)   # torch's deprecations inside export and conversion
         program = torch.export.export(module, args, dynamic_shapes=(({0: batch},) * len(args),)).run_decompositions()
-    converted = ov.convert_model(program)
+        converted = ov.convert_model(program)
     # Everything but the batch static, as the sampling runs call it: OpenVINO plans fixed-size kernels then.
     converted.reshape({port: ov.PartialShape([-1, *example[name].shape[1:]])
                        for port, name in zip(converted.inputs, names)})
@@ -355,10 +355,11 @@ def _write_entry(entry: Path, models: Dict[str, object], key: Dict, seconds: flo
 
 
 # ---------------------------------------------------------------------------------------------- the U-Net
-def _compile(model_or_path):
-    ov, _ = _backends()
+def compile_for_cpu(model_or_path, unquantized: str = UNQUANTIZED_PRECISION):
+    """An OpenVINO model (or its .xml) compiled for this CPU: one stream, torch's thread count, `unquantized`
+    ("f32" or "bf16") the precision of what is not quantized."""
     return _core().compile_model(model_or_path, "CPU", {
-        "INFERENCE_PRECISION_HINT": UNQUANTIZED_PRECISION, "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": unquantized, "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": torch.get_num_threads(), "NUM_STREAMS": 1})
 
 
@@ -436,7 +437,7 @@ def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Opti
             problem = read_entry(entry, key)
             if problem is not None:
                 _build(family, component, model, diffusion, entry, key, names, depth, plan, problem, float32_pipeline)
-    full, shallow = (_compile(str(entry / f"{which}.xml")) for which in ("full", "shallow"))
+    full, shallow = (compile_for_cpu(str(entry / f"{which}.xml")) for which in ("full", "shallow"))
     return OpenVINOUNet(model, full, shallow, names, depth, str(entry))
 
 

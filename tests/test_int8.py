@@ -216,3 +216,17 @@ def test_cache_is_reused_and_a_corrupt_or_stale_entry_rebuilt(tmp_path, tiny_pla
     assert not entry.exists()                            # the entry of the old versions is removed
     assert stale(torch.randn(1, 3, 32, 32), torch.tensor([500]), text_emb=text_of(stale, CAPTIONS[:1])).shape == (
         1, 6, 32, 32)
+
+
+@pytest.mark.slow
+def test_bench_rows_time_torch_and_openvino_variants():
+    """The benchmark's int8 section on the tiny models (`--quick` leaves it out: it takes a minute)."""
+    from bench.sections import Bench
+    from bench.sections.int8 import model_rows
+
+    rows = model_rows(Bench(torch.device("cpu"), quick=True, full=False, compile=False, args={}), "base")
+    assert [r["variant"].split(" (")[0] for r in rows] == [
+        "torch float32", "torch bf16", "openvino float32", "openvino bf16", "openvino int8", "openvino int8"]
+    assert all(r["ms"] > 0 for r in rows) and rows[0]["rel_err_vs_float32"] == 0
+    assert rows[2]["rel_err_vs_float32"] < 1e-4   # the conversion itself is exact in float32
+    assert rows[4]["quantize_s"] > 0 and rows[2]["convert_s"] > 0

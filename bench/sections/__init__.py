@@ -9,6 +9,7 @@ loading  each model from its checkpoint file: the old way (random init, read, lo
 shapes   the embedded default family end to end: cold start to first image, images/s at batch 8
 guidance seconds per image of each guidance strategy on the shapes family, and what an interval saves
 recipe   the fast recipe and the `fast` preset at 256 px from checkpoint files in a fresh process, loading included
+int8     one U-Net forward in torch float32/bf16 and through OpenVINO in float32, bf16 and int8 (dtype="int8")
 Sections that compare precisions run float32 and what dtype="auto" picks on this machine.
 
 With a wall-clock budget (`--budget-s`), a section, variant, setting or batch that would start after
@@ -21,6 +22,7 @@ from .common import Bench, log
 from .deep_cache import section_deep_cache
 from .forward import section_forward
 from .guidance import section_guidance
+from .int8 import section_int8
 from .loading import section_loading
 from .matmul import section_matmul
 from .recipe import section_recipe
@@ -29,8 +31,8 @@ from .shapes import section_shapes
 
 # Run order: what a GPU run must show first (MFU's denominator, forward MFU, sampling time, batch
 # scaling, DeepCache's step cost, loading), then the embedded model's CPU figures, so a budget cut loses
-# the least important part.
-SECTIONS = ("matmul", "forward", "sample", "batch", "deepcache", "loading", "shapes", "guidance", "recipe")
+# the least important part; int8 (CPU only, the optional extra) last.
+SECTIONS = ("matmul", "forward", "sample", "batch", "deepcache", "loading", "shapes", "guidance", "recipe", "int8")
 RUNNERS: Dict[str, Callable] = {
     "matmul": section_matmul,
     "forward": section_forward,
@@ -41,6 +43,7 @@ RUNNERS: Dict[str, Callable] = {
     "guidance": section_guidance,
     "loading": section_loading,
     "recipe": section_recipe,
+    "int8": section_int8,
 }
 
 __all__ = ["RUNNERS", "SAMPLE_SETTINGS", "SECTIONS", "Bench", "log"]
