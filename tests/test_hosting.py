@@ -384,7 +384,11 @@ def test_an_api_generate_and_its_image_download_through_the_proxy(behind_nginx):
         image = Image.open(response)
         image.load()
     assert image.size == (128, 128) and read_settings(image)["seed"] == 5
-    assert re.search(r'"GET /glide/gradio_api/file=\S+ HTTP/1.1" 200', behind_nginx.access_log.read_text())
+    # nginx logs a request once its response is sent, so the line may land just after the client has the image.
+    deadline = time.monotonic() + 10
+    while not re.search(r'"GET /glide/gradio_api/file=\S+ HTTP/1.1" 200', behind_nginx.access_log.read_text()):
+        assert time.monotonic() < deadline, behind_nginx.access_log.read_text()
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
