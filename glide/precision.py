@@ -111,8 +111,10 @@ def cpu_flags() -> FrozenSet[str]:
         return frozenset()
 
 
-# The flags that decide matmul speed and the precision `auto` picks: what a speed figure records beside it.
-SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
+# The flags that decide matmul speed and the precision `auto` picks, and the int8 instructions (VNNI, AMX) that
+# decide dtype int8's: what a speed figure records beside it.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx512_vnni", "avx_vnni",
+               "amx_int8")
 
 
 def cpu_description() -> str:
