@@ -350,17 +350,20 @@ def run_job(job, progress, status, preview):
 def client_connected() -> Callable[[], bool]:
     """For the event handler running now: a test of whether the client that sent its event is still there.
 
-    gradio marks a queued event no longer alive when its client's stream closes (a closed tab, a killed
-    script) but cannot stop a plain function's thread; the handler asks. Outside an event (calls from
+    When a client's stream closes (a closed tab, a killed script), gradio drops the session's message queue at
+    once, and marks its events no longer alive when it gets to it (that second step can be cancelled along with
+    the stream); it cannot stop a plain function's thread, so the handler asks. Outside an event (calls from
     Python), or should gradio's queue look otherwise, the client counts as there."""
     blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
-    running = getattr(getattr(blocks, "_queue", None), "active_jobs", None)
-    if event_id is None or running is None:
+    queue = getattr(blocks, "_queue", None)
+    running = getattr(queue, "active_jobs", None)
+    sessions = getattr(queue, "pending_messages_per_session", None)
+    if event_id is None or running is None or sessions is None:
         return lambda: True
 
     def connected() -> bool:
         events = [event for batch in list(running) for event in (batch or ()) if event._id == event_id]
-        return all(getattr(event, "alive", True) for event in events)
+        return all(getattr(event, "alive", True) and event.session_hash in sessions for event in events)
     return connected
 
 
