@@ -152,7 +152,7 @@ def test_int8_forward_is_close_to_float32(int8_pipe):
 
     unet, diffusion = int8_pipe.component("base")
     scene = shapes.parse_caption(CAPTIONS[0])
-    x0 = shapes.images_to_tensor(np.asarray(shapes.render(scene, 32))[None])
+    x0 = shapes.images_to_tensor(np.array(shapes.render(scene, 32))[None])
     torch.manual_seed(0)
     t = torch.tensor([100, 500, 900])
     x = diffusion.q_sample(x0.expand(3, -1, -1, -1), t, torch.randn(3, 3, 32, 32))
