@@ -15,17 +15,14 @@ notebook's cells, kept as close to verbatim as possible, with only:
 
 The notebook code is (c) 2021 OpenAI, MIT License.
 """
-import shutil
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-import yaml
 from PIL import Image
+from random_checkpoints import fill_cache
 
 from glide.clip.model_creation import create_clip_model
-from glide.download import CHECKPOINT_FILENAMES, VOCAB_FILES
 from glide.model_creation import (
     create_model_and_diffusion,
     model_and_diffusion_defaults,
@@ -56,47 +53,10 @@ CHECKPOINTS = {
 }
 
 
-def _randomize(module: nn.Module, gen: torch.Generator) -> None:
-    """Replace every parameter with random values of a sensible scale.
-
-    Random init alone would leave the zero-initialised output layers at zero (and the
-    `torch.empty` embeddings undefined), so sampling would not really exercise the model.
-    """
-    with torch.no_grad():
-        for sub in module.modules():
-            is_norm = "norm" in type(sub).__name__.lower()
-            for name, p in sub.named_parameters(recurse=False):
-                noise = torch.randn(p.shape, generator=gen)
-                if is_norm and name in ("weight", "g"):
-                    p.copy_(1 + 0.1 * noise)
-                elif p.dim() >= 2:
-                    p.copy_(noise / p[0].numel() ** 0.5)
-                else:
-                    p.copy_(0.1 * noise)
-
-
 @pytest.fixture(scope="module")
 def glide_cache(tmp_path_factory, vocab_dir):
     """A ready-filled cache folder: tokenizer files, random checkpoints, and a small CLIP config."""
-    cache = tmp_path_factory.mktemp("glide_cache")
-    for filename in VOCAB_FILES:
-        shutil.copy(vocab_dir / filename, cache / filename)
-    clip_config = cache / "clip_small.yaml"
-    clip_config.write_text(yaml.safe_dump(SMALL_CLIP))
-    gen = torch.Generator().manual_seed(0)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GLIDE_CACHE_DIR", str(cache))
-        for name, (defaults, small, inpaint) in CHECKPOINTS.items():
-            options = defaults()
-            options.update(small, inpaint=inpaint, use_fp16=False)
-            model, _ = create_model_and_diffusion(**options)
-            _randomize(model, gen)
-            torch.save(model.state_dict(), cache / CHECKPOINT_FILENAMES[name])
-        clip_model = create_clip_model(config_path=clip_config, device="cpu")
-        for name, encoder in [("clip/image-enc", clip_model.image_encoder), ("clip/text-enc", clip_model.text_encoder)]:
-            _randomize(encoder, gen)
-            torch.save(encoder.state_dict(), cache / CHECKPOINT_FILENAMES[name])
-    return cache
+    return fill_cache(tmp_path_factory.mktemp("glide_cache"), vocab_dir, CHECKPOINTS, SMALL_CLIP)
 
 
 @pytest.fixture
@@ -287,7 +247,6 @@ def test_text2im_notebook(notebook):
 
 
 def test_clip_guided_notebook(notebook, glide_cache):
-    import torch.nn as nn  # noqa: F401  (imported by the notebook)
 
     from glide.download import load_checkpoint
     from glide.tokenizer.simple_tokenizer import SimpleTokenizer  # noqa: F401  (imported by the notebook)
