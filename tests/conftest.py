@@ -84,7 +84,7 @@ def hosted(tmp_path):
 
 # What `make test-fast` leaves out (`-m "not slow"`): tests that drive a browser, start a Ray cluster (or a demo
 # on one), run the reference notebooks or the whole benchmark; single slow tests carry @pytest.mark.slow.
-SLOW_MODULES = {"test_browser", "test_ray_serve", "test_notebooks", "test_notebook_cells"}
+SLOW_MODULES = {"test_browser", "test_ray_serve", "test_notebooks", "test_published_notebooks"}
 SLOW_FIXTURES = {"ray_cluster", "quick_run"}
 
 
