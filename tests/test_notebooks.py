@@ -19,8 +19,8 @@ The notebook code is (c) 2021 OpenAI, MIT License.
 import numpy as np
 import pytest
 import torch
+from notebook_support import check_samples, fill_cache
 from PIL import Image
-from random_checkpoints import fill_cache
 
 from glide.clip.model_creation import create_clip_model
 from glide.model_creation import (
@@ -73,21 +73,6 @@ def check_images(displayed, expected_sizes):
     assert [img.size for img in displayed] == expected_sizes
     for img in displayed:
         assert img.mode == "RGB"
-
-
-def check_samples(samples, shape, bound=1.0):
-    """A notebook's final samples: the shape asked for, finite, within [-bound, bound], not one flat colour,
-    and not the same picture twice.
-
-    An unguided last step returns the clamped x0 prediction (the t = 0 posterior mean is x0 itself),
-    so a value beyond 1 means a step went wrong; CLIP guidance may shift that last mean slightly.
-    """
-    assert tuple(samples.shape) == shape
-    assert torch.isfinite(samples).all()
-    assert samples.abs().max() <= bound + 1e-5, samples.abs().max()
-    assert samples.flatten(1).std(dim=1).min() > 1e-3
-    if shape[0] > 1:
-        assert not torch.allclose(samples[0], samples[1])
 
 
 def test_text2im_notebook(notebook):

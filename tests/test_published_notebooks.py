@@ -30,8 +30,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
+from notebook_support import check_samples, fill_cache
 from PIL import Image
-from random_checkpoints import fill_cache
 
 from glide.model_creation import (
     model_and_diffusion_defaults,
@@ -136,21 +136,6 @@ def given(glide_cache, monkeypatch, tmp_path):
     displayed: List[Image.Image] = []
     return dict(display=displayed.append, displayed=displayed, SMALL_BASE=SMALL_BASE, SMALL_UP=SMALL_UP,
                 SMALL_CLIP_CONFIG=glide_cache / "clip_small.yaml")
-
-
-def check_samples(samples, shape, bound=1.0):
-    """A notebook's final samples: the shape asked for, finite, within [-bound, bound], not one flat colour,
-    and not the same picture twice.
-
-    An unguided last step returns the clamped x0 prediction (the t = 0 posterior mean is x0 itself),
-    so a value beyond 1 means a step went wrong; CLIP guidance may shift that last mean slightly.
-    """
-    assert tuple(samples.shape) == shape
-    assert torch.isfinite(samples).all()
-    assert samples.abs().max() <= bound + 1e-5, samples.abs().max()
-    assert samples.flatten(1).std(dim=1).min() > 1e-3
-    if shape[0] > 1:
-        assert not torch.allclose(samples[0], samples[1])
 
 
 def check_displayed(displayed, sizes):

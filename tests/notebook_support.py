@@ -1,5 +1,6 @@
-"""Random-weight checkpoints of narrow GLIDE models under the official file names, for the notebook tests: a
-cache folder that `$GLIDE_CACHE_DIR` can point to, so the notebooks' `load_checkpoint(...)` finds them offline."""
+"""What both notebook tests use: random-weight checkpoints of narrow GLIDE models under the official file
+names (a cache folder that `$GLIDE_CACHE_DIR` can point to, so the notebooks' `load_checkpoint(...)` finds
+them offline), and the check of a notebook's samples."""
 import shutil
 from pathlib import Path
 from typing import Callable, Dict, Tuple
@@ -57,3 +58,18 @@ def fill_cache(cache: Path, vocab_dir: Path, checkpoints: Checkpoints, clip: dic
             randomize(encoder, gen)
             torch.save(encoder.state_dict(), cache / CHECKPOINT_FILENAMES[name])
     return cache
+
+
+def check_samples(samples, shape, bound=1.0):
+    """A notebook's final samples: the shape asked for, finite, within [-bound, bound], not one flat colour,
+    and not the same picture twice.
+
+    An unguided last step returns the clamped x0 prediction (the t = 0 posterior mean is x0 itself),
+    so a value beyond 1 means a step went wrong; CLIP guidance may shift that last mean slightly.
+    """
+    assert tuple(samples.shape) == shape
+    assert torch.isfinite(samples).all()
+    assert samples.abs().max() <= bound + 1e-5, samples.abs().max()
+    assert samples.flatten(1).std(dim=1).min() > 1e-3
+    if shape[0] > 1:
+        assert not torch.allclose(samples[0], samples[1])
