@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from fakes import FakeServe
 
 from glide.errors import Cancelled, ClusterUnavailable
 from glide.serving.jobs import Generate, Job
@@ -156,14 +157,7 @@ def test_a_cluster_gone_is_a_clear_message():
     """Not the request's fault: the user reads that the cluster cannot be reached, the operator the cause."""
     from ray.exceptions import RaySystemError
 
-    class GoneHandle:
-        def options(self, **_):
-            return self
-
-        @property
-        def run(self):
-            return self
-
+    class GoneHandle(FakeServe):
         def remote(self, request):
             raise RaySystemError("the GCS at 10.0.0.1:6379 is unreachable")
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fakes import Tag
+from fakes import FakeServe, Tag
 from PIL import Image
 
 from glide.errors import Cancelled, InputError, OutOfDeviceMemory, QueueFull, ServerRestarting
 from glide.serving.fair_queue import FairQueue
-from glide.serving.jobs import Generate, Job, Progress
+from glide.serving.jobs import Generate, Job
 from glide.serving.local import LocalBackend
 
 PROMPT = "a small red circle on the left on a blue background"
@@ -181,54 +181,6 @@ def test_the_painters_data_urls_are_capped_before_decoding():
 def ray_front():
     """glide.serving.ray_serve, or a skip where Ray is not installed."""
     return pytest.importorskip("glide.serving.ray_serve", reason="pip install 'ray[serve]'")
-
-
-class FakeStream:
-    """One request's response stream: a step every 20 ms after `start_s`, the result after `steps`; once
-    cancelled it ends `cancel_takes_s` later (the round trip to the replica), unless `ignores_cancel`."""
-
-    def __init__(self, steps: int, start_s: float, cancel_takes_s: float, ignores_cancel: bool):
-        self.steps, self.start_s, self.cancel_takes_s, self.ignores_cancel = steps, start_s, cancel_takes_s, ignores_cancel
-        self.cancelled_at, self.step, self.begun = None, 0, time.monotonic()
-
-    def cancel(self):
-        self.cancelled_at = self.cancelled_at or time.monotonic()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        from ray.serve.exceptions import RequestCancelledError
-
-        time.sleep(max(0.02, self.begun + self.start_s - time.monotonic()))
-        if (self.cancelled_at is not None and not self.ignores_cancel
-                and time.monotonic() >= self.cancelled_at + self.cancel_takes_s):
-            raise RequestCancelledError()
-        self.step += 1
-        if self.step <= self.steps:
-            return ("progress", Progress("base", self.step - 1, self.steps))
-        if self.step == self.steps + 1:
-            return ("result", "images", "fake:1")
-        raise StopIteration
-
-
-class FakeServe:
-    """A stand-in for the Serve application's handle (`handle.options(stream=True).run.remote(request)`)."""
-
-    def __init__(self, steps=10_000, start_s=0.0, cancel_takes_s=0.3, ignores_cancel=False):
-        self.make = lambda: FakeStream(steps, start_s, cancel_takes_s, ignores_cancel)
-        self.streams = []
-
-    def options(self, **_):
-        return self
-
-    @property
-    def run(self):
-        return self
-
-    def remote(self, request):
-        self.streams.append(self.make())
-        return self.streams[-1]
 
 
 def test_a_ray_drain_waits_for_the_cancelled_requests_to_end():
