@@ -97,9 +97,10 @@ def right(pipe, images, captions) -> list:
 
 @pytest.mark.slow
 def test_int8_images_read_right_with_the_fast_preset_and_the_defaults(int8_pipe):
-    fast = int8_pipe.generate(CAPTIONS, preset="fast", seed=0)
+    # Without the upsampler: building its int8 model would double this module's time (the upsampler's int8
+    # quality is measured by `python -m glide.eval shapes --presets --dtype int8`, EVAL_PRESETS_INT8.json).
+    fast = int8_pipe.generate(CAPTIONS, preset="fast", upsample=False, seed=0)
     assert right(int8_pipe, fast.base_images, CAPTIONS) == [True] * 3
-    assert all(image.size == (128, 128) for image in fast.images)
     assert {s["dtype"] for s in fast.settings} == {"int8"}   # what the PNG records
     defaults = int8_pipe.generate(CAPTIONS, upsample=False, seed=0)
     assert right(int8_pipe, defaults.base_images, CAPTIONS) == [True] * 3

@@ -272,11 +272,16 @@ def test_an_api_request_is_cancelled_when_its_client_goes_away(hosted):
     while not server.backend.stats()["running"]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    script = ("import time; from gradio_client import Client; "
-              f"Client({server.url!r}, verbose=False).submit({PROMPT!r}, seed=1, steps=2, upsample=False, "
-              "api_name='/generate'); time.sleep(600)")
-    client = subprocess.Popen([sys.executable, "-c", script])
+    # The client says when its job is being processed: its stream from the server is open then, so killing it
+    # is a client going away mid-request (killed earlier, before it ever listened, it would leave nothing to see).
+    script = ("import time; from gradio_client import Client; from gradio_client.utils import Status; "
+              f"job = Client({server.url!r}, verbose=False).submit({PROMPT!r}, seed=1, steps=2, upsample=False, "
+              "api_name='/generate')\n"
+              "while job.status().code != Status.PROCESSING: time.sleep(0.05)\n"
+              "print('processing', flush=True); time.sleep(600)")
+    client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
+        assert client.stdout.readline().strip() == "processing"
         server.wait_for_queue(1)
     finally:
         client.kill()                          # the client goes away while its request waits
