@@ -84,7 +84,7 @@ def hosted(tmp_path):
 
 # What `make test-fast` leaves out (`-m "not slow"`): tests that drive a browser, start a Ray cluster (or a demo
 # on one), run the reference notebooks or the whole benchmark; single slow tests carry @pytest.mark.slow.
-SLOW_MODULES = {"test_browser", "test_ray_serve", "test_notebooks", "test_published_notebooks"}
+SLOW_MODULES = {"test_ray_serve", "test_notebooks", "test_published_notebooks"}   # and every test_browser*
 SLOW_FIXTURES = {"ray_cluster", "quick_run"}
 
 
@@ -92,7 +92,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         params = item.callspec.params.values() if hasattr(item, "callspec") else ()
         on_ray = "ray_cluster" in item.fixturenames or "ray" in list(params)
-        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames) or on_ray:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in SLOW_MODULES or module.startswith("test_browser") or SLOW_FIXTURES & set(item.fixturenames) or on_ray:
             item.add_marker(pytest.mark.slow)
         if on_ray and worker_group(item.nodeid) != "ray":
             raise pytest.UsageError(f"{item.nodeid} runs on the Ray cluster: put it in test_ray_serve.py or give it a "
@@ -102,12 +103,13 @@ def pytest_collection_modifyitems(items):
 def worker_group(nodeid: str) -> str:
     """Which tests run in one pytest-xdist worker (`make test` runs two): those on the Ray cluster (test_ray_serve and
     the tests parametrized "ray") in the worker that started it, those on the shared local demo server (test_demo,
-    test_browser, test_strength) in the one that started that, and each other module's tests together, with their
+    test_browser*, test_strength) in the one that started that, and each other module's tests together, with their
     module's fixtures."""
     module = nodeid.split("::")[0]
     if module.endswith("test_ray_serve.py") or re.search(r"\[(.+-)?ray(-.+)?\]$", nodeid):
         return "ray"
-    if module.endswith(("test_demo.py", "test_browser.py", "test_strength.py")):
+    name = module.rpartition("/")[2]
+    if name in ("test_demo.py", "test_strength.py") or name.startswith("test_browser"):
         return "demo-server"
     return module
 
