@@ -125,3 +125,50 @@ def pytest_xdist_make_scheduler(config, log):
             return worker_group(nodeid)
 
     return ByWorkerGroup(config, log)
+
+
+# The browser tests' fixtures (tests/test_browser*.py; their helpers are in browser_support.py).
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, which `make` installs (SYSTEM_PACKAGES in the Makefile); without it the tests skip."""
+    from demo.testing import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium) or apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser_page(chromium):
+    """One browser and page for the module; the `page` fixture reloads the app for every test."""
+    from browser_support import SHOTS, TIMEOUT_MS, sync_api
+
+    from demo.testing import CHROMIUM_ARGS, missing_weights, shared_server
+
+    if missing_weights():
+        pytest.skip(missing_weights())
+
+    server = shared_server()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page, server.url
+        browser.close()
+
+
+@pytest.fixture
+def page(browser_page):
+    """The app freshly loaded (a new gradio session), at desktop width: no test relies on another's state.
+    No handler may fail while a test runs (the server's count of failures on /metrics stays where it was)."""
+    from demo.testing import internal_errors, shared_server
+
+    page, url = browser_page
+    before = internal_errors(shared_server())
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#prompt textarea")
+    yield page
+    assert internal_errors(shared_server()) == before, f"a handler failed: see {shared_server().log_path}"
