@@ -175,6 +175,21 @@ def tiny_plan(monkeypatch):
 
 
 @pytest.fixture
+def conversions_once(monkeypatch):
+    """Rebuilds convert the same U-Net again: the first conversion of each (full, shallow) is reused, which halves
+    this test's time. Calibration, quantization and the cache's writing and checks all run for real."""
+    converted = {}
+    real = int8.convert
+
+    def once(model, names, example, depth, shallow):
+        if shallow not in converted:
+            converted[shallow] = real(model, names, example, depth, shallow)
+        return converted[shallow].clone()
+
+    monkeypatch.setattr(int8, "convert", once)
+
+
+@pytest.fixture
 def quantizations(monkeypatch):
     done = []
     real = int8.quantize
@@ -192,8 +207,8 @@ def load_base(cache):
 
 
 @pytest.mark.slow
-def test_cache_is_reused_and_a_corrupt_or_stale_entry_rebuilt(tmp_path, tiny_plan, quantizations, capsys,
-                                                              monkeypatch):
+def test_cache_is_reused_and_a_corrupt_or_stale_entry_rebuilt(tmp_path, tiny_plan, conversions_once, quantizations,
+                                                              capsys, monkeypatch):
     first = load_base(tmp_path)
     assert len(quantizations) == 2                       # the full forward and DeepCache's shallow path
     assert "building the int8 OpenVINO model of shapes base" in capsys.readouterr().err
