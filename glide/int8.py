@@ -26,6 +26,7 @@ the samplers stay in torch float32. On first use of a component, once per checkp
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -260,12 +261,27 @@ def quantize(converted, items: List[Dict[str, np.ndarray]], names: Sequence[str]
 
     convolutions = [op.get_friendly_name() for op in converted.get_ordered_ops() if op.get_type_name() == "Convolution"]
     dataset = nncf.Dataset(items, lambda item: [item[name] for name in names])
-    return nncf.quantize(
-        converted, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items), fast_bias_correction=True,
-        ignored_scope=nncf.IgnoredScope(names=convolutions[:2] + convolutions[-2:], types=["MatMul"], validate=False),
-        advanced_parameters=AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=0.95, convolution=0.7),
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX))
+    with _quiet("nncf"):   # it logs a line per operation left in float32: the progress bar says what happens
+        return nncf.quantize(
+            converted, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
+            fast_bias_correction=True,
+            ignored_scope=nncf.IgnoredScope(names=convolutions[:2] + convolutions[-2:], types=["MatMul"],
+                                            validate=False),
+            advanced_parameters=AdvancedQuantizationParameters(
+                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=0.95, convolution=0.7),
+                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX))
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """The named logger at warnings and above for the duration."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _features(model, items, names, depth: int) -> List[Dict[str, np.ndarray]]:
