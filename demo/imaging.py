@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from glide.errors import InputError
 from glide.fileio import human_bytes
-from glide.images import check_mask_fits, tensor_to_pil
+from glide.images import tensor_to_pil
 
 DISPLAY_SIZE = 256  # previews of 32 px samples are scaled up to this, pixel-exact (nearest)
 # The largest file a user may send: gradio's max_file_size for uploads (demo.app), and the same for the
@@ -113,16 +113,6 @@ def grow_mask(mask: Image.Image, base_pixels: int, base_side: int) -> Image.Imag
     x0, x1 = np.clip(np.arange(w) - reach, 0, w), np.clip(np.arange(w) + reach + 1, 0, w)
     window = sums[y1][:, x1] - sums[y0][:, x1] - sums[y1][:, x0] + sums[y0][:, x0]
     return Image.fromarray(((window > 0) * 255).astype(np.uint8), "L")
-
-
-def fit_mask(mask: Image.Image, image: Image.Image) -> Image.Image:
-    """The mask resized to the image when their shapes agree; an InputError when they cannot be aligned."""
-    if mask.size == image.size:
-        return mask
-    check_mask_fits(mask, image)
-    if mask.mode in ("RGBA", "LA", "P"):
-        mask = mask.convert("RGBA")
-    return mask.resize(image.size, Image.NEAREST)
 
 
 def upscale(image: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:

@@ -263,12 +263,12 @@ def cmd_generate(args) -> int:
 
 
 def cmd_inpaint(args) -> int:
-    from .images import check_mask_fits
+    from .images import EditWindow
     from .serving.jobs import Inpaint
 
     image = _open_image(args.image, "image")
     mask = _open_image(args.mask, "mask")
-    check_mask_fits(mask, image)
+    EditWindow.of(image, mask)   # an empty mask is said before any model loads
     settings = _settings(args, "inpaint", [args.prompt] if args.prompt else [])
     result = _run_job(args, Inpaint(settings, image, mask))
     for path in _write_images(result, args.out):
