@@ -4,6 +4,7 @@ Only PIL work lives here; everything that touches a model goes through glide.pip
 """
 import base64
 import io
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -103,8 +104,9 @@ def grow_mask(mask: Image.Image, base_pixels: int, base_side: int) -> Image.Imag
     reach), so that a region painted tight against a shape also takes its soft edge."""
     if not base_pixels:
         return mask
-    # One base pixel in mask pixels: the image is centre-cropped to a square and resized to base_side.
-    reach = max(1, round(base_pixels * min(mask.size) / base_side))
+    # One base pixel in mask pixels: the model works on a square of the short side (glide.images.EditWindow)
+    # at base_side. Rounded half up, as the painter's preview of the grown mask rounds (demo/painter.js).
+    reach = max(1, math.floor(base_pixels * min(mask.size) / base_side + 0.5))
     painted = np.asarray(mask) > 127
     # Any painted pixel within `reach` in x and in y: a window sum over an integral image, linear in the size.
     sums = np.pad(painted, ((1, 0), (1, 0))).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
