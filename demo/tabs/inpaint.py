@@ -41,7 +41,9 @@ class InpaintTab:
                 with gr.Column(elem_classes="controls-main"):
                     gr.Markdown("Paint over the region to replace (or drag a rectangle, or click a shape with "
                                 "Fill), or sketch what goes there with the Colour brush; describe it and press "
-                                "Inpaint.", elem_classes="editor-help")
+                                "Inpaint. The model works on the square outlined on a picture that is not square; "
+                                "its view shows the region it replaces in grey; the results are the whole picture.",
+                                elem_classes="editor-help")
                     # Our own canvas (demo.painter): gradio's ImageEditor loses strokes after a new image.
                     self.painter = mask_painter(ctx.family.base_size, shapes.PALETTE, elem_id="painter")
                     self.strength = gr.Slider(**declared("strength", minimum=0.05, value=SKETCH_STRENGTH), step=0.05,
@@ -81,11 +83,11 @@ class InpaintTab:
                 self.status = gr.Markdown("", elem_id="inpaint-status")
                 self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png")
                 # Side by side on a wide screen; one above the other on a phone, where side by side their
-                # labels would cover their buttons.
+                # labels would cover their buttons (short labels for the same reason).
                 with gr.Row():
-                    self.masked_view = gr.Image(label="What the model saw (grey: replaced)", interactive=False,
+                    self.masked_view = gr.Image(label="Model's view (grey: new)", interactive=False,
                                                 format="png", elem_id="masked-input", height=320, min_width=300)
-                    self.result = gr.Gallery(label="Results (the whole picture)", interactive=False, format="png",
+                    self.result = gr.Gallery(label="Results", interactive=False, format="png",
                                              elem_id="inpaint-result", height=320, columns=2, object_fit="contain",
                                              min_width=300)
                 self.again_btn = gr.Button("Use the result as the next input (the selected one; successive edits)",
