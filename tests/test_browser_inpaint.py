@@ -104,7 +104,7 @@ def test_a_batch_with_a_negative_prompt_and_deep_cache_comes_back_whole_and_read
     page.set_viewport_size({"width": 420, "height": 900})
     for view in ("#masked-input", "#inpaint-result"):
         label = page.locator(f"{view} [data-testid=block-label]").bounding_box()
-        for button in page.locator(f"{view} button").all():
+        for button in page.locator(f"{view} .icon-button-wrapper button").all():   # its toolbar
             box = button.bounding_box()
             if box and box["width"] and box["y"] < label["y"] + label["height"]:
                 overlap = box["x"] < label["x"] + label["width"] and label["x"] < box["x"] + box["width"]
