@@ -12,7 +12,7 @@
 //
 // What is shown is what the model edits: the painted region hatched in black and white (it reads on every
 // colour of a picture, where one tint would vanish on its own colour), what "Grow the mask" adds (the value's
-// `grow`, in model pixels, as demo.imaging.grow_mask grows it) hatched fainter, and on a picture that is not
+// `grow`, in model pixels, as demo.imaging.grow_mask grows it) hatched the other way, and on a picture that is not
 // square the square the model works on (glide.images.EditWindow) outlined.
 // Keys, while the painter is shown and no text field has the focus: Ctrl+Z (Cmd+Z) undoes, [ and ] size the brush.
 
@@ -37,10 +37,10 @@ let mask = null;           // Uint8Array(W * H): 1 = to replace
 let maskCanvas = null;     // the same mask as opaque pixels (what is sent; shown hatched)
 let maskContext = null;
 let grow = 0;              // "Grow the mask", in model pixels (the value's grow; kept when a new image comes)
-let grownCanvas = null;    // what growing adds around the mask, opaque there (shown hatched fainter)
+let grownCanvas = null;    // what growing adds around the mask, opaque there (shown hatched the other way)
 let modelWindow = null;    // {left, top, side}: the square the model works on, for a picture that is not square
 let overlay = null;        // scratch canvas at the view's size, for the hatching
-let hatch = null;          // the hatching pattern at the view's pixel ratio
+let hatches = {};          // the hatching patterns at the view's pixel ratio, by direction
 let sketchCanvas = null;   // the colour strokes, opaque where painted (drawn over the image, sent as the sketch)
 let sketchContext = null;
 let sketched = 0;          // pixels the Colour tool painted (0: no sketch to send)
@@ -214,8 +214,8 @@ function draw() {
     context.imageSmoothingEnabled = false;   // the image's pixels as they are (a 32 px image stays sharp)
     context.drawImage(image, 0, 0, view.width, view.height);
     context.drawImage(sketchCanvas, 0, 0, view.width, view.height);   // colour strokes as they will be sent
-    if (grow) drawHatched(context, grownCanvas, 0.5);
-    drawHatched(context, maskCanvas, 1);     // stripes with gaps: what is being replaced shows through
+    if (grow) drawHatched(context, grownCanvas, -1, 0.7);
+    drawHatched(context, maskCanvas, 1, 1);
     const sx = view.width / W, sy = view.height / H;
     context.lineWidth = Math.max(1, window.devicePixelRatio || 1);
     if (gesture && gesture.kind === "rect") {
@@ -236,9 +236,11 @@ function draw() {
 
 // Black and white diagonal stripes between light washes, at the view's pixels: one of the stripes stands out on any
 // colour, and every pixel of the region looks different from the picture's (the wash shows what is underneath).
-function hatchPattern(context) {
+// `direction` 1 leans one way (the painted region), -1 the other (what growing adds).
+function hatchPattern(context, direction) {
   const ratio = window.devicePixelRatio || 1;
   const size = Math.max(8, Math.round(8 * ratio));
+  const hatch = hatches[direction];
   if (hatch && hatch.size === size) return hatch.pattern;
   const tile = document.createElement("canvas");
   tile.width = tile.height = size;
@@ -246,19 +248,19 @@ function hatchPattern(context) {
   const stripes = tileContext.createImageData(size, size);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
-      const d = (x + y) % size, i = 4 * (y * size + x);
+      const d = (x + direction * y + size) % size, i = 4 * (y * size + x);
       const v = d < size / 4 ? 0 : 255;                // a black stripe, a white one, then the wash
       stripes.data[i] = stripes.data[i + 1] = stripes.data[i + 2] = v;
       stripes.data[i + 3] = d < size / 2 ? 255 : 90;
     }
   }
   tileContext.putImageData(stripes, 0, 0);
-  hatch = { size, pattern: context.createPattern(tile, "repeat") };
-  return hatch.pattern;
+  hatches[direction] = { size, pattern: context.createPattern(tile, "repeat") };
+  return hatches[direction].pattern;
 }
 
 // The opaque pixels of `layer` (W x H) drawn onto the view as hatching.
-function drawHatched(context, layer, alpha) {
+function drawHatched(context, layer, direction, alpha) {
   overlay = overlay || document.createElement("canvas");
   overlay.width = view.width;
   overlay.height = view.height;
@@ -266,7 +268,7 @@ function drawHatched(context, layer, alpha) {
   o.imageSmoothingEnabled = false;
   o.drawImage(layer, 0, 0, view.width, view.height);
   o.globalCompositeOperation = "source-in";
-  o.fillStyle = hatchPattern(o);
+  o.fillStyle = hatchPattern(o, direction);
   o.fillRect(0, 0, view.width, view.height);
   context.globalAlpha = alpha;
   context.drawImage(overlay, 0, 0);

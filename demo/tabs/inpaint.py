@@ -50,7 +50,8 @@ class InpaintTab:
                                               elem_id="inpaint-strength")
                     self.grow = gr.Slider(0, 4, value=0, step=1, label="Grow the mask", elem_id="grow-mask",
                                           info="Model pixels added around the painted region (covers a shape's "
-                                               "soft edge; the painter shows them lighter); 0 = exactly as painted")
+                                               "soft edge; the painter hatches them the other way); 0 = exactly "
+                                               "as painted")
                     self.prompt, self.inpaint_btn, self.stop_btn = ctx.prompt_row(
                         "Prompt for the painted region", "Inpaint", "inpaint-prompt", "inpaint-btn", "inpaint-notice")
                 with gr.Column(elem_classes="controls-more"):
@@ -121,7 +122,9 @@ class InpaintTab:
             if out is None:
                 return
             seeds = [s["seed"] for s in out.settings]
-            yield {self.masked_view: out.masked_input, self.result: gallery_items(out.images, out.settings),
+            # One result takes the gallery's width; a batch two a row.
+            results = gr.update(value=gallery_items(out.images, out.settings), columns=min(len(out.images), 2))
+            yield {self.masked_view: out.masked_input, self.result: results,
                    self.result_paths: out.images, self.selected: 0,
                    self.status: f"{len(out.images)} result(s) in {out.seconds:.1f} s · seed "
                                 + ", ".join(map(str, seeds))}
