@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inpaint", help="replace the masked region of an image to match a prompt")
     p.add_argument("image", type=Path, metavar="IMAGE")
-    p.add_argument("mask", type=Path, metavar="MASK", help="white = the region to replace")
+    p.add_argument("mask", type=Path, metavar="MASK", help="white = the region to replace; any size (resized to the image)")
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="(optional with --from-png)")
     _model_options(p)
     _backend_options(p)
