@@ -15,9 +15,10 @@ Images come back as PNG files whose text chunks hold the settings that regenerat
 """
 import inspect
 import json
-from typing import Dict
+from typing import Dict, Optional, Union
 
 import gradio as gr
+from gradio.data_classes import FileData, GradioRootModel
 
 from glide.declarations import Setting, for_mode
 from glide.errors import InputError
@@ -39,6 +40,35 @@ def parse_plugin_params(text) -> Dict:
     if not isinstance(params, dict):
         raise InputError("plugin_params must be a JSON object such as {\"eta\": 0.5}")
     return params
+
+
+class UploadOrPlainPath(GradioRootModel):
+    """A file input of /inpaint as it arrives: an upload (gradio_client.handle_file) or, by mistake, a plain path
+    string, which reaches the handler so that it can say what to do (gradio's own check refuses a string with
+    an error a client cannot act on). The API still describes the input as a file."""
+
+    root: Union[FileData, str]
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs):
+        return FileData.model_json_schema(*args, **kwargs)
+
+
+def file_input(label: str) -> gr.File:
+    """A file input that lets a plain path string through to the handler (`uploaded`), on an event with
+    preprocess=False; files still go through gradio's checks (an upload, in its upload folder)."""
+    file = gr.File(label=label, type="filepath")
+    file.data_model = UploadOrPlainPath
+    return file
+
+
+def uploaded(value, name: str) -> Optional[str]:
+    """The server-side path of a file input's raw value, or an InputError for a plain path string."""
+    if isinstance(value, str):
+        raise InputError(f"{name} is a plain string ({value[:80]!r}); give files with gradio_client's "
+                         f"handle_file, e.g. client.predict(prompt, handle_file(\"in.png\"), "
+                         "handle_file(\"mask.png\"), api_name=\"/inpaint\"), which uploads them")
+    return value["path"] if value else None
 
 
 def setting_value(setting: Setting, value):
@@ -93,8 +123,8 @@ def add_api(ctx: Context) -> None:
         # One input per setting, shared by the endpoints that take it (/compare's seed, steps, sampler and model too).
         inputs = {s.name: _setting_input(s, ctx) for s in (*generate_settings, *inpaint_settings, *for_mode("compare"))}
         # Files rather than gr.Image: a broken upload then reaches our handler, which says what is wrong.
-        image = gr.File(label="image", type="filepath")
-        mask = gr.File(label="mask (white: the region to replace)", type="filepath")
+        image = file_input("image")
+        mask = file_input("mask (white: the region to replace)")
         clip_scale = gr.Textbox("", label="clip_scale")
         cfg_scale = gr.Textbox("", label="cfg_scale")
         compare_upsample = gr.Checkbox(False, label="upsample")
@@ -125,6 +155,7 @@ def add_api(ctx: Context) -> None:
         return images_of(out)
 
     def inpaint(prompt, image, mask, settings, request):
+        image, mask = uploaded(image, "image"), uploaded(mask, "mask")
         warn_about(prompt, settings)
         req = service.sample_request(prompt, mode="inpaint", **settings)
         out = answer(service.submit_inpaint(req, image, mask, **caller(service, request)))
@@ -139,10 +170,12 @@ def add_api(ctx: Context) -> None:
         outputs=images, api_name="generate", **ctx.device_events)
     inpaint_btn.click(
         _endpoint(inpaint, ["prompt", "image", "mask"], inpaint_settings,
-                  "Inpainting: white pixels of `mask` (or painted ones, in an RGBA mask's alpha) are replaced to "
-                  "match the prompt; give files with gradio_client.handle_file."),
+                  "Inpainting: white pixels of `mask` (or painted ones, in an RGBA mask's alpha; any size: resized "
+                  "to the image) are replaced to match the prompt; the images are the whole picture at its size. "
+                  "Give files with gradio_client.handle_file."),
         inputs=[prompt, image, mask, *(inputs[s.name] for s in inpaint_settings)],
-        outputs=images, api_name="inpaint", **ctx.device_events)
+        # Raw values (preprocess=False), so that the handler sees a plain path and names the problem.
+        outputs=images, api_name="inpaint", preprocess=False, **ctx.device_events)
 
     @user_errors
     def compare(prompt, seed=None, steps=None, sampler=None, clip_scale="", cfg_scale="", upsample=False, sweep="",

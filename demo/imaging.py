@@ -4,6 +4,7 @@ Only PIL work lives here; everything that touches a model goes through glide.pip
 """
 import base64
 import io
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from glide.errors import InputError
 from glide.fileio import human_bytes
-from glide.images import check_mask_fits, tensor_to_pil
+from glide.images import tensor_to_pil
 
 DISPLAY_SIZE = 256  # previews of 32 px samples are scaled up to this, pixel-exact (nearest)
 # The largest file a user may send: gradio's max_file_size for uploads (demo.app), and the same for the
@@ -103,8 +104,9 @@ def grow_mask(mask: Image.Image, base_pixels: int, base_side: int) -> Image.Imag
     reach), so that a region painted tight against a shape also takes its soft edge."""
     if not base_pixels:
         return mask
-    # One base pixel in mask pixels: the image is centre-cropped to a square and resized to base_side.
-    reach = max(1, round(base_pixels * min(mask.size) / base_side))
+    # One base pixel in mask pixels: the model works on a square of the short side (glide.images.EditWindow)
+    # at base_side. Rounded half up, as the painter's preview of the grown mask rounds (demo/painter.js).
+    reach = max(1, math.floor(base_pixels * min(mask.size) / base_side + 0.5))
     painted = np.asarray(mask) > 127
     # Any painted pixel within `reach` in x and in y: a window sum over an integral image, linear in the size.
     sums = np.pad(painted, ((1, 0), (1, 0))).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
@@ -113,16 +115,6 @@ def grow_mask(mask: Image.Image, base_pixels: int, base_side: int) -> Image.Imag
     x0, x1 = np.clip(np.arange(w) - reach, 0, w), np.clip(np.arange(w) + reach + 1, 0, w)
     window = sums[y1][:, x1] - sums[y0][:, x1] - sums[y1][:, x0] + sums[y0][:, x0]
     return Image.fromarray(((window > 0) * 255).astype(np.uint8), "L")
-
-
-def fit_mask(mask: Image.Image, image: Image.Image) -> Image.Image:
-    """The mask resized to the image when their shapes agree; an InputError when they cannot be aligned."""
-    if mask.size == image.size:
-        return mask
-    check_mask_fits(mask, image)
-    if mask.mode in ("RGBA", "LA", "P"):
-        mask = mask.convert("RGBA")
-    return mask.resize(image.size, Image.NEAREST)
 
 
 def upscale(image: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:

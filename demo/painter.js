@@ -9,6 +9,12 @@
 // decoded the painter says it is not ready, and a stroke then is refused out loud, never dropped quietly.
 // The Colour tool also paints its colour into a sketch layer (props.value.sketch, opaque where painted):
 // the strokes become part of the picture the edit starts from, and part of the region to replace.
+//
+// What is shown is what the model edits: the painted region hatched in black and white (it reads on every
+// colour of a picture, where one tint would vanish on its own colour), what "Grow the mask" adds (the value's
+// `grow`, in model pixels, as demo.imaging.grow_mask grows it) hatched the other way, and on a picture that is not
+// square the square the model works on (glide.images.EditWindow) outlined.
+// Keys, while the painter is shown and no text field has the focus: Ctrl+Z (Cmd+Z) undoes, [ and ] size the brush.
 
 const $ = (selector) => element.querySelector(selector);
 const root = $(".painter");
@@ -28,8 +34,13 @@ const FILL_TOLERANCE = 48;                // Fill takes neighbours whose colour 
 let image = null;          // the decoded image being painted on
 let W = 0, H = 0;          // its size in pixels
 let mask = null;           // Uint8Array(W * H): 1 = to replace
-let maskCanvas = null;     // the same mask as opaque magenta pixels (what is shown and what is sent)
+let maskCanvas = null;     // the same mask as opaque pixels (what is sent; shown hatched)
 let maskContext = null;
+let grow = 0;              // "Grow the mask", in model pixels (the value's grow; kept when a new image comes)
+let grownCanvas = null;    // what growing adds around the mask, opaque there (shown hatched the other way)
+let modelWindow = null;    // {left, top, side}: the square the model works on, for a picture that is not square
+let overlay = null;        // scratch canvas at the view's size, for the hatching
+let hatches = {};          // the hatching patterns at the view's pixel ratio, by direction
 let sketchCanvas = null;   // the colour strokes, opaque where painted (drawn over the image, sent as the sketch)
 let sketchContext = null;
 let sketched = 0;          // pixels the Colour tool painted (0: no sketch to send)
@@ -74,6 +85,7 @@ function describeSize() {
 
 // ------------------------------------------------------------------------------------ loading an image
 function load(value) {
+  if (value && Number.isFinite(Number(value.grow))) grow = Math.max(0, Math.round(Number(value.grow)));
   if (!value || !value.image) {
     loadedId = loadingId = null;
     image = null;
@@ -84,9 +96,10 @@ function load(value) {
   }
   if (value.id === loadingId) return;   // on its way already
   if (value.id === loadedId) {
-    // The server echoed the image shown (a new model's base side, say): keep the mask painted so far.
+    // The server echoed the image shown (a new model's base side, another grow): keep the mask painted so far.
     describeSize();
     commit();
+    draw();
     return;
   }
   loadingId = value.id;
@@ -103,7 +116,10 @@ function load(value) {
     maskCanvas.width = W;
     maskCanvas.height = H;
     maskContext = maskCanvas.getContext("2d");
-    maskContext.fillStyle = "#ff00ff";
+    maskContext.fillStyle = "#000000";
+    grownCanvas = document.createElement("canvas");
+    grownCanvas.width = W;
+    grownCanvas.height = H;
     sketchCanvas = document.createElement("canvas");
     sketchCanvas.width = W;
     sketchCanvas.height = H;
@@ -163,7 +179,8 @@ function loadFile(file) {
   }
   const reader = new FileReader();
   reader.onload = () => {
-    props.value = { id: `upload-${Date.now()}`, image: reader.result, base: baseSide(), mask: null, sketch: null };
+    props.value = { id: `upload-${Date.now()}`, image: reader.result, base: baseSide(), grow, mask: null,
+                    sketch: null };
     load(props.value);
   };
   reader.readAsDataURL(file);
@@ -196,18 +213,17 @@ function draw() {
     if (!image) return;
     context.imageSmoothingEnabled = false;   // the image's pixels as they are (a 32 px image stays sharp)
     context.drawImage(image, 0, 0, view.width, view.height);
-    context.globalAlpha = 0.5;               // translucent: what is being replaced shows through
-    context.drawImage(maskCanvas, 0, 0, view.width, view.height);
-    context.globalAlpha = 1;
     context.drawImage(sketchCanvas, 0, 0, view.width, view.height);   // colour strokes as they will be sent
+    if (grow) drawHatched(context, grownCanvas, -1, 0.7);
+    drawHatched(context, maskCanvas, 1, 1);
     const sx = view.width / W, sy = view.height / H;
     context.lineWidth = Math.max(1, window.devicePixelRatio || 1);
     if (gesture && gesture.kind === "rect") {
       const r = rectangleOf(gesture);
-      context.setLineDash([6, 4]);
-      context.strokeStyle = "#ff00ff";
-      context.strokeRect(r.x0 * sx, r.y0 * sy, (r.x1 - r.x0) * sx, (r.y1 - r.y0) * sy);
-      context.setLineDash([]);
+      outline(context, r.x0 * sx, r.y0 * sy, (r.x1 - r.x0) * sx, (r.y1 - r.y0) * sy);
+    }
+    if (modelWindow) {
+      outline(context, modelWindow.left * sx, modelWindow.top * sy, modelWindow.side * sx, modelWindow.side * sy);
     }
     if (hover && (tool === "brush" || tool === "colour")) {
       context.strokeStyle = "rgba(255,255,255,0.9)";
@@ -216,6 +232,129 @@ function draw() {
       context.stroke();
     }
   });
+}
+
+// Black and white diagonal stripes between light washes, at the view's pixels: one of the stripes stands out on any
+// colour, and every pixel of the region looks different from the picture's (the wash shows what is underneath).
+// `direction` 1 leans one way (the painted region), -1 the other (what growing adds).
+function hatchPattern(context, direction) {
+  const ratio = window.devicePixelRatio || 1;
+  const size = Math.max(8, Math.round(8 * ratio));
+  const hatch = hatches[direction];
+  if (hatch && hatch.size === size) return hatch.pattern;
+  const tile = document.createElement("canvas");
+  tile.width = tile.height = size;
+  const tileContext = tile.getContext("2d");
+  const stripes = tileContext.createImageData(size, size);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const d = (x + direction * y + size) % size, i = 4 * (y * size + x);
+      const v = d < size / 4 ? 0 : 255;                // a black stripe, a white one, then the wash
+      stripes.data[i] = stripes.data[i + 1] = stripes.data[i + 2] = v;
+      stripes.data[i + 3] = d < size / 2 ? 255 : 90;
+    }
+  }
+  tileContext.putImageData(stripes, 0, 0);
+  hatches[direction] = { size, pattern: context.createPattern(tile, "repeat") };
+  return hatches[direction].pattern;
+}
+
+// The opaque pixels of `layer` (W x H) drawn onto the view as hatching.
+function drawHatched(context, layer, direction, alpha) {
+  overlay = overlay || document.createElement("canvas");
+  overlay.width = view.width;
+  overlay.height = view.height;
+  const o = overlay.getContext("2d");
+  o.imageSmoothingEnabled = false;
+  o.drawImage(layer, 0, 0, view.width, view.height);
+  o.globalCompositeOperation = "source-in";
+  o.fillStyle = hatchPattern(o, direction);
+  o.fillRect(0, 0, view.width, view.height);
+  context.globalAlpha = alpha;
+  context.drawImage(overlay, 0, 0);
+  context.globalAlpha = 1;
+}
+
+// A dashed rectangle in black and white, visible on any colour.
+function outline(context, x, y, w, h) {
+  context.setLineDash([6, 6]);
+  for (const [colour, offset] of [["#000", 0], ["#fff", 6]]) {
+    context.strokeStyle = colour;
+    context.lineDashOffset = offset;
+    context.strokeRect(x, y, w, h);
+  }
+  context.setLineDash([]);
+  context.lineDashOffset = 0;
+}
+
+// The mask grown by `grow` model pixels in every direction (a square's reach), as demo.imaging.grow_mask
+// grows it on the server: 1 where growing adds a pixel. Two passes of a sliding window, linear in the size.
+function grownRing() {
+  const reach = Math.max(1, Math.floor((grow * Math.min(W, H)) / baseSide() + 0.5));
+  const spread = (source, length, lines, at) => {   // any 1 within `reach` along each line
+    const out = new Uint8Array(source.length);
+    for (let line = 0; line < lines; line++) {
+      let count = 0;
+      for (let k = 0; k < Math.min(reach, length); k++) count += source[at(line, k)];
+      for (let k = 0; k < length; k++) {
+        if (k + reach < length) count += source[at(line, k + reach)];
+        if (k - reach - 1 >= 0) count -= source[at(line, k - reach - 1)];
+        out[at(line, k)] = count > 0 ? 1 : 0;
+      }
+    }
+    return out;
+  };
+  const rows = spread(mask, W, H, (y, x) => y * W + x);
+  const grown = spread(rows, H, W, (x, y) => y * W + x);
+  for (let i = 0; i < grown.length; i++) grown[i] = grown[i] && !mask[i] ? 1 : 0;
+  return grown;
+}
+
+function drawGrown() {
+  const context = grownCanvas.getContext("2d");
+  context.clearRect(0, 0, W, H);
+  let added = 0;
+  if (grow && mask.some((v) => v)) {
+    const ring = grownRing(), rgba = new ImageData(W, H);
+    for (let i = 0; i < ring.length; i++) {
+      if (ring[i]) {
+        rgba.data[4 * i + 3] = 255;
+        added += 1;
+      }
+    }
+    context.putImageData(rgba, 0, 0);
+  }
+  root.dataset.grown = String(added);
+  return added;
+}
+
+// The square the model works on (glide.images.EditWindow.of, the same arithmetic): the short side's square
+// over the grown mask's bounding box, longer when the box is, up to the long side. None for a square picture.
+// The painted box is said too (data-box: x0,y0,x1,y1; the tests read it).
+function updateModelWindow() {
+  modelWindow = null;
+  root.dataset.window = root.dataset.box = "";
+  const grown = grownCanvas.getContext("2d").getImageData(0, 0, W, H).data;
+  const box = [W, H, 0, 0], grownBox = [W, H, 0, 0];
+  const extend = (b, x, y) => {
+    b[0] = Math.min(b[0], x); b[1] = Math.min(b[1], y); b[2] = Math.max(b[2], x + 1); b[3] = Math.max(b[3], y + 1);
+  };
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const painted = mask[y * W + x];
+      if (painted) extend(box, x, y);
+      if (painted || grown[4 * (y * W + x) + 3]) extend(grownBox, x, y);
+    }
+  }
+  if (box[2] <= box[0]) return;
+  root.dataset.box = box.join(",");
+  if (W === H) return;
+  const [x0, y0, x1, y1] = grownBox;
+  const side = Math.min(Math.max(W, H), Math.max(Math.min(W, H), x1 - x0, y1 - y0));
+  const start = (lo, hi, extent) => side >= extent ? Math.floor((extent - side) / 2)
+    : Math.min(Math.max(Math.floor((lo + hi - side) / 2), 0), extent - side);
+  modelWindow = { left: start(x0, x1, W), top: start(y0, y1, H), side };
+  root.dataset.window = `${modelWindow.left},${modelWindow.top},${modelWindow.side}`;
 }
 
 // ------------------------------------------------------------------------------------ painting
@@ -316,11 +455,7 @@ function countOpaque(context) {
 function redrawMask() {
   const rgba = new ImageData(W, H);
   for (let i = 0; i < mask.length; i++) {
-    if (mask[i]) {
-      rgba.data[4 * i] = 255;
-      rgba.data[4 * i + 2] = 255;
-      rgba.data[4 * i + 3] = 255;
-    }
+    if (mask[i]) rgba.data[4 * i + 3] = 255;
   }
   maskContext.putImageData(rgba, 0, 0);
 }
@@ -331,13 +466,16 @@ function paintedCount() {
   return n;
 }
 
-// The mask as it is now goes into the component's value (what Inpaint sends).
+// The mask as it is now goes into the component's value (what Inpaint sends); what growing adds and the
+// model's square follow it.
 function commit() {
   if (!mask || root.dataset.ready !== "true") return;
   const painted = paintedCount();
   root.dataset.painted = String(painted);
   root.dataset.sketched = String(sketched);
-  props.value = { id: loadedId, image: props.value?.image, base: baseSide(),
+  drawGrown();
+  updateModelWindow();
+  props.value = { id: loadedId, image: props.value?.image, base: baseSide(), grow,
                   mask: painted ? maskCanvas.toDataURL("image/png") : null,
                   sketch: sketched ? sketchCanvas.toDataURL("image/png") : null };
 }
@@ -451,7 +589,7 @@ for (const entry of (swatches.dataset.palette || "").split(",").filter(Boolean))
 }
 colourInput.addEventListener("input", () => chooseColour(colourInput.value));
 
-undoButton.addEventListener("click", () => {
+function undo() {
   if (!history.length) return;
   const previous = history.pop();
   mask = previous.mask;
@@ -464,7 +602,8 @@ undoButton.addEventListener("click", () => {
   draw();
   commit();
   say("Undone.");
-});
+}
+undoButton.addEventListener("click", undo);
 
 clearButton.addEventListener("click", () => {
   remember();
@@ -481,6 +620,32 @@ stage.addEventListener("drop", (event) => {
   event.preventDefault();
   loadFile(event.dataTransfer.files[0]);
 });
+
+// Keyboard shortcuts, on the page while the painter is shown; a text field keeps its own keys (its own undo).
+function typingIn(target) {
+  if (!target) return false;
+  if (target.isContentEditable || target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
+  return target.tagName === "INPUT" && !["range", "checkbox", "radio", "button", "color", "file"].includes(target.type);
+}
+function onKey(event) {
+  if (!element.isConnected) {             // this painter was unmounted: its keys go with it
+    document.removeEventListener("keydown", onKey);
+    return;
+  }
+  if (root.dataset.ready !== "true" || !root.checkVisibility() || typingIn(event.target)) return;
+  if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+  } else if ((event.key === "[" || event.key === "]") && !event.ctrlKey && !event.metaKey && !event.altKey) {
+    event.preventDefault();
+    const size = Number(sizeInput.value) + (event.key === "]" ? 1 : -1);
+    sizeInput.value = String(Math.min(Number(sizeInput.max), Math.max(Number(sizeInput.min), size)));
+    describeSize();
+    draw();
+    say(`Brush: ${sizeInput.value} model px ([ smaller, ] larger).`);
+  }
+}
+document.addEventListener("keydown", onKey);
 
 new ResizeObserver(layout).observe(stage);
 watch("value", () => load(props.value));

@@ -7,10 +7,15 @@ This painter keeps the mask itself, at the image's resolution, and draws it in w
 
 Its value, both ways, is a dict: `id` (a new one for every image set, so that setting the same picture
 again still starts afresh), `image` (a PNG data URL), `base` (the model's base side: the brush size is in
-its pixels), `mask` (a PNG data URL whose opaque pixels are the region to replace, or None) and `sketch` (a
-PNG data URL of the colour strokes, opaque where painted, or None). The server sets `id`, `image` and `base`
-(`painter_value`); the page adds `mask` and `sketch` after every stroke, so an event that takes the painter as
-an input gets them exactly as painted (demo.imaging.painting_to_image_and_mask).
+its pixels), `grow` ("Grow the mask" in model pixels, which the page shows around the mask; a value without
+it keeps the one shown), `mask` (a PNG data URL whose opaque pixels are the region to replace, or None) and
+`sketch` (a PNG data URL of the colour strokes, opaque where painted, or None). The server sets `id`, `image`
+and `base` (`painter_value`), and `base` and `grow` when they change (`with_settings`); the page adds `mask`
+and `sketch` after every stroke, so an event that takes the painter as an input gets them exactly as painted
+(demo.imaging.painting_to_image_and_mask).
+
+What the page shows is what the model edits: the mask and what growing adds, and on a picture that is not
+square the square of it the model works on (glide.images.EditWindow); the result is the whole picture.
 
 The Colour brush paints a sketch: its strokes are drawn into the picture and are part of the region to
 replace, so an edit with a strength below 1 starts from them (SDEdit) and keeps their colour and layout.
@@ -41,12 +46,12 @@ TEMPLATE = """
       <input class="painter-colour" type="color" value="${colour}" aria-label="Brush colour">
       <span class="painter-swatches" data-palette="${palette}"></span>
     </span>
-    <label class="painter-size-label">Brush
+    <label class="painter-size-label" title="Keys: [ smaller, ] larger">Brush
       <input class="painter-size" type="range" min="1" max="8" step="1" value="${brush}" aria-label="Brush size">
       <span class="painter-size-text"></span>
     </label>
     <span class="painter-actions">
-      <button type="button" class="painter-undo" disabled>Undo</button>
+      <button type="button" class="painter-undo" title="Ctrl+Z (Cmd+Z)" disabled>Undo</button>
       <button type="button" class="painter-clear" disabled>Clear</button>
       <label class="painter-upload" title="Or drop an image on the canvas">Upload…
         <input class="painter-file" type="file" accept="image/png,image/jpeg,image/webp" hidden>
@@ -75,9 +80,9 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def with_base(value: Optional[dict], base_side: int) -> dict:
-    """The painter's value with another model's base side (the page keeps the image and its mask)."""
-    return {**(value or {"id": None, "image": None, "mask": None, "sketch": None}), "base": base_side}
+def with_settings(value: Optional[dict], **settings) -> dict:
+    """The painter's value with other `base` or `grow` (the page keeps the image and its mask)."""
+    return {**(value or {"id": None, "image": None, "mask": None, "sketch": None}), **settings}
 
 
 def mask_painter(base_side: int, palette: Dict[str, Tuple[int, int, int]], brush: int = 3, height: int = 420,

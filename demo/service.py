@@ -25,6 +25,7 @@ from glide import comparison
 from glide.errors import InputError, ModelNotAvailable
 from glide.families import get_family
 from glide.fileio import human_bytes
+from glide.images import EditWindow
 from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
 from glide.precision import choose_precision, resolve_device
@@ -162,12 +163,14 @@ class DemoService:
             sweep=sweep, upsample=upsample, limits=self.limits)
 
     def inpaint_inputs(self, image, mask) -> Tuple[Image.Image, Image.Image]:
-        """Uploaded image and mask (paths or PIL images) checked and aligned; InputError if unusable."""
+        """Uploaded image and mask (paths or PIL images) checked, before anything is queued; InputError if
+        unusable. A mask of another size is the pipeline's to resize (glide.images.EditWindow)."""
         image = self.open_image(image, "image")
         if mask is None:
             raise InputError("give a mask: white (or painted) pixels mark the region to replace")
         mask = self.open_image(mask, "mask")
-        return image, imaging.fit_mask(mask, image)
+        EditWindow.of(image, mask)
+        return image, mask
 
     # ------------------------------------------------------------------ submitting
     def _submit(self, payload: Payload, session, user, previews) -> Job:

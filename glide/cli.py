@@ -263,12 +263,12 @@ def cmd_generate(args) -> int:
 
 
 def cmd_inpaint(args) -> int:
-    from .images import check_mask_fits
+    from .images import EditWindow
     from .serving.jobs import Inpaint
 
     image = _open_image(args.image, "image")
     mask = _open_image(args.mask, "mask")
-    check_mask_fits(mask, image)
+    EditWindow.of(image, mask)   # an empty mask is said before any model loads
     settings = _settings(args, "inpaint", [args.prompt] if args.prompt else [])
     result = _run_job(args, Inpaint(settings, image, mask))
     for path in _write_images(result, args.out):
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inpaint", help="replace the masked region of an image to match a prompt")
     p.add_argument("image", type=Path, metavar="IMAGE")
-    p.add_argument("mask", type=Path, metavar="MASK", help="white = the region to replace")
+    p.add_argument("mask", type=Path, metavar="MASK", help="white = the region to replace; any size (resized to the image)")
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="(optional with --from-png)")
     _model_options(p)
     _backend_options(p)

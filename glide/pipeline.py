@@ -33,9 +33,9 @@ from .deep_cache import with_deep_cache
 from .errors import UserError
 from .families import COMPONENTS, Family, channels_last_on_cpu, get_family
 from .images import (
+    EditWindow,
     ImageLike,
     InputError,
-    check_mask_fits,
     image_digest,
     image_to_tensor,
     mask_to_keep,
@@ -57,10 +57,13 @@ ProgressCallback = Callable[[str, int, int, torch.Tensor], None]
 class Result:
     """Images of one call, and for each image the settings that regenerate it."""
 
-    images: List = field(default_factory=list)          # final PIL images (upsampled when asked)
-    base_images: List = field(default_factory=list)     # the base model's PIL images
+    # Final PIL images (upsampled when asked); inpainting: the whole picture at its size, the edit put back.
+    images: List = field(default_factory=list)
+    # The base model's PIL images; inpainting: of the square the model worked on (glide.images.EditWindow).
+    base_images: List = field(default_factory=list)
     settings: List[Dict] = field(default_factory=list)
-    masked_inputs: List = field(default_factory=list)   # inpainting: the input with the edit region greyed
+    # Inpainting: that square as the base model saw it, the region to replace greyed.
+    masked_inputs: List = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -202,7 +205,8 @@ class Pipeline:
         return out.float().clamp(-1, 1)
 
     def _inpaint_tensors(self, inpaint, size: int, n: int):
-        """(keep, known) at `size` for n images: keep [n, 1, S, S] (1 = keep), the input image [n, 3, S, S]."""
+        """(keep, known) at `size` for n images from a square (image, edit mask): keep [n, 1, S, S] (1 = keep),
+        the input image [n, 3, S, S]."""
         image, mask = inpaint
         known = image_to_tensor(image, size).to(self.device).expand(n, -1, -1, -1)
         keep = mask_to_keep(mask, size).to(self.device).expand(n, -1, -1, -1)
@@ -257,8 +261,10 @@ class Pipeline:
             raise UserError(f"settings of mode {settings.mode!r} need "
                             + {"inpaint": "an image and a mask", "upsample": "images to upsample"}.get(
                                 settings.mode, "no input images"))
-        if inpaint is not None:
-            check_mask_fits(inpaint[1], inpaint[0])
+        window = None
+        if inpaint is not None:   # the models work on a square of the picture; the result is the whole picture
+            window = EditWindow.of(*inpaint)
+            inpaint = window.square()
         if settings.init_image is None and init_image is not None:
             raise UserError("a starting image was given but these settings have no init_image: give it to "
                             "the settings (their digest records it)")
@@ -284,6 +290,8 @@ class Pipeline:
                 keep, known = self._inpaint_tensors(inpaint, self.family.base_size, len(settings))
                 result.masked_inputs = masked_preview(known, keep)
         result.images, result.base_images = tensor_to_pil(final), tensor_to_pil(base)
+        if window is not None:
+            result.images = [window.put_back(image) for image in result.images]
         result.seconds = time.time() - start
         return result
 
@@ -348,10 +356,14 @@ class Pipeline:
     def inpaint(self, image: ImageLike, mask: ImageLike, prompts: Union[str, Sequence[str], GenerationSettings], *,
                 callback: Optional[ProgressCallback] = None, should_stop: Optional[Callable[[], bool]] = None,
                 **settings) -> Result:
-        """Replace the masked region (white = edit; any size, centre-cropped like the image) to match the prompt.
+        """Replace the masked region of an image of any size and shape to match the prompt.
 
-        Takes generate's settings keywords. The model sees the kept region at every step (the known
-        region is pasted into each x0 prediction, as the reference notebook does) and fills the rest.
+        The mask is white = edit (an RGBA mask: opaque = edit), resized to the image when its size differs.
+        The models work on a square of the image around the mask (glide.images.EditWindow); `images` are the
+        whole image at its size with the edit put back where the mask is, `base_images` and `masked_inputs`
+        that square at the base resolution. Takes generate's settings keywords. The model sees the kept region
+        at every step (the known region is pasted into each x0 prediction, as the reference notebook does) and
+        fills the rest.
         """
         chosen = self._given(prompts, "inpaint", settings)
         if image is None:

@@ -113,14 +113,14 @@ def paint_stroke(page, start=(0.25, 0.25), end=(0.7, 0.55), moves: int = 60):
 
 
 def inpaint(page, steps: int = 5) -> str:
-    """Inpaint with few steps and no upsampler; the result image's src."""
+    """Inpaint with few steps and no upsampler; the (first) result image's src."""
     if not page.locator("#inpaint-steps").is_visible():
         page.locator("#inpaint-settings").get_by_text("Settings").first.click()
     set_slider(page, "inpaint-steps", steps)
     upsample = page.locator("#inpaint-upsample input[type=checkbox]")
     if upsample.is_checked():
         upsample.uncheck()
-    result = page.locator("#inpaint-result img")
+    result = page.locator("#inpaint-result img").first
     before = result.get_attribute("src") if result.count() else None
     page.click("#inpaint-btn")
     page.wait_for_function(
@@ -130,7 +130,7 @@ def inpaint(page, steps: int = 5) -> str:
     toasts = page.locator(".toast-body")
     if toasts.count():
         pytest.fail(f"the app showed an error: {toasts.first.inner_text()}")
-    return page.locator("#inpaint-result img").get_attribute("src")
+    return result.get_attribute("src")
 
 
 def fetch_image(page, selector: str):

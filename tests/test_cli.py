@@ -115,8 +115,8 @@ def test_generate_base_batch_then_from_png(work):
 
 
 def test_inpaint_keeps_the_unmasked_half(work, upsampled):
-    mask = Image.new("L", (128, 128), 0)
-    ImageDraw.Draw(mask).rectangle((0, 0, 63, 127), fill=255)  # white = replace the left half
+    mask = Image.new("L", (64, 32), 0)   # another size than the picture's: resized to it
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 31), fill=255)  # white = replace the left half
     mask.save(work / "mask.png")
     (line,) = ok(glide("inpaint", upsampled, "mask.png", "a big green square", *FAST, "--out", "inpainted",
                        cwd=work))
@@ -124,9 +124,8 @@ def test_inpaint_keeps_the_unmasked_half(work, upsampled):
     assert sorted(p.name for p in (work / "inpainted").iterdir()) == [result.name]
     assert Image.open(result).size == (128, 128)
     assert read_settings(result)["mode"] == "inpaint"
-    # The sampler keeps the region (its x0 predictions carry the known pixels; nothing is pasted back after).
-    kept = np.abs(pixels(result)[:, 64:].astype(int) - pixels(upsampled)[:, 64:])
-    assert kept.max() <= 2, kept.max()
+    # Outside the mask the result is the picture's own pixels (the edit is put back only where the mask is).
+    assert np.array_equal(pixels(result)[:, 64:], pixels(upsampled)[:, 64:])
     assert np.abs(pixels(result)[:, :64].astype(int) - pixels(upsampled)[:, :64]).mean() > 5  # the left changed
 
 
@@ -226,13 +225,10 @@ def test_impossible_or_ignored_settings_are_errors(work, args, fragment):
     assert_clean_error(glide(*args, cwd=work), fragment)
 
 
-def test_a_decompression_bomb_or_a_mask_of_another_shape_is_refused(work):
+def test_a_decompression_bomb_is_refused(work):
     Image.new("1", (20000, 20000)).save(work / "bomb.png")        # 48 KB on disk, 400 megapixels decoded
     Image.new("RGB", (100, 100), "blue").save(work / "square.png")
-    Image.new("L", (100, 50), 255).save(work / "wide-mask.png")
     assert_clean_error(glide("inpaint", "bomb.png", "square.png", PROMPT, cwd=work), "bomb.png", "exceeds limit")
-    assert_clean_error(glide("inpaint", "square.png", "wide-mask.png", PROMPT, cwd=work),
-                       "the mask is 100x50 but the image is 100x100")
 
 
 def seed_help() -> str:

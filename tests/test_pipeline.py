@@ -5,6 +5,7 @@ from PIL import Image
 
 from glide.errors import InputError
 from glide.families import FAMILIES, list_models
+from glide.images import EditWindow
 from glide.pipeline import load_pipeline
 from glide.pngmeta import read_settings, save_png
 from samplers import SamplerError
@@ -53,19 +54,66 @@ def test_inpaint_keeps_the_unmasked_region(pipe):
     mask = Image.new("L", (200, 200), 0)
     mask.paste(255, (0, 0, 200, 90))   # white = edit: the top part
     res = pipe.inpaint(source, mask, ["a small green triangle at the top on a blue background"], seed=0, **FAST)
-    assert res.images[0].size == (128, 128) and res.base_images[0].size == (32, 32)
-    assert res.masked_inputs[0].size == (32, 32)
+    assert res.base_images[0].size == (32, 32) and res.masked_inputs[0].size == (32, 32)
     keep = np.asarray(mask.resize((32, 32), Image.NEAREST)) <= 127
     expected = pixels(source.resize((32, 32), Image.BICUBIC))
     assert np.array_equal(pixels(res.base_images[0])[keep], expected[keep])
+    # The result is the picture at its size: the upsampled edit where the mask is, the rest the picture's own.
+    result = res.images[0]
+    assert result.size == (200, 200)
+    assert np.array_equal(pixels(result)[90:], pixels(source)[90:])
+    assert not np.array_equal(pixels(result)[:90], pixels(source)[:90])
+
+
+def test_a_wide_picture_is_edited_where_it_is_painted_and_comes_back_whole(pipe):
+    """A 300x120 picture edited at its far right edge: the model works on the 120 px square there, the result
+    is the whole picture with the edit in place; a mask of another size (here half) is resized to the picture."""
+    scene = pipe.generate([PROMPT], seed=1, upsample=False, steps=8).base_images[0]
+    picture = Image.new("RGB", (300, 120))
+    for left in (0, 120, 180):
+        picture.paste(scene.resize((120, 120)), (left, 0))
+    mask = Image.new("L", (150, 60), 0)
+    mask.paste(255, (125, 10, 150, 50))   # the picture's x 250-300, y 20-100
+    res = pipe.inpaint(picture, mask, "a big green square at the top on a white background", seed=0,
+                       upsample=False, steps=8)
+    result, before = pixels(res.images[0]), pixels(picture)
+    assert res.images[0].size == (300, 120)
+    changed = np.abs(result - before).max(axis=2) > 0
+    assert changed[20:100, 250:].mean() > 0.5, "the painted region at the far right was not edited"
+    assert not changed[:, :250].any() and not changed[:20].any() and not changed[100:].any()
+    # What the base model saw is the picture's rightmost square, the painted part greyed.
+    square = picture.crop((180, 0, 300, 120)).resize((32, 32), Image.BICUBIC)
+    seen = pixels(res.masked_inputs[0])
+    assert np.array_equal(seen[:4], pixels(square)[:4]) and (seen[10:24, 28:] == 128).all()
+
+
+@pytest.mark.parametrize("size,mask_box,window", [
+    ((64, 64), (10, 10, 20, 20), (0, 0, 64)),          # a square picture: all of it, as before
+    ((300, 120), (0, 0, 10, 10), (0, 0, 120)),         # the short side's square, at the mask, inside the picture
+    ((300, 120), (290, 110, 300, 120), (180, 0, 120)),
+    ((300, 120), (140, 50, 160, 70), (90, 0, 120)),    # centred on the mask
+    ((120, 300), (50, 140, 70, 160), (0, 90, 120)),
+    ((300, 120), (20, 40, 220, 60), (20, -40, 200)),   # a mask longer than the short side: the square grows
+    ((300, 120), (0, 50, 300, 60), (0, -90, 300)),     # up to the whole picture, centred, its edges repeated
+])
+def test_the_edit_window(size, mask_box, window):
+    mask = Image.new("L", size, 0)
+    mask.paste(255, mask_box)
+    edit = EditWindow.of(Image.new("RGB", size, (10, 20, 30)), mask)
+    assert (edit.left, edit.top, edit.side) == window
+    image, square_mask = edit.square()
+    assert image.size == square_mask.size == (window[2], window[2])
+    assert np.asarray(image).reshape(-1, 3).tolist() == [[10, 20, 30]] * window[2] ** 2   # padded with the edge
+    assert np.asarray(square_mask).sum() == np.asarray(mask).sum()   # all of the mask is in the window
+    put_back = pixels(edit.put_back(Image.new("RGB", (32, 32), (200, 200, 200))))
+    assert put_back.shape == (size[1], size[0], 3)
+    assert (put_back[np.asarray(mask) > 0] == 200).all() and (put_back[np.asarray(mask) == 0] < 200).all()
 
 
 @pytest.mark.parametrize("mask,message", [
     (Image.new("L", (64, 64), 0), "mask is empty"),
     (Image.new("RGBA", (64, 64), (0, 0, 0, 0)), "mask is empty"),
     ("not an image", "must be a PIL image"),
-    # Image and mask are centre-cropped on their own: only a mask of the image's shape stays aligned.
-    (Image.new("L", (64, 32), 255), "the mask is 64x32 but the image is 64x64"),
 ])
 def test_inpaint_bad_masks(pipe, mask, message):
     with pytest.raises(InputError, match=message):

@@ -104,8 +104,8 @@ def _fitting(pipe: Pipeline, settings: GenerationSettings, inputs: Dict, report:
                                       inputs, without_previews, should_stop)
         return first + second, masked or masked_too
     masked = None
-    if result.masked_inputs:
-        size = result.images[0].width
+    if result.masked_inputs:   # the square the base model saw, at the last stage's size to show beside its output
+        size = pipe.family.upsample_size if settings.upsample else pipe.family.base_size
         masked = result.masked_inputs[0].resize((size, size), Image.NEAREST)
     return list(zip(result.images, result.base_images, result.settings)), masked
 
