@@ -83,7 +83,8 @@ class EditWindow:
     its own resolution around what is edited, and every painted pixel is edited wherever it is; padding the whole
     picture to a square instead would spend the model's few pixels (32 across for shapes) on padding, and a
     centre crop would drop the strokes outside it. The model's output is resized to the window and put back
-    into the picture only where the mask is: outside it the picture is its own pixels, at its own size.
+    into the picture only where the mask is: outside it the picture is its own pixels, at its own size (or a
+    whole number of times it, when the upsampler made more pixels than the window has: `put_back`).
     A square picture's window is the whole picture. `demo/painter.js` outlines the same window
     (`modelWindow`)."""
 
@@ -116,12 +117,21 @@ class EditWindow:
         return self._crop(self.image, "edge"), self._crop(self.edit, "constant")
 
     def put_back(self, edited: Image.Image) -> Image.Image:
-        """The picture with the model's output of the window (any size: resized to it) where the mask is."""
+        """The picture with the model's output of the window put back where the mask is. An output a whole
+        number of times the window's side (the upsampler's on a small picture: 128 px for a 32 px window) keeps
+        its pixels: the picture is enlarged by that factor, as upsampling a whole image would; otherwise the
+        output is resized to the window and the picture keeps its size."""
         edited = edited.convert("RGB")
-        if edited.size != (self.side, self.side):
-            edited = edited.resize((self.side, self.side), Image.BICUBIC)
-        out = self.image.copy()
-        out.paste(edited, (self.left, self.top), self._crop(self.edit, "constant"))
+        scale = max(1, edited.width // self.side)
+        side = self.side * scale
+        if edited.size != (side, side):
+            edited = edited.resize((side, side), Image.BICUBIC)
+        image, edit = self.image, self._crop(self.edit, "constant")
+        if scale > 1:
+            image = image.resize((image.width * scale, image.height * scale), Image.BICUBIC)
+            edit = edit.resize((side, side), Image.NEAREST)
+        out = image.copy()
+        out.paste(edited, (self.left * scale, self.top * scale), edit)
         return out
 
     def _crop(self, image: Image.Image, padding: str) -> Image.Image:

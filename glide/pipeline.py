@@ -360,7 +360,8 @@ class Pipeline:
 
         The mask is white = edit (an RGBA mask: opaque = edit), resized to the image when its size differs.
         The models work on a square of the image around the mask (glide.images.EditWindow); `images` are the
-        whole image at its size with the edit put back where the mask is, `base_images` and `masked_inputs`
+        whole image at its size (enlarged a whole number of times where the upsampler made that many more pixels
+        than the square has) with the edit put back where the mask is, `base_images` and `masked_inputs`
         that square at the base resolution. Takes generate's settings keywords. The model sees the kept region
         at every step (the known region is pasted into each x0 prediction, as the reference notebook does) and
         fills the rest.

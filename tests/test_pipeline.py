@@ -110,6 +110,21 @@ def test_the_edit_window(size, mask_box, window):
     assert (put_back[np.asarray(mask) > 0] == 200).all() and (put_back[np.asarray(mask) == 0] < 200).all()
 
 
+def test_an_upsampled_edit_of_a_small_picture_keeps_the_upsamplers_pixels():
+    """A 32 px picture inpainted with the upsampler on: its 128 px output is the result's, the picture around
+    it enlarged 4x (resizing the output down to 32 px would throw the upsampling away)."""
+    picture = Image.new("RGB", (48, 32), (10, 20, 30))
+    mask = Image.new("L", (48, 32), 0)
+    mask.paste(255, (40, 8, 48, 16))
+    edit = EditWindow.of(picture, mask)
+    assert (edit.left, edit.top, edit.side) == (16, 0, 32)
+    result = pixels(edit.put_back(Image.new("RGB", (128, 128), (200, 200, 200))))
+    assert result.shape == (128, 192, 3)
+    edited = np.zeros((128, 192), bool)
+    edited[32:64, 160:192] = True
+    assert (result[edited] == 200).all() and (result[~edited] == [10, 20, 30]).all()
+
+
 @pytest.mark.parametrize("mask,message", [
     (Image.new("L", (64, 64), 0), "mask is empty"),
     (Image.new("RGBA", (64, 64), (0, 0, 0, 0)), "mask is empty"),
