@@ -74,7 +74,7 @@ def rows_html(out: CompareOutput) -> str:
         parts.append(f'<div class="cmp-head">{_mark("★") + " " if row.best else ""}<b>{esc(row.title)}</b>'
                      f'<span class="cmp-measures">fidelity {esc(row.fidelity.text)} · {esc(row.spread.text)} · '
                      f'{row.seconds:.1f} s</span></div>')
-        parts.append(f'<div class="cmp-images" style="grid-template-columns: repeat({len(paths)}, minmax(0, 1fr))">')
+        parts.append(f'<div class="cmp-images" style="grid-template-columns: repeat({len(paths)}, minmax(0, 180px))">')
         for entry, path in zip(row.entries, paths):
             verdict = comparison.checker_verdict(entry.checker)
             ok = comparison.judged(entry)
@@ -128,7 +128,7 @@ class CompareTab:
                              "sliders below)", elem_id="compare-strategies")
                     with gr.Row():
                         self.seed = gr.Number(**declared("seed", value=-1, info="The first seed of every row; "
-                                                         "-1 = random"), precision=0)
+                                                         "-1 = random"), precision=0, elem_id="compare-seed")
                         self.seeds = gr.Slider(1, ctx.limits.max_batch, value=min(COMPARE_SEEDS, ctx.limits.max_batch),
                                                step=1, label="Seeds per row", elem_id="compare-seeds",
                                                info="Every row runs the same seeds: what varies along a row is "

@@ -115,8 +115,8 @@ def load_tradeoff(family) -> Optional[Dict]:
 
 STRATEGY_STYLE = {"classifier-free": ("tab:blue", "o"), "clip": ("tab:orange", "s"), "cfg-rescale": ("tab:purple", "D"),
                   "classifier-free, interval": ("tab:cyan", "v"), "clip, interval": ("tab:red", "P")}
-FONT_SIZE = 11        # pt: the figure is 5.6 in wide, so shown 390 px wide (a phone) its smallest text is ~10 px
-SMALL_FONT_SIZE = 10
+FONT_SIZE = 12        # pt: the figure is 5.6 in wide; shown 360 px wide (a phone) its smallest text is ~10 px
+SMALL_FONT_SIZE = 11
 # Where a label may go around its point, in points from it (the first that is free wins): a scale's label next to
 # its point; a star's label further out if need be, then with a line to its star.
 _AROUND = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -193,8 +193,8 @@ def _place_labels(axis, labels: Sequence[tuple]) -> None:
     renderer = axis.figure.canvas.get_renderer()
     inside = axis.get_window_extent(renderer)
     taken = [text.get_window_extent(renderer) for text in axis.texts]
-    points = [axis.transData.transform(point) for _, _, point, _, _ in labels]
-    radius = 4   # px around each point kept clear
+    # Points kept clear: each measured point, and each star (drawn larger) with more room around it.
+    points = [(*axis.transData.transform(point), 9 if priority == 0 else 4) for priority, _, point, _, _ in labels]
     for priority, text, point, color, size in labels:
         for dx, dy in _MARK_OFFSETS if priority == 0 else _LABEL_OFFSETS:
             far = abs(dx) > 18 or abs(dy) > 18
@@ -206,8 +206,7 @@ def _place_labels(axis, labels: Sequence[tuple]) -> None:
             box = Text.get_window_extent(note, renderer)   # the words alone, not the line to the star
             clear = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
                      and not any(box.overlaps(other) for other in taken)
-                     and not any(box.x0 - radius < px < box.x1 + radius and box.y0 - radius < py < box.y1 + radius
-                                 for px, py in points))
+                     and not any(box.x0 - r < px < box.x1 + r and box.y0 - r < py < box.y1 + r for px, py, r in points))
             if clear:
                 taken.append(box)
                 break
