@@ -194,8 +194,11 @@ def best_index(made: Sequence[Row]) -> Optional[int]:
     rows without intervals, or intervals that overlap (the difference is within noise)."""
     if len(made) < 2 or any(r.fidelity.low is None for r in made):
         return None
+    from .evaluation.measures import compare_rates
+
     top = max(range(len(made)), key=lambda i: made[i].fidelity.low)
-    ahead = all(made[top].fidelity.low > r.fidelity.high for i, r in enumerate(made) if i != top)
+    ahead = all(compare_rates(made[top].fidelity.as_dict(), r.fidelity.as_dict()) == "higher"
+                for i, r in enumerate(made) if i != top)
     return top if ahead else None
 
 

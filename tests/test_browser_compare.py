@@ -68,6 +68,6 @@ def test_the_tradeoff_plot_follows_the_scales_and_stays_legible_at_both_widths(p
         shown = page.evaluate("""() => { const i = document.querySelector('#tradeoff img'), r = i.getBoundingClientRect();
             return {width: r.width, right: r.right, natural: i.naturalWidth, viewport: window.innerWidth}; }""")
         assert shown["right"] <= shown["viewport"] + 1, shown   # the whole plot on screen
-        # The figure's smallest text is 10 pt at 100 dpi (~14 px): shown at 60% or more it stays above 8 px.
+        # The figure's smallest text is 11 pt at 100 dpi (~15 px): shown at 60% or more it stays above 9 px.
         assert shown["width"] >= 0.6 * shown["natural"], shown
         shot(page, f"compare-tradeoff-{width}")
