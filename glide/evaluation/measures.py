@@ -137,7 +137,6 @@ def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: only plotting needs matplotlib
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
 
     figure = Figure(figsize=(5.6, 8.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)   # a renderer to measure the labels with
@@ -160,11 +159,7 @@ def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
                     x, y = interpolate(points, scale, measure), 100 * interpolate(points, scale, "fidelity")
                     axis.plot([x], [y], marker="*", markersize=16, color=color, markeredgecolor="black")
                     labels[index].append((0, text, (x, y), "black", FONT_SIZE))
-        axis.set_xscale("log")   # the curves crowd at small values: a ratio scale spreads them
-        low, high = axis.get_xlim()
-        ticks = [t for t in _TICKS if low <= t <= high]
-        axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        axis.xaxis.set_minor_formatter(NullFormatter())
+        _ratio_scale(axis, [p[measure] for points in points_by_strategy(report).values() for p in points])
         axis.set_xlabel(label, fontsize=FONT_SIZE)
         axis.set_ylabel("fidelity: % of scenes fully right", fontsize=FONT_SIZE)
         axis.tick_params(labelsize=SMALL_FONT_SIZE)
@@ -183,6 +178,22 @@ def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
     for index, axis in enumerate(axes):
         _place_labels(axis, sorted(labels[index], key=lambda item: item[0]))
     return figure
+
+
+def _ratio_scale(axis, values: Sequence[float]) -> None:
+    """A log x axis labelled at round values, where the values allow one (all positive, spanning two round
+    values): the curves crowd at small values, and a ratio scale spreads them."""
+    low, high = min(values), max(values)
+    ticks = [t for t in _TICKS if low <= t <= high]
+    if low <= 0 or len(ticks) < 2:
+        return
+    from matplotlib.ticker import NullFormatter
+
+    axis.set_xscale("log")
+    low, high = axis.get_xlim()
+    ticks = [t for t in _TICKS if low <= t <= high]
+    axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    axis.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _place_labels(axis, labels: Sequence[tuple]) -> None:
