@@ -8,7 +8,7 @@ progress, plugin controls) can change without breaking clients:
     client = Client("http://127.0.0.1:7860/")
     images = client.predict("a small red circle on the left on a blue background", api_name="/generate")
     images = client.predict(prompt, handle_file("in.png"), handle_file("mask.png"), api_name="/inpaint")
-    images, scores, grid = client.predict(prompt, sweep="1, 3, 5", api_name="/compare")
+    images, scores, grid = client.predict(prompt, seeds=4, sweep="1, 3, 5", api_name="/compare")
     images, scores, grid = client.predict(prompt, strategies="classifier-free, my-plugin", api_name="/compare")
 
 Images come back as PNG files whose text chunks hold the settings that regenerate them.
@@ -20,9 +20,11 @@ from typing import Dict, Optional, Union
 import gradio as gr
 from gradio.data_classes import FileData, GradioRootModel
 
+from glide import comparison
 from glide.declarations import Setting, for_mode
 from glide.errors import InputError
 from glide.families import get_family
+from glide.settings import COMPARE_SEEDS
 
 from .context import Context
 from .service import settings_summary
@@ -131,9 +133,10 @@ def add_api(ctx: Context) -> None:
         sweep = gr.Textbox("", label="sweep")
         # Any installed strategies, comma-separated; empty: CLIP guidance, classifier-free and unguided.
         strategies = gr.Textbox("", label="strategies")
+        compare_seeds = gr.Number(COMPARE_SEEDS, label="seeds", precision=None)
         images = gr.Gallery(format="png", label="images")
         scores = gr.JSON(label="scores")
-        grid = gr.Image(format="png", label="sweep_grid", type="filepath")
+        grid = gr.Image(format="png", label="grid", type="filepath")
         generate_btn, inpaint_btn, compare_btn = gr.Button(), gr.Button(), gr.Button()
 
 
@@ -179,18 +182,25 @@ def add_api(ctx: Context) -> None:
 
     @user_errors
     def compare(prompt, seed=None, steps=None, sampler=None, clip_scale="", cfg_scale="", upsample=False, sweep="",
-                model=None, strategies="", request: gr.Request = None):
-        """One prompt and seed under several guidance strategies (default CLIP, classifier-free, unguided):
-        images, scores (the best marked), and a grid of the scale sweep."""
+                model=None, strategies="", seeds=COMPARE_SEEDS, request: gr.Request = None):
+        """One prompt under several guidance strategies (default CLIP, classifier-free, unguided), each over the
+        same `seeds` seeds from `seed` (a sweep adds a row per scale): the images row by row, the scores (per
+        row its fidelity and spread of layouts, the most faithful marked only beyond noise) and the whole
+        comparison as one PNG."""
         blank = lambda value: None if isinstance(value, str) and not value.strip() else value
-        req = ctx.service.compare_request(prompt, model=blank(model), seed=seed, sampler=blank(sampler),
-                                          steps=blank(steps), clip_scale=blank(clip_scale),
+        warn_about(prompt, {"model": blank(model)})
+        req = ctx.service.compare_request(prompt, model=blank(model), seed=seed, seeds=blank(seeds),
+                                          sampler=blank(sampler), steps=blank(steps), clip_scale=blank(clip_scale),
                                           cfg_scale=blank(cfg_scale), upsample=upsample, sweep=sweep,
                                           strategies=strategies)
         out = answer(service.submit_compare(req, **caller(service, request)))
-        entries = [{k: v for k, v in e.items() if k not in ("image", "caption", "title")} for e in out.entries]
-        return [(e["image"], e["caption"]) for e in out.entries], {"seed": out.seed, "entries": entries}, out.grid
+        gallery = [(path, f"{row.title} · {comparison.caption(entry)}")
+                   for row, paths in zip(out.rows, out.images) for entry, path in zip(row.entries, paths)]
+        scores = {"seed": out.seeds[0], "seeds": out.seeds, "rows": [row.as_dict() for row in out.rows],
+                  "verdict": comparison.verdict(out.rows), "legend": dict(comparison.legend(out.rows))}
+        return gallery, scores, out.grid
 
+    # New inputs go last: clients passing the earlier ones by position keep working.
     compare_btn.click(compare, inputs=[prompt, inputs["seed"], inputs["steps"], inputs["sampler"], clip_scale, cfg_scale,
-                                       compare_upsample, sweep, inputs["model"], strategies],
+                                       compare_upsample, sweep, inputs["model"], strategies, compare_seeds],
                       outputs=[images, scores, grid], api_name="compare", **ctx.device_events)

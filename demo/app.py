@@ -39,11 +39,12 @@ from .imaging import MAX_UPLOAD_BYTES  # noqa: E402
 from .server import WebServer, create_app  # noqa: E402
 from .service import DEMO_LIMITS, DemoService  # noqa: E402
 from .tabs import CompareTab, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
+from .tabs.compare import CSS as COMPARE_CSS  # noqa: E402
 from .users import trusted_networks  # noqa: E402
 
 # Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling.
 CSS = """
-#preview img, #gallery img, #compare-gallery img, #masked-input img, #inpaint-result img, #sweep img
+#preview img, #gallery img, #masked-input img, #inpaint-result img
     { image-rendering: pixelated; }
 #masked-input img, #inpaint-result img { width: 100%; height: 100%; object-fit: contain; }
 /* The progress bar's own words say the elapsed time and the time left for the whole job (widgets.follow):
@@ -60,7 +61,7 @@ CSS = """
   .tab-row .controls-more { order: 2; }
   .model-row { flex-direction: column !important; }
 }
-"""
+""" + COMPARE_CSS   # each tab's own rules after the shared ones
 
 
 def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 64) -> gr.Blocks:

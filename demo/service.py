@@ -43,6 +43,7 @@ log = logging.getLogger("glide.demo")
 ANSWER_S = 10.0
 # A shared server's limits: small enough that one user cannot hold the device for long.
 DEMO_LIMITS = Limits(max_batch=8, max_steps=250, max_image_side=4096, max_sweep=6)
+GRID_TILE = 128   # px per image in a comparison's one-PNG grid (the shapes model's 32 px, scaled up sharp)
 UPSAMPLE_STEP_CHOICES = ["8", "fast27", "ddim25", "50", "100"]
 
 
@@ -59,9 +60,12 @@ class Output:
 
 @dataclass
 class CompareOutput:
-    entries: List[Dict]               # glide.comparison.score_rows, each with its PNG as "image"
-    grid: Optional[str] = None        # the sweep grid image, if a sweep was asked for
-    seed: int = 0
+    """A comparison: its rows (glide.comparison.rows), each image's PNG row by row, and the whole as one PNG."""
+
+    rows: List[comparison.Row]
+    images: List[List[str]]           # per row, per seed: the image's PNG (carrying its settings)
+    grid: str                         # the comparison as one PNG: rows, measures and legend
+    seeds: List[int]
 
 
 class DemoService:
@@ -153,12 +157,14 @@ class DemoService:
         return GenerationSettings.create(prompt, mode=mode, model=model or self.default_model, limits=self.limits,
                                          **settings)
 
-    def compare_request(self, prompt, *, model=None, seed=None, sampler=None, steps=None, clip_scale=None,
-                        cfg_scale=None, upsample=False, sweep="", strategies=None) -> ComparisonSettings:
-        """ComparisonSettings: `strategies` any installed ones (default CLIP, classifier-free, none); the
-        CLIP and classifier-free scales from their own inputs."""
+    def compare_request(self, prompt, *, model=None, seed=None, seeds=None, sampler=None, steps=None,
+                        clip_scale=None, cfg_scale=None, upsample=False, sweep="",
+                        strategies=None) -> ComparisonSettings:
+        """ComparisonSettings: `seeds` how many (from `seed`) every strategy runs over; `strategies` any
+        installed ones (default CLIP, classifier-free, none); the CLIP and classifier-free scales from their
+        own inputs."""
         return ComparisonSettings.create(
-            prompt, model=model or self.default_model, seed=seed, sampler=sampler, steps=steps,
+            prompt, model=model or self.default_model, seed=seed, seeds=seeds, sampler=sampler, steps=steps,
             strategies=strategies or None, scales={"clip": clip_scale, "classifier-free": cfg_scale},
             sweep=sweep, upsample=upsample, limits=self.limits)
 
@@ -264,16 +270,13 @@ class DemoService:
 
     def _compare_output(self, made: Compared) -> CompareOutput:
         compared = made.compared
-        rows = comparison.score_rows(made.entries)
-        for row, entry in zip(rows, made.entries):
-            row["image"] = self._save(entry.image, entry.settings, entry.guidance)
-        grid = None
-        if made.sweep:
-            scales = ", ".join(f"{s:g}" for s in compared.sweep)
-            grid = self._save(comparison.grid(comparison.rows_by_strategy(made.sweep),
-                                              f"{compared.prompt} | seed {compared.seed} | scales {scales}"),
-                              {**compared.describe(), "note": "sweep grid"}, "sweep")
-        return CompareOutput(entries=rows, grid=grid, seed=compared.seed)
+        rows = comparison.rows(made.entries)
+        images = [[self._save(e.image, e.settings, e.guidance) for e in row.entries] for row in rows]
+        heading = (f"{compared.prompt} | {compared.base.model}, {compared.base.sampler} {compared.base.steps} steps, "
+                   f"the same {len(compared.seeds)} seeds in every row")
+        grid = self._save(comparison.grid(rows, heading, tile=GRID_TILE), {**compared.describe(), "note": "comparison"},
+                          "compare")
+        return CompareOutput(rows=rows, images=images, grid=grid, seeds=list(compared.seeds))
 
 
 def settings_summary(settings: Dict) -> str:

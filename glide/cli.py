@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .declarations import DEFAULT_GUIDANCE, Setting, for_mode
+from .declarations import COMPARE_SEEDS, DEFAULT_GUIDANCE, Setting, for_mode
 from .errors import ServerError, UsageError, UserError
 from .fileio import human_bytes
 from .serving import options as serving
@@ -292,29 +292,25 @@ def cmd_upsample(args) -> int:
 def cmd_compare(args) -> int:
     from . import comparison
     from .serving.jobs import Compare
-    from .settings import ComparisonSettings
+    from .settings import COMPARE_STRATEGIES, ComparisonSettings
 
-    if args.scales and args.guidance_scale is not None:
-        raise UsageError("give --scales (a sweep) or --guidance-scale (one scale), not both")
-    # Each strategy with a scale gets one tile per --scales value: the first is its scale, the rest its sweep.
-    scales = args.scales or ([args.guidance_scale] if args.guidance_scale is not None else [])
-    names = args.strategies or None
-    compared = ComparisonSettings.create(
-        args.prompt, **_flags(args, "compare"), strategies=names,
-        scales={n: scales[0] for n in names or comparison.BUILTIN_TITLES} if scales else None, sweep=scales[1:])
+    _warn_about_prompts([args.prompt], args.model)
+    # --guidance-scale is every strategy's scale; --clip-scale and --cfg-scale each override it for their own.
+    scales = {name: args.guidance_scale for name in args.strategies or COMPARE_STRATEGIES}
+    scales.update({name: value for name, value in (("clip", args.clip_scale), ("classifier-free", args.cfg_scale))
+                   if value is not None})
+    compared = ComparisonSettings.create(args.prompt, **_flags(args, "compare"), seeds=args.seeds,
+                                         strategies=args.strategies or None, scales=scales, sweep=args.scales or ())
     made = _run_job(args, Compare(compared))
-    entries = made.entries + made.sweep
-    heading = (f"{compared.prompt}  |  {compared.base.model}, seed {compared.seed}, {compared.base.sampler} "
-               f"{compared.base.steps} steps")
-    settings = {**compared.describe(), "results": [
-        {"guidance": e.guidance, "guidance_params": e.guidance_params, "seconds": e.seconds,
-         "clip_score": e.clip_score, "checker": e.checker} for e in entries]}
-    rows = comparison.rows_by_strategy(entries)
+    rows = comparison.rows(made.entries)
+    heading = (f"{compared.prompt}  |  {compared.base.model}, {compared.base.sampler} {compared.base.steps} steps, "
+               f"the same {len(compared.seeds)} seeds in every row")
+    settings = {**compared.describe(), "results": [row.as_dict() for row in rows]}
     path = _save_new(comparison.grid(rows, heading), args.out, f"compare-seed{compared.seed}", settings)
-    table = [(r["guidance"], "-" if r["scale"] is None else f"{r['scale']:g}", f"{r['seconds']:.2f}",
-              "-" if r["clip_score"] is None else f"{r['clip_score']:.3f}", r["verdict"] or "-",
-              "best" if r["best"] else "") for r in comparison.score_rows([e for row in rows for e in row])]
-    print(_table(("strategy", "scale", "seconds", "clip", "checker", ""), table))
+    print(_table(("strategy", "scale", "fidelity", "spread", "seconds", ""), comparison.table(rows)))
+    summary = comparison.verdict(rows)
+    if summary:
+        print(summary)
     print(path)
     return 0
 
@@ -470,14 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(p, "upsample")
     p.set_defaults(run=cmd_upsample)
 
-    p = sub.add_parser("compare", help="one prompt and seed under several guidance strategies, as one grid PNG")
+    p = sub.add_parser("compare", help="one prompt under several guidance strategies over the same seeds: a row "
+                                       "per strategy with its fidelity and spread of layouts, as one grid PNG")
     p.add_argument("prompt", metavar="PROMPT")
     _model_options(p)
     _backend_options(p)
     _sampling_options(p, "compare")
     p.add_argument("--strategies", type=_names, help="comma-separated (default clip,classifier-free,none)")
-    p.add_argument("--scales", type=_scales, help="guidance scales to sweep, e.g. 1,3,6: one grid column each")
-    p.add_argument("--guidance-scale", type=float, help="the one scale to use without --scales (default 3)")
+    p.add_argument("--seeds", type=int, metavar="N", help=f"how many seeds every strategy runs over, from --seed "
+                                                         f"on: one grid column each (default {COMPARE_SEEDS})")
+    p.add_argument("--clip-scale", type=float, help="CLIP guidance's scale (default: --guidance-scale, else 3)")
+    p.add_argument("--cfg-scale", type=float, help="classifier-free guidance's scale (default: --guidance-scale, "
+                                                   "else 3)")
+    p.add_argument("--guidance-scale", type=float, help="every strategy's scale where --clip-scale or --cfg-scale "
+                                                        "does not say (default: each strategy's own, 3 for both)")
+    p.add_argument("--scales", type=_scales, help="guidance scales to sweep, e.g. 1,3,6: a grid row each (beside the "
+                                                  "strategy's own scale) for every strategy with a scale")
     p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("download", help="fetch a model family's checkpoints into the cache")

@@ -27,6 +27,7 @@ UPSAMPLE_TEMP = 0.997           # GLIDE's upsampler temperature (the reference n
 UPSAMPLE_TEMP_RANGE = (0.01, 2.0)
 MAX_DEEP_CACHE = 10             # beyond this the cached feature is many steps stale
 DEFAULT_GUIDANCE = "classifier-free"
+COMPARE_SEEDS = 4               # seeds a comparison runs every strategy over when not told: spread or sameness shows
 DEFAULT_MODEL = "shapes"        # the embedded family: works on a fresh machine, no download
 MODES = ("generate", "inpaint", "upsample", "compare")
 

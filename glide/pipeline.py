@@ -69,7 +69,8 @@ class Result:
 
 @dataclass
 class Comparison:
-    """One guidance strategy's sample in a comparison."""
+    """One image of a comparison: a guidance strategy's sample at one seed. `seconds` is its share of its
+    batch's wall time."""
 
     guidance: str
     guidance_params: Dict
@@ -79,6 +80,10 @@ class Comparison:
     clip_score: Optional[float]
     checker: Optional[Dict]
     settings: Dict
+
+    @property
+    def seed(self) -> int:
+        return self.settings["seed"]
 
 
 class Pipeline:
@@ -388,32 +393,35 @@ class Pipeline:
         return GenerationSettings.create(prompts, model=self.name, mode=mode, **settings)
 
     def compare(self, prompt: Union[str, ComparisonSettings], strategies: Optional[Sequence] = None, *,
-                seed: Optional[int] = None, sampler: Optional[str] = None, steps: Union[int, str, None] = None,
-                upsample: bool = False, sweep: Sequence[float] = (), callback: Optional[ProgressCallback] = None,
+                seed: Optional[int] = None, seeds: Optional[int] = None, sampler: Optional[str] = None,
+                steps: Union[int, str, None] = None, upsample: bool = False, sweep: Sequence[float] = (),
+                callback: Optional[ProgressCallback] = None,
                 should_stop: Optional[Callable[[], bool]] = None) -> List[Comparison]:
-        """One prompt and seed under several guidance strategies: image, scale, wall time and scores.
+        """One prompt under several guidance strategies over the same seeds: per image its strategy, scale,
+        seed, time and scores (glide.comparison.rows groups them into a row per run).
 
         `strategies` is a list of names or (name, params) pairs, any installed strategy; by default CLIP
-        guidance, classifier-free and unguided. `sweep` adds each strategy with a declared scale at every
-        given scale. Or pass a complete ComparisonSettings as `prompt`. Scores: the noised CLIP's similarity
-        at t=0 and, on families that have one, the prompt checker's per-attribute verdict.
+        guidance, classifier-free and unguided. `seeds` is how many seeds (from `seed`) each runs over, as one
+        batch. `sweep` adds each strategy with a declared scale at every given scale. Or pass a complete
+        ComparisonSettings as `prompt`. Scores: the noised CLIP's similarity at t=0 and, on families that have
+        one, the prompt checker's per-attribute verdict.
         """
         if isinstance(prompt, ComparisonSettings):
             comparison = prompt
         else:
-            comparison = ComparisonSettings.create(prompt, model=self.name, seed=seed, sampler=sampler, steps=steps,
-                                                   strategies=strategies, sweep=sweep, upsample=upsample)
+            comparison = ComparisonSettings.create(prompt, model=self.name, seed=seed, seeds=seeds, sampler=sampler,
+                                                   steps=steps, strategies=strategies, sweep=sweep, upsample=upsample)
         if comparison.base.model != self.name:
             raise UserError(f"this comparison is for the {comparison.base.model} model, not {self.name}")
         entries = []
         for name, params in comparison.runs():
             result = self.run(comparison.generation(name, params), callback=callback, should_stop=should_stop)
-            settings = result.settings[0]
-            entries.append(Comparison(
-                guidance=name, guidance_params=settings["guidance_params"], image=result.images[0],
-                base_image=result.base_images[0], seconds=result.seconds,
-                clip_score=self.clip_score(result.base_images[0], comparison.prompt),
-                checker=self.check(result.base_images[0], comparison.prompt), settings=settings))
+            for image, base_image, settings in zip(result.images, result.base_images, result.settings):
+                entries.append(Comparison(
+                    guidance=name, guidance_params=settings["guidance_params"], image=image, base_image=base_image,
+                    seconds=result.seconds / len(result.images),
+                    clip_score=self.clip_score(base_image, comparison.prompt),
+                    checker=self.check(base_image, comparison.prompt), settings=settings))
         return entries
 
     def on_disk(self, component: str) -> bool:

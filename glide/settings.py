@@ -32,6 +32,7 @@ from samplers.builtin_guidance import SDXL_INTERVAL
 
 from .declarations import (
     BY_NAME,
+    COMPARE_SEEDS,
     DEFAULT_GUIDANCE,
     DEFAULT_MODEL,
     MAX_DEEP_CACHE,
@@ -474,10 +475,13 @@ _FIELD_SETTINGS = tuple(s.name for s in SETTINGS if s.name in {f.name for f in f
 
 @dataclass(frozen=True)
 class ComparisonSettings:
-    """One prompt and seed under several guidance strategies, each with its parameters, plus a scale sweep.
+    """One prompt under several guidance strategies over the same seeds, each strategy with its parameters,
+    plus a scale sweep.
 
-    `runs()` lists what is sampled: every strategy once, then each strategy with a declared scale at
-    every sweep scale. `base` carries the shared settings (model, prompt, seed, step rule, steps, upsample).
+    `runs()` lists what is sampled, one batch over every seed each: every strategy, and each strategy with a
+    declared scale at every sweep scale too (its rows in order of scale). `base` carries the shared settings
+    (model, the prompt once per seed, the seeds, step rule, steps, upsample): the same seeds in every run, so
+    that what differs between a run's images is the seed and what differs between runs is the guidance.
     """
 
     base: GenerationSettings
@@ -490,7 +494,7 @@ class ComparisonSettings:
         registry = samplers.get_registry()
         if not isinstance(self.base, GenerationSettings):
             raise TypeError(f"base must be a GenerationSettings, got {type(self.base).__name__}")
-        if len(self.base) != 1:
+        if len(set(self.base.prompts)) != 1:
             raise InputError("a comparison takes one prompt")
         chosen = []
         for name, params in self.strategies:
@@ -509,18 +513,24 @@ class ComparisonSettings:
         object.__setattr__(self, "sweep", values)
 
     @classmethod
-    def create(cls, prompt: str, *, model: Optional[str] = None, seed: Union[int, None] = None,
-               sampler: Optional[str] = None, steps: Union[int, str, None] = None,
-               strategies: Optional[Sequence] = None, scales: Optional[Dict[str, float]] = None,
-               sweep: Union[str, Sequence, None] = (), upsample: bool = False,
-               limits: Limits = LIBRARY_LIMITS) -> "ComparisonSettings":
-        """`strategies`: names, "a, b" text, or (name, params) pairs (default COMPARE_STRATEGIES);
+    def create(cls, prompt: str, *, model: Optional[str] = None, seed: Union[int, Sequence[int], None] = None,
+               seeds: Union[int, str, None] = None, sampler: Optional[str] = None,
+               steps: Union[int, str, None] = None, strategies: Optional[Sequence] = None,
+               scales: Optional[Dict[str, float]] = None, sweep: Union[str, Sequence, None] = (),
+               upsample: bool = False, limits: Limits = LIBRARY_LIMITS) -> "ComparisonSettings":
+        """`seed`: the first seed (None or -1: random), or a list of seeds; `seeds`: how many seeds each
+        strategy runs over, seed, seed + 1, ... (default COMPARE_SEEDS, at most the limits' batch);
+        `strategies`: names, "a, b" text, or (name, params) pairs (default COMPARE_STRATEGIES);
         `scales`: a guidance scale per strategy name; `sweep`: scales as numbers or "1, 3, 6" text."""
         registry = samplers.get_registry()
         if isinstance(prompt, (list, tuple)):
             raise InputError("a comparison takes one prompt")
-        base = GenerationSettings.create(prompt, model=model, seed=seed, sampler=sampler, steps=steps,
-                                         upsample=upsample, limits=limits)
+        if isinstance(seed, (list, tuple)):
+            count = len(seed)
+        else:
+            count = number(COMPARE_SEEDS if seeds is None else seeds, "seeds", int, 1, limits.max_batch)
+        base = GenerationSettings.create(prompt, model=model, seed=seed, batch_size=count, sampler=sampler,
+                                         steps=steps, upsample=upsample, limits=limits)
         if isinstance(strategies, str):
             strategies = [s for s in strategies.replace(";", ",").split(",") if s.strip()]
         chosen = []
@@ -542,19 +552,24 @@ class ComparisonSettings:
     def seed(self) -> int:
         return self.base.seeds[0]
 
-    def swept(self) -> List[str]:
-        """The chosen strategies that have a scale to sweep (in order)."""
-        registry = samplers.get_registry()
-        return [name for name, _ in self.strategies if registry.scale_of(registry.guidance_strategy(name))]
+    @property
+    def seeds(self) -> Tuple[int, ...]:
+        """The seeds every run samples, one image each."""
+        return self.base.seeds
 
     def runs(self) -> List[Tuple[str, Dict[str, Any]]]:
-        """(strategy, params) for each sample: the strategies, then the sweep (strategy-major)."""
+        """(strategy, params) for each run, one batch over every seed: each strategy in order; one with a scale
+        and a sweep runs at its own scale and every sweep scale, in order of scale, each scale once."""
         registry = samplers.get_registry()
-        runs = [(name, dict(params)) for name, params in self.strategies]
-        for name in self.swept():
-            scale = registry.scale_of(registry.guidance_strategy(name)).name
-            runs += [(name, {**dict(next(p for n, p in self.strategies if n == name)), scale: value})
-                     for value in self.sweep]
+        runs = []
+        for name, params in self.strategies:
+            params = dict(params)
+            scale = registry.scale_of(registry.guidance_strategy(name))
+            if scale is None or not self.sweep:
+                runs.append((name, params))
+                continue
+            for value in sorted({params[scale.name], *self.sweep}):
+                runs.append((name, {**params, scale.name: value}))
         return runs
 
     def generation(self, strategy: str, params: Dict[str, Any]) -> GenerationSettings:
@@ -569,6 +584,6 @@ class ComparisonSettings:
 
     def describe(self) -> Dict:
         """What a comparison's PNG records."""
-        return {"mode": "compare", "model": self.base.model, "prompt": self.prompt, "seed": self.seed,
+        return {"mode": "compare", "model": self.base.model, "prompt": self.prompt, "seeds": list(self.seeds),
                 "sampler": self.base.sampler, "steps": self.base.steps, "upsample": self.base.upsample,
                 "strategies": [[n, dict(p)] for n, p in self.strategies], "sweep": list(self.sweep)}

@@ -45,9 +45,10 @@ def fill_tabs(page):
     page.wait_for_function("(document.querySelector('#inpaint-status')?.innerText || '').includes('Done')")
     page.get_by_role("tab", name="Compare").click()
     set_slider(page, "compare-steps", 10)
-    page.fill("#compare-sweep textarea", "1, 3, 6")
+    page.fill("#compare-seed input", "0")
+    page.fill("#compare-sweep textarea", "1, 6")
     page.click("#compare-btn")
-    page.wait_for_function("(document.querySelector('#compare-status')?.innerText || '').includes('Seed')")
+    page.wait_for_selector("#compare-rows .cmp-row")
 
 
 def main(argv=None):

@@ -2,8 +2,8 @@
 
 Every test loads the page afresh and sets up what it needs (fast settings: few steps, no upsampler
 unless the point is the upsampler). Generating with one progress bar for both stages, Stop, Enter
-and an empty prompt, restoring settings from a PNG, warnings, the out-of-grammar notice, the
-comparison's scores, the narrow layout, and inpainting: the mask painted as a person paints (one
+and an empty prompt, restoring settings from a PNG, warnings, the out-of-grammar notice (the Compare tab's
+own tests are in test_browser_compare.py), the narrow layout, and inpainting: the mask painted as a person paints (one
 continuous drag per stroke, never retried: a lost stroke fails the test) over successive edits. Each test leaves a
 screenshot under artifacts/screenshots/ (look at them); the README's screenshots come from
 `make screenshots` (scripts/screenshots.py), never from the tests. Chromium is installed with
@@ -194,38 +194,6 @@ def test_choosing_a_model_offers_the_download_and_applies_its_sampling_defaults(
     page.locator("#download-btn").wait_for(state="hidden")
     page.wait_for_function("document.querySelector('#upsample-steps input').value === '8'")
     assert upsampler_settings(page) == ("ddim", "8")
-
-
-def test_compare_marks_the_best_score(page):
-    page.get_by_role("tab", name="Compare").click()
-    assert page.input_value("#compare-prompt textarea") == PROMPT   # starts with an example
-    set_slider(page, "compare-steps", 5)
-    page.click("#compare-btn")
-    page.wait_for_function("document.querySelectorAll('#compare-gallery img').length >= 3")
-    page.wait_for_function("document.querySelector('#scores')?.innerText.includes('best')")
-    captions = page.inner_text("#compare-gallery")
-    for kind in ("CLIP guidance", "Classifier-free", "Unguided"):
-        assert kind in captions
-    table = page.inner_text("#scores")
-    assert table.count("★ best") == 1, table
-    assert len(re.findall(r"\n-?\d\.\d{3}\n", table)) == 3, table     # CLIP scores with three decimals
-    assert "higher = closer" in page.inner_text("#scores-help")
-    # The checker column is not cut off: every cell's text fits in it.
-    cut = page.evaluate("Array.from(document.querySelectorAll('#scores .cell-wrap span')).filter("
-                        "e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
-    assert cut == []
-    shot(page, "compare-done")
-
-
-def test_compare_shows_the_measured_tradeoff_with_the_chosen_scales_marked(page):
-    page.get_by_role("tab", name="Compare").click()
-    page.wait_for_function("document.querySelector('#tradeoff img')?.naturalWidth > 0")
-    assert "two-shape prompts" in page.inner_text("#tradeoff-note")
-    before = page.get_attribute("#tradeoff img", "src")
-    set_slider(page, "compare-cfg-scale", 6)   # the star moves: the plot is drawn again
-    page.wait_for_function("src => document.querySelector('#tradeoff img')?.src !== src", arg=before)
-    page.locator("#tradeoff").scroll_into_view_if_needed()
-    shot(page, "compare-tradeoff")
 
 
 def test_narrow_screen_shows_all_tabs_and_the_results_right_after_the_button(page):

@@ -140,15 +140,20 @@ def test_upsample_given_images(work):
 
 
 def test_compare_grid(work):
-    lines = ok(glide("compare", PROMPT, "--steps", 2, "--scales", "1,3", "--out", "cmp", cwd=work))
+    lines = ok(glide("compare", PROMPT, "--steps", 2, "--seeds", 2, "--scales", "1,3", "--cfg-scale", 4,
+                     "--out", "cmp", cwd=work))
     grid = work / lines[-1]
-    # Rows: clip and classifier-free at two scales each, then the unguided model once.
-    assert lines[0].split()[:2] == ["strategy", "scale"] and len(lines) == 1 + 5 + 1
-    assert [line.split()[:2] for line in lines[1:6]] == [
-        ["clip", "1"], ["clip", "3"], ["classifier-free", "1"], ["classifier-free", "3"], ["none", "-"]]
+    # Rows: clip at 1 and 3 (its own), classifier-free at 1, 3 and 4 (its own), then the unguided model once;
+    # then the verdict on the most faithful row.
+    assert lines[0].split()[:4] == ["strategy", "scale", "fidelity", "spread"] and len(lines) == 1 + 6 + 1 + 1
+    assert [line.split()[:2] for line in lines[1:7]] == [
+        ["clip", "1"], ["clip", "3"], ["classifier-free", "1"], ["classifier-free", "3"], ["classifier-free", "4"],
+        ["none", "-"]]
+    assert all("drawn right" in line and "spread" in line for line in lines[1:7])
     width, height = Image.open(grid).size
-    assert width >= 2 * 256 and height >= 3 * 256
-    assert read_settings(grid)["mode"] == "compare"
+    assert width >= 2 * 256 and height >= 6 * 256   # two seeds a row
+    settings = read_settings(grid)
+    assert settings["mode"] == "compare" and len(settings["seeds"]) == 2 and len(settings["results"]) == 6
 
 
 def test_models_table(work):
@@ -219,7 +224,7 @@ def test_cuda_graphs_need_a_cuda_device(work):
     (["generate", PROMPT, "--steps=-3", "--no-upsample"], "steps must be a number of steps from 1"),
     (["generate", PROMPT, "--upsample-steps", "0,0"], "upsample_steps must be a number of steps from 1"),
     (["generate", PROMPT, "--guidance", "none", "--guidance-scale", "5"], "'none' has no scale"),
-    (["compare", PROMPT, "--scales", "1,3", "--guidance-scale", "4"], "not both"),
+    (["compare", PROMPT, "--seeds", "0"], "seeds must be between 1 and"),
 ])
 def test_impossible_or_ignored_settings_are_errors(work, args, fragment):
     assert_clean_error(glide(*args, cwd=work), fragment)

@@ -319,18 +319,24 @@ def test_inpaint_with_plain_paths_says_to_use_handle_file(client, tmp_path):
 
 
 def test_compare(client):
-    images, scores, grid = client.predict(PROMPT, seed=5, steps=2, sweep="1, 4", api_name="/compare")
-    assert [e["guidance"] for e in scores["entries"]] == ["clip", "classifier-free", "none"]
-    assert scores["seed"] == 5
-    for item, entry in zip(images, scores["entries"]):
+    images, scores, grid = client.predict(PROMPT, seed=5, steps=2, sweep="1, 4", seeds=2, api_name="/compare")
+    rows = scores["rows"]
+    # clip and classifier-free at 1, 3 (their own) and 4; unguided once: each over seeds 5 and 6.
+    assert [(r["guidance"], r["scale"]) for r in rows] == [
+        ("clip", 1.0), ("clip", 3.0), ("clip", 4.0), ("classifier-free", 1.0), ("classifier-free", 3.0),
+        ("classifier-free", 4.0), ("none", None)]
+    assert scores["seeds"] == [5, 6] and all(r["seeds"] == [5, 6] for r in rows)
+    assert len(images) == 2 * len(rows)
+    for item, row_image in zip(images, [i for r in rows for i in r["images"]]):
         assert image_of(item).size == (32, 32)
-        assert entry["seconds"] > 0 and -1 <= entry["clip_score"] <= 1
-        assert set(entry["checker"]) >= {"all", "background", "shapes"} and entry["verdict"]
-    assert "scale 3" in images[0]["caption"] and "CLIP 0." in images[0]["caption"]
-    assert sum(e["best"] for e in scores["entries"]) <= 1
-    assert Image.open(grid).size[0] > 2 * 160  # two scales side by side, plus the row labels
-    _, _, no_grid = client.predict(PROMPT, seed=5, steps=2, api_name="/compare")
-    assert no_grid is None
+        assert -1 <= row_image["clip_score"] <= 1 and set(row_image["checker"]) >= {"all", "background", "shapes"}
+    assert images[0]["caption"].startswith("CLIP guidance · scale 1 · seed 5")
+    for row in rows:
+        assert row["fidelity"]["text"] and row["spread"]["text"] and row["seconds"] > 0
+    assert sum(r["best"] for r in rows) <= 1 and scores["verdict"] and "★" in scores["legend"]
+    assert read_settings(Image.open(grid))["mode"] == "compare"
+    _, old_style, _ = client.predict(PROMPT, 5, 2, api_name="/compare")   # positional clients keep working
+    assert old_style["seeds"] == [5, 6, 7, 8]   # four seeds when not told
 
 
 @pytest.mark.parametrize("endpoint,args,kwargs,message", [
@@ -350,6 +356,7 @@ def test_compare(client):
     ("/compare", [""], dict(steps=2), "prompt is empty"),
     ("/compare", [PROMPT], dict(steps=2, sweep="1, 2, 3, 4, 5, 6, 7"), "at most 6 scales"),
     ("/compare", [PROMPT], dict(steps=2, sweep="1, lots"), "sweep scale must be a number"),
+    ("/compare", [PROMPT], dict(steps=2, seeds=9), "seeds must be between 1 and 8"),
 ])
 def test_bad_inputs_get_clear_errors(client, endpoint, args, kwargs, message):
     from gradio_client.exceptions import AppError
@@ -471,27 +478,6 @@ def test_tradeoff_view_marks_the_chosen_scales_or_says_there_is_no_measurement(t
     assert sorted(stars) == sorted([(1.0, 90.0), (0.75, 90.0), (6.0, 90.0), (4.0, 90.0)])
     figure, note = tabs.tradeoff_view("glide-filtered", 5.0, 2.5)
     assert figure is None and "No trade-off measurement" in note
-
-
-def test_scores_mark_the_best_entry_with_fixed_decimals():
-    from types import SimpleNamespace
-
-    from demo.tabs import score_rows
-    from glide import comparison
-
-    def entry(guidance, scale, clip, passes):
-        checker = None if passes is None else {"all": passes, "background": True, "count": True,
-                                                "shapes": [{"colour": passes}]}
-        return SimpleNamespace(guidance=guidance, guidance_params={} if scale is None else {"guidance_scale": scale},
-                               seconds=0.31, clip_score=clip, checker=checker)
-
-    rows = score_rows(comparison.score_rows([entry("clip", 3.0, 0.48, False), entry("classifier-free", 3.0, 0.2312, True),
-                                             entry("none", None, -0.05, True)]))
-    assert [r[0] for r in rows] == ["", "★ best", ""]   # the checker first, then the CLIP score
-    assert [r[3] for r in rows] == ["0.480", "0.231", "-0.050"] and rows[2][2] == "—" and rows[0][5] == "0.3 s"
-    assert rows[0][4] == "✗ wrong colour" and rows[1][1] == "Classifier-free guidance"
-    no_checker = score_rows(comparison.score_rows([entry("clip", 3.0, 0.3, None), entry("none", None, 0.1, None)]))
-    assert [r[0] for r in no_checker] == ["★ best", ""]
 
 
 def test_one_progress_for_the_whole_job():

@@ -136,8 +136,9 @@ def test_inpaint_bad_masks(pipe, mask, message):
 
 
 def test_compare(pipe):
-    entries = pipe.compare(PROMPT, seed=2, steps=6)
-    assert [e.guidance for e in entries] == ["clip", "classifier-free", "none"]
+    entries = pipe.compare(PROMPT, seed=2, seeds=2, steps=6)
+    assert [(e.guidance, e.seed) for e in entries] == [("clip", 2), ("clip", 3), ("classifier-free", 2),
+                                                       ("classifier-free", 3), ("none", 2), ("none", 3)]
     for e in entries:
         assert e.image.size == (32, 32) and e.seconds > 0
         assert isinstance(e.clip_score, float) and -1 <= e.clip_score <= 1

@@ -176,9 +176,9 @@ def test_registry_python_generate_and_compare(plugin_dir):
     off = pipe.generate(PROMPT, guidance="pull-colour", guidance_params={"enabled": "false"}, seed=3, **FAST)
     assert np.array_equal(np.asarray(off.images[0]), np.asarray(plain))
 
-    entries = pipe.compare(PROMPT, ["none", "pull-colour"], seed=3, steps=4, sweep=[0, 30])
+    entries = pipe.compare(PROMPT, ["none", "pull-colour"], seed=3, seeds=1, steps=4, sweep=[0, 30])
     assert [(e.guidance, e.guidance_params.get("pull")) for e in entries] == [
-        ("none", None), ("pull-colour", 2.0), ("pull-colour", 0.0), ("pull-colour", 30.0)]
+        ("none", None), ("pull-colour", 0.0), ("pull-colour", 2.0), ("pull-colour", 30.0)]
 
 
 @pytest.fixture(scope="module")
@@ -263,9 +263,10 @@ def test_cli(plugin_dir, tmp_path):
     assert read_settings(tmp_path / off)["guidance_params"] == {"pull": 2.0, "enabled": False}
     assert np.array_equal(np.asarray(Image.open(tmp_path / off)), np.asarray(Image.open(tmp_path / plain)))
     assert mean_rgb(Image.open(tmp_path / on))[2] < mean_rgb(Image.open(tmp_path / plain))[2] - 10
-    lines = ok(glide("compare", PROMPT, "--steps", 3, "--strategies", "none,pull-colour", "--scales", "0,30",
-                     cwd=tmp_path))
-    assert [line.split()[:2] for line in lines[1:4]] == [["none", "-"], ["pull-colour", "0"], ["pull-colour", "30"]]
+    lines = ok(glide("compare", PROMPT, "--steps", 3, "--seeds", 1, "--strategies", "none,pull-colour",
+                     "--scales", "0,30", cwd=tmp_path))
+    assert [line.split()[:2] for line in lines[1:5]] == [["none", "-"], ["pull-colour", "0"], ["pull-colour", "2"],
+                                                         ["pull-colour", "30"]]
 
 
 @pytest.mark.slow
@@ -285,9 +286,10 @@ def test_demo_api(plugin_dir, example_registry, monkeypatch):
         settings = read_settings(Image.open(images[0]["image"]))
         assert settings["guidance"] == "pull-colour" and settings["guidance_params"]["pull"] == 30.0
         _, scores, grid = client.predict(PROMPT, seed=3, steps=3, sweep="0, 30", strategies="none, pull-colour",
-                                         api_name="/compare")
-        assert [e["guidance"] for e in scores["entries"]] == ["none", "pull-colour"]
-        assert grid is not None  # the plugin's declared scale was swept
+                                         seeds=1, api_name="/compare")
+        # The plugin's declared scale was swept: a row per scale.
+        assert [(r["guidance"], r["scale"]) for r in scores["rows"]] == [
+            ("none", None), ("pull-colour", 0.0), ("pull-colour", 2.0), ("pull-colour", 30.0)]
         # The example plugin (installed) and the new built-ins, through the same API.
         images = client.predict(PROMPT, seed=3, steps=4, upsample=False, sampler="trailing-ddim", guidance="apg",
                                 plugin_params='{"eta": 0.25}', api_name="/generate")

@@ -118,11 +118,13 @@ def test_comparison_settings_from_the_registry():
     compared = ComparisonSettings.create(PROMPT, seed=3, scales={"clip": 10, "classifier-free": 2}, sweep="1, 4")
     assert [n for n, _ in compared.strategies] == ["clip", "classifier-free", "none"]
     every = {"interval": ""}   # (guidance at every step: the default)
-    assert compared.runs() == [("clip", {"guidance_scale": 10.0, **every}),
-                               ("classifier-free", {"guidance_scale": 2.0, **every}), ("none", {}),
-                               ("clip", {"guidance_scale": 1.0, **every}), ("clip", {"guidance_scale": 4.0, **every}),
+    # Each strategy with a scale at its own scale and the sweep's, in order of scale: a row each.
+    assert compared.runs() == [("clip", {"guidance_scale": 1.0, **every}), ("clip", {"guidance_scale": 4.0, **every}),
+                               ("clip", {"guidance_scale": 10.0, **every}),
                                ("classifier-free", {"guidance_scale": 1.0, **every}),
-                               ("classifier-free", {"guidance_scale": 4.0, **every})]
+                               ("classifier-free", {"guidance_scale": 2.0, **every}),
+                               ("classifier-free", {"guidance_scale": 4.0, **every}), ("none", {})]
+    assert compared.seeds == (3, 4, 5, 6)   # four seeds by default, the same in every run
     assert compared.components() == ["base", "clip"]
     only = ComparisonSettings.create(PROMPT, strategies="none, classifier-free")
     assert [n for n, _ in only.strategies] == ["none", "classifier-free"]

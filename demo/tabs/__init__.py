@@ -4,10 +4,10 @@ Handlers only turn widget values into requests for demo.service and show what co
 Sampling events are generators: they stream the queue position, a progress bar per stage and
 live x0 previews, and end with the images (see widgets.run_job).
 """
-from .compare import CompareTab, score_rows, tradeoff_view
+from .compare import CompareTab, rows_html, tradeoff_view
 from .inpaint import SKETCH_STRENGTH, InpaintTab
 from .picker import ModelPicker
 from .text_to_image import IMAGE_TO_IMAGE_STRENGTH, TextToImageTab
 
 __all__ = ["CompareTab", "IMAGE_TO_IMAGE_STRENGTH", "InpaintTab", "ModelPicker", "SKETCH_STRENGTH",
-           "TextToImageTab", "score_rows", "tradeoff_view"]
+           "TextToImageTab", "rows_html", "tradeoff_view"]

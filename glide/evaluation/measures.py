@@ -115,47 +115,113 @@ def load_tradeoff(family) -> Optional[Dict]:
 
 STRATEGY_STYLE = {"classifier-free": ("tab:blue", "o"), "clip": ("tab:orange", "s"), "cfg-rescale": ("tab:purple", "D"),
                   "classifier-free, interval": ("tab:cyan", "v"), "clip, interval": ("tab:red", "P")}
+FONT_SIZE = 12        # pt: the figure is 5.6 in wide; shown 360 px wide (a phone) its smallest text is ~10 px
+SMALL_FONT_SIZE = 11
+# Where a label may go around its point, in points from it (the first that is free wins): a scale's label next to
+# its point; a star's label further out if need be, then with a line to its star.
+_AROUND = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+_LABEL_OFFSETS = [(dx * r, dy * r) for r in (5, 11, 18) for dx, dy in _AROUND]
+_TICKS = (0.5, 0.6, 0.8, 1, 1.5, 2, 3, 4, 6, 8, 10, 15, 20, 30, 40, 60, 100)   # the log axes' labelled values
+_MARK_OFFSETS = _LABEL_OFFSETS + [(dx * r, dy * r) for r in (28, 40, 55, 75) for dx, dy in _AROUND]
 
 
 def tradeoff_figure(report: Dict, marks: Sequence[tuple] = ()):
     """The trade-off report drawn the way the paper draws it: one curve per strategy, each point a
-    scale, fidelity (with its 95% interval) against diversity and against realism error.
+    scale, fidelity (with its 95% interval) against diversity (upper plot) and against realism error
+    (lower plot); the plots are stacked so that the figure stays legible on a phone.
 
-    `marks` are (strategy, scale, label) to mark on the curves (interpolated between measured scales).
+    `marks` are (strategy, scale, label) to mark with a star on the curves (interpolated between
+    measured scales). Labels never overlap: each goes to the first free place around its point, the
+    marks' labels first; a point's scale label that finds no free place is left out.
     Returns a matplotlib Figure, made without pyplot: no display or global backend involved.
     """
-    from matplotlib.figure import Figure  # imported here: only plotting needs matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: only plotting needs matplotlib
+    from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4.2), layout="constrained")
-    axes = figure.subplots(1, 2, sharey=True)
-    for axis, measure, label in ((axes[0], "diversity", "diversity (1 = as varied as the training data)"),
-                                 (axes[1], "realism_error", "realism error (levels of 255 from a clean render)")):
+    figure = Figure(figsize=(5.6, 8.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)   # a renderer to measure the labels with
+    axes = figure.subplots(2, 1, sharey=True)
+    labels = {0: [], 1: []}   # per axis: (priority, text, (x, y), colour, font size)
+    for index, (axis, measure, label) in enumerate((
+            (axes[0], "diversity", "diversity (1 = as varied as the training data)"),
+            (axes[1], "realism_error", "realism error (levels of 255 from a clean render)"))):
         for strategy, points in points_by_strategy(report).items():
             color, marker = STRATEGY_STYLE.get(strategy, ("tab:green", "^"))
             xs = [p[measure] for p in points]
             ys = [100 * p["fidelity"]["rate"] for p in points]
             errors = [[100 * (p["fidelity"]["rate"] - p["fidelity"]["low"]) for p in points],
                       [100 * (p["fidelity"]["high"] - p["fidelity"]["rate"]) for p in points]]
-            axis.errorbar(xs, ys, yerr=errors, color=color, marker=marker, capsize=2, label=strategy)
-            for p, x, y in zip(points, xs, ys):
-                axis.annotate(f"{p['scale']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
-                              color=color)
+            axis.errorbar(xs, ys, yerr=errors, color=color, marker=marker, markersize=5, capsize=2,
+                          label=strategy if index == 0 else None)
+            labels[index] += [(1, f"{p['scale']:g}", (x, y), color, SMALL_FONT_SIZE) for p, x, y in zip(points, xs, ys)]
             for mark_strategy, scale, text in marks:
                 if mark_strategy == strategy and len(points) > 1:
                     x, y = interpolate(points, scale, measure), 100 * interpolate(points, scale, "fidelity")
                     axis.plot([x], [y], marker="*", markersize=16, color=color, markeredgecolor="black")
-                    axis.annotate(text, (x, y), textcoords="offset points", xytext=(6, -14), fontsize=9)
-        axis.set_xlabel(label)
+                    labels[index].append((0, text, (x, y), "black", FONT_SIZE))
+        _ratio_scale(axis, [p[measure] for points in points_by_strategy(report).values() for p in points])
+        axis.set_xlabel(label, fontsize=FONT_SIZE)
+        axis.set_ylabel("fidelity: % of scenes fully right", fontsize=FONT_SIZE)
+        axis.tick_params(labelsize=SMALL_FONT_SIZE)
         axis.grid(alpha=0.3)
     axes[0].axvline(1.0, color="gray", linestyle="--", linewidth=1)
-    axes[0].annotate("training data", (1.0, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=8,
-                     color="gray", xytext=(3, 0), textcoords="offset points")
-    axes[0].set_ylabel("fidelity: % of scenes fully right")
-    axes[0].legend(title="guidance (labels: scale)")
+    axes[0].annotate("training data", (1.0, 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                     fontsize=SMALL_FONT_SIZE, color="gray", xytext=(3, 0), textcoords="offset points")
+    figure.legend(loc="outside lower center", ncols=2, fontsize=SMALL_FONT_SIZE, title_fontsize=SMALL_FONT_SIZE,
+                  title="guidance (point labels: scale; ★ your scales)")
     settings = report["settings"]
-    figure.suptitle(f"shapes family: {settings['sampler']} {settings['steps']}, {report['prompts']} two-shape prompts "
-                    f"x {report['seeds']} seeds per point", fontsize=10)
+    figure.suptitle(f"shapes family: {settings['sampler']} {settings['steps']} steps,\n{report['prompts']} two-shape "
+                    f"prompts x {report['seeds']} seeds per point", fontsize=FONT_SIZE)
+    # Labels go in once the layout is final (they stay inside their plot, so it need not change again).
+    figure.draw_without_rendering()
+    figure.set_layout_engine("none")
+    for index, axis in enumerate(axes):
+        _place_labels(axis, sorted(labels[index], key=lambda item: item[0]))
     return figure
+
+
+def _ratio_scale(axis, values: Sequence[float]) -> None:
+    """A log x axis labelled at round values, where the values allow one (all positive, spanning two round
+    values): the curves crowd at small values, and a ratio scale spreads them."""
+    low, high = min(values), max(values)
+    ticks = [t for t in _TICKS if low <= t <= high]
+    if low <= 0 or len(ticks) < 2:
+        return
+    from matplotlib.ticker import NullFormatter
+
+    axis.set_xscale("log")
+    low, high = axis.get_xlim()
+    ticks = [t for t in _TICKS if low <= t <= high]
+    axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _place_labels(axis, labels: Sequence[tuple]) -> None:
+    """Each (priority, text, point, colour, size) annotated at the first offset around its point where it
+    overlaps no label placed before, no point and nothing else written on the plot, and stays inside it."""
+    from matplotlib.text import Text
+
+    renderer = axis.figure.canvas.get_renderer()
+    inside = axis.get_window_extent(renderer)
+    taken = [text.get_window_extent(renderer) for text in axis.texts]
+    # Points kept clear: each measured point, and each star (drawn larger) with more room around it.
+    points = [(*axis.transData.transform(point), 9 if priority == 0 else 4) for priority, _, point, _, _ in labels]
+    for priority, text, point, color, size in labels:
+        for dx, dy in _MARK_OFFSETS if priority == 0 else _LABEL_OFFSETS:
+            far = abs(dx) > 18 or abs(dy) > 18
+            note = axis.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=size, color=color,
+                                 ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                                 va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                                 arrowprops=dict(arrowstyle="-", color="black", linewidth=0.8) if far else None)
+            note.update_positions(renderer)
+            box = Text.get_window_extent(note, renderer)   # the words alone, not the line to the star
+            clear = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
+                     and not any(box.overlaps(other) for other in taken)
+                     and not any(box.x0 - r < px < box.x1 + r and box.y0 - r < py < box.y1 + r for px, py, r in points))
+            if clear:
+                taken.append(box)
+                break
+            note.remove()
 
 
 def points_by_strategy(report: Dict) -> Dict[str, List[Dict]]:

@@ -122,8 +122,7 @@ def _compare(pipe: Pipeline, compared: ComparisonSettings, report: Report, shoul
         report(run_label(plan[index], index, len(plan), stage), step, total, x0)
 
     entries = pipe.compare(compared, callback=progress, should_stop=should_stop)
-    main = len(compared.strategies)
-    return Compared(compared, entries[:main], entries[main:], sum(e.seconds for e in entries))
+    return Compared(compared, entries, sum(e.seconds for e in entries))
 
 
 def run_label(run: Tuple[str, Dict], index: int, total: int, stage: str) -> str:

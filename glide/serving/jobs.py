@@ -85,18 +85,19 @@ class Inpaint(_ImagesOf):
 
 @dataclass(frozen=True)
 class Compare:
-    """One prompt and seed under several guidance strategies (and a scale sweep); runs alone."""
+    """One prompt under several guidance strategies (and a scale sweep) over the same seeds; runs alone, one
+    batch over its seeds per strategy and scale."""
 
     compared: ComparisonSettings
     kind: ClassVar[str] = "compare"
 
     @property
     def prompts(self) -> Tuple[str, ...]:
-        return (self.compared.prompt,)
+        return self.compared.base.prompts
 
     @property
     def seeds(self) -> Tuple[int, ...]:
-        return (self.compared.seed,)
+        return self.compared.seeds
 
     @property
     def model(self) -> str:

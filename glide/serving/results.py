@@ -27,12 +27,11 @@ class Images:
 
 @dataclass
 class Compared:
-    """A comparison's samples: one per strategy (`entries`), then the sweep's."""
+    """A comparison's samples: one per run and seed, run by run (glide.comparison.rows groups them)."""
 
     compared: ComparisonSettings
     entries: List[Comparison]
-    sweep: List[Comparison]
     seconds: float
 
     def count(self) -> int:
-        return len(self.entries) + len(self.sweep)
+        return len(self.entries)
