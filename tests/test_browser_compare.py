@@ -1,7 +1,8 @@
 """The Compare tab in a browser: a row per strategy over the same seeds, each with its fidelity and spread, no
 "best" where the rows are within noise, a legend for every mark; rows, legend and trade-off plot fit a phone."""
-from browser_support import PROMPT, shot, wait_for
+from browser_support import shot, wait_for
 
+from demo.context import EXAMPLES
 from demo.testing import set_slider
 
 ROWS = "#compare-rows .cmp-row"
@@ -23,7 +24,7 @@ def _overflowing(page, selector: str):
 
 def test_compare_rows_share_the_seeds_and_fit_a_phone(page):
     page.get_by_role("tab", name="Compare").click()
-    assert page.input_value("#compare-prompt textarea") == PROMPT   # starts with an example
+    assert page.input_value("#compare-prompt textarea") == EXAMPLES[2]   # starts with the two-shape example
     page.fill("#compare-seed input", "7")
     set_slider(page, "compare-seeds", 3)
     set_slider(page, "compare-steps", 5)

@@ -117,8 +117,9 @@ class CompareTab:
         with gr.Row(elem_classes="tab-row"):
             with gr.Column(scale=2, elem_classes="controls"):
                 with gr.Column(elem_classes="controls-main"):
+                    # Two shapes: their layout is where CLIP's variety against classifier-free's sameness shows.
                     self.prompt, self.compare_btn, self.stop_btn = ctx.prompt_row(
-                        "Prompt", "Compare", "compare-prompt", "compare-btn", "compare-notice", value=EXAMPLES[0])
+                        "Prompt", "Compare", "compare-prompt", "compare-btn", "compare-notice", value=EXAMPLES[2])
                 with gr.Column(elem_classes="controls-more"):
                     ctx.examples(self.prompt, "compare-words")
                     names = [g["name"] for g in ctx.strategies]
