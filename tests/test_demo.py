@@ -258,9 +258,19 @@ def image_of(item) -> Image.Image:
     return Image.open(path)
 
 
-def test_api_lists_the_three_endpoints(client):
+def test_api_lists_its_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/inpaint", "/compare"}
+    assert set(endpoints) == {"/generate", "/inpaint", "/upscale", "/compare"}
+
+
+def test_upscale(client, tmp_path):
+    from gradio_client import handle_file
+
+    Image.new("RGB", (32, 32), (30, 60, 220)).save(tmp_path / "small.png")
+    images = client.predict(PROMPT, handle_file(str(tmp_path / "small.png")), seed=5, upsample_steps="2",
+                            api_name="/upscale")
+    settings = read_settings(image_of(images[0]))
+    assert image_of(images[0]).size == (128, 128) and (settings["mode"], settings["seed"]) == ("upsample", 5)
 
 
 def test_generate(client):
