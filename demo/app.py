@@ -50,6 +50,9 @@ CSS = """
 #upscale-input img, #upscale-result img, #base-gallery img
     { image-rendering: pixelated; }
 .range-note { margin: 4px 0 0; font-size: var(--text-sm); color: var(--color-accent); }
+/* Thumbnails stay thumbnail-sized: gradio gives a lone result (or history entry) the gallery's whole width. */
+#gallery .grid-container, #history .grid-container
+    { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important; }
 #masked-input img, #inpaint-result img { width: 100%; height: 100%; object-fit: contain; }
 /* The progress bar's own words say the elapsed time and the time left for the whole job (widgets.follow):
    hide gradio's timer beside them, which restarts at every update. */
@@ -64,7 +67,7 @@ CSS = """
   .tab-row .controls-main textarea { min-height: 4.2em; }  /* a prompt wraps here: show two lines of it */
   .tab-row .controls-more { order: 2; }
   .model-row { flex-direction: column !important; }
-  .tabs button[role="tab"] { padding-left: var(--size-2); padding-right: var(--size-2); }  /* four tabs in a row */
+  button[role="tab"] { padding-left: 4px; padding-right: 4px; font-size: var(--text-sm); }  /* four tabs in a row */
 }
 """
 
@@ -82,7 +85,7 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
         gr.Markdown(service.hardware(), elem_id="hardware")
         picker = ModelPicker(service)
         ctx = Context(service, picker.model, described["step_rules"], described["guidance"], device_events)
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:   # on a phone every tab stays in view, none in a menu
             with gr.Tab("Text to image", id="generate"):
                 text_to_image = TextToImageTab(ctx)
             with gr.Tab("Inpainting", id="inpaint"):

@@ -54,11 +54,12 @@
   });
 
   // -------------------------------------------------------------------------------------- whole-factor scaling
-  const PIXELATED = "#preview img, #gallery img, #history img, #upscale-result img, #upscale-input img";
+  // The large views only: a gallery's thumbnails keep gradio's own sizes (demo.app's CSS keeps them small).
+  const LARGE = "#preview img, #gallery img, #upscale-result img, #upscale-input img";
 
   function fitWhole(img) {
     const box = img.parentElement;
-    if (!box || !img.naturalWidth) return;
+    if (!box || !img.naturalWidth || img.closest(".thumbnail-item")) return;
     const room = Math.min(box.clientWidth / img.naturalWidth,
                           (box.clientHeight || Infinity) / img.naturalHeight);
     if (!Number.isFinite(room) || room <= 0) return;
@@ -71,7 +72,7 @@
   }
 
   document.addEventListener("load", (e) => {
-    if (e.target instanceof HTMLImageElement && e.target.matches(PIXELATED)) fitWhole(e.target);
+    if (e.target instanceof HTMLImageElement && e.target.matches(LARGE)) fitWhole(e.target);
   }, true);
-  window.addEventListener("resize", () => document.querySelectorAll(PIXELATED).forEach(fitWhole));
+  window.addEventListener("resize", () => document.querySelectorAll(LARGE).forEach(fitWhole));
 })();

@@ -8,7 +8,14 @@ from PIL import Image
 
 from demo.service import DemoService
 from demo.tabs.history import history_items, with_results
-from demo.tabs.text_to_image import CUSTOM, DEFAULTS, negative_notice, preset_info, restore_settings
+from demo.tabs.text_to_image import (
+    CUSTOM,
+    DEFAULTS,
+    negative_notice,
+    preset_holds,
+    preset_info,
+    restore_settings,
+)
 from demo.widgets import follow, queue_words
 from glide.families import FAMILIES
 from glide.serving.jobs import Generate, Job
@@ -83,6 +90,19 @@ def test_the_preset_help_describes_the_choice_it_shows():
     assert "DPM-Solver++(3M)" in preset_info("fast")
     assert "DPM-Solver++(3M)" not in preset_info(DEFAULTS) and "model's own defaults" in preset_info(DEFAULTS)
     assert preset_info(CUSTOM).startswith("Your own settings")
+
+
+def test_the_preset_holds_until_a_control_it_set_shows_another_value():
+    limits = GenerationSettings.create(PROMPT, seed=0).limits
+    fast = dict(sampler="dpm++3m", steps=6.0, upsample_sampler="ddim", upsample_steps="4", deep_cache=3,
+                upsample_deep_cache=2, interval="0.28,5.42")
+    assert preset_holds("fast", "shapes", "classifier-free", fast, limits)
+    assert not preset_holds("fast", "shapes", "classifier-free", {**fast, "steps": 30}, limits)
+    assert not preset_holds("fast", "shapes", "classifier-free", {**fast, "interval": ""}, limits)
+    defaults = dict(sampler="dpm++2m", steps=10, upsample_sampler="ddim", upsample_steps="8", deep_cache=0,
+                    upsample_deep_cache=0, interval="")
+    assert preset_holds(DEFAULTS, "shapes", "classifier-free", defaults, limits)   # typing the same value again
+    assert not preset_holds(CUSTOM, "shapes", "classifier-free", defaults, limits)
 
 
 def test_restoring_recorded_settings_says_what_this_tab_cannot_set():

@@ -1,6 +1,6 @@
 """The Text to image tab: prompt, plugins, seed, batch, upsampling, image to image; a gallery of results and
 this session's history."""
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 import gradio as gr
 
@@ -44,6 +44,25 @@ def preset_info(name: str) -> str:
     if name in PRESETS:
         return f"Sets the controls below to {name}: {PRESETS[name].description}."
     return "Sets the controls below to the model's own defaults (its fastest settings measured as good as slower ones)."
+
+
+def preset_holds(name: str, model: str, guidance: str, shown: Dict[str, Any], limits: Limits) -> bool:
+    """Whether the controls still show every value the preset `name` (DEFAULTS: the model's defaults) sets:
+    `shown` holds the controls' values by setting name (sampler, steps, ...; guidance parameters by theirs)."""
+    if name not in PRESETS and name != DEFAULTS:
+        return False
+    chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=limits,
+                                       preset=None if name == DEFAULTS else name)
+    expected = {key: getattr(chosen, key) for key in
+                ("sampler", "steps", "upsample_sampler", "upsample_steps", "deep_cache", "upsample_deep_cache")}
+    expected.update({k: v for k, v in chosen.guidance_params.items() if k in shown})
+
+    def same(a, b) -> bool:   # a slider may say 10.0 for 10, a dropdown "8" for 8
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+    return all(same(shown.get(k), v) for k, v in expected.items())
 
 
 def negative_notice(negative: str, guidance: str) -> str:
@@ -290,12 +309,25 @@ class TextToImageTab:
                                    self.upsample_deep_cache, self.rules.dropdown,
                                    *self.rules.widgets, self.guidance.dropdown, *self.guidance.widgets],
                           queue=False, **PRIVATE)
-        # A person changing a control a preset sets makes the settings their own: the label stops naming the preset.
-        # (`input`, not `change`: the preset's own updates and a restore do not count.)
-        preset_controls = [self.steps, self.rules.dropdown, *self.rules.widgets, self.upsample_rule,
-                           self.upsample_steps, self.deep_cache, self.upsample_deep_cache,
-                           *(c for _, param, c in self.guidance.controls if param in preset_params)]
-        gr.on([c.input for c in preset_controls], lambda: gr.update(value=CUSTOM, info=preset_info(CUSTOM)),
+        # A person setting a control a preset sets to another value makes the settings their own: the label stops
+        # naming the preset. (`input`, not `change`: the preset's own updates and a restore do not count.)
+        by_setting = {self.steps: "steps", self.rules.dropdown: "sampler", self.upsample_rule: "upsample_sampler",
+                      self.upsample_steps: "upsample_steps", self.deep_cache: "deep_cache",
+                      self.upsample_deep_cache: "upsample_deep_cache"}
+
+        @user_errors
+        def on_preset_control(data):
+            strategy = data[self.guidance.dropdown]
+            shown = {name: data[c] for c, name in by_setting.items()}
+            shown.update({param: data[c] for plugin, param, c in self.guidance.controls
+                          if plugin == strategy and param in preset_params})
+            if preset_holds(data[self.preset], data[ctx.model], strategy, shown, ctx.limits):
+                return gr.skip()
+            return gr.update(value=CUSTOM, info=preset_info(CUSTOM))
+
+        guidance_preset_controls = [c for _, param, c in self.guidance.controls if param in preset_params]
+        gr.on([c.input for c in [*by_setting, *guidance_preset_controls]], on_preset_control,
+              inputs={self.preset, ctx.model, self.guidance.dropdown, *by_setting, *guidance_preset_controls},
               outputs=self.preset, queue=False, show_progress="hidden", **PRIVATE)
         # Choosing a model sets its defaults (ModelPicker.wire): the label says so.
         ctx.model.input(lambda: gr.update(value=DEFAULTS, info=preset_info(DEFAULTS)), outputs=self.preset,
