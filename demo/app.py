@@ -80,8 +80,8 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
     device_events = dict(concurrency_limit=concurrency * service.limits.max_batch, concurrency_id="device")
     with gr.Blocks(title="GLIDE demo", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# GLIDE\nText-conditional diffusion with guidance ([paper](https://arxiv.org/abs/2112.10741)). "
-                    "Images are PNGs that remember their settings: drop one on *Restore settings from an image* "
-                    "(under the prompt), or click one in the *History*, to restore them. Esc stops a running job.")
+                    "Images are PNGs that remember their settings: drop one on *Restore settings* (under the prompt), "
+                    "or click one in the *History*, to restore them. Esc stops a running job.")
         gr.Markdown(service.hardware(), elem_id="hardware")
         picker = ModelPicker(service)
         ctx = Context(service, picker.model, described["step_rules"], described["guidance"], device_events)

@@ -92,8 +92,8 @@ def test_clicking_a_history_image_restores_its_settings(page):
     page.fill("#seed input", "456")
     page.fill("#negative textarea", "a green square")
     generate(page, steps=5)
+    page.wait_for_function("document.querySelectorAll('#history img').length === 2")   # newest first
     history = page.locator("#history img")
-    assert history.count() == 2                                   # newest first
     history.nth(1).click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('Restored the settings of seed 123')")
     assert page.locator("#seed input").input_value() == "123"
