@@ -288,6 +288,9 @@ class DemoService:
 
 def settings_summary(settings: Dict) -> str:
     """One line describing how an image was made (gallery captions)."""
+    if settings.get("mode") == "upsample":   # the upsampler alone: its own settings
+        return (f"seed {settings['seed']} · upsampled: {settings['upsample_sampler']} "
+                f"{settings['upsample_steps']} steps")
     params = {**settings.get("sampler_params", {}), **settings.get("guidance_params", {})}
     extra = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
     return f"seed {settings['seed']} · {settings['sampler']} {settings['steps']} steps · {settings['guidance']}" + (

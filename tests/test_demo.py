@@ -271,6 +271,7 @@ def test_upscale(client, tmp_path):
                             api_name="/upscale")
     settings = read_settings(image_of(images[0]))
     assert image_of(images[0]).size == (128, 128) and (settings["mode"], settings["seed"]) == ("upsample", 5)
+    assert images[0]["caption"] == "seed 5 · upsampled: ddim 2 steps"
 
 
 def test_generate(client):
