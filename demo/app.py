@@ -95,6 +95,7 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
             with gr.Tab("Upscale", id="upscale"):
                 upscale = UpscaleTab(ctx)
         text_to_image.send_to(inpaint, tabs)
+        text_to_image.send_to_upscale(upscale, tabs)
         picker.wire(demo, text_to_image.follow_defaults() + inpaint.follow_defaults() + compare.follow_defaults()
                     + upscale.follow_defaults())
         add_api(ctx)

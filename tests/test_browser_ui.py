@@ -1,7 +1,7 @@
 """The demo's first hour in a real browser: what the status line, the PNGs and "Reuse last seed" say about a random
 batch agree; a number typed beyond a slider's bounds is said; the preset's label follows the controls; the session's
-history restores settings; Esc stops; the Upscale tab makes an image 4x larger. One short test each (the fixtures
-are in conftest.py, the helpers in browser_support.py)."""
+history restores settings; Esc stops; the selected image goes to the Upscale tab, which makes it 4x larger. One
+short test each (the fixtures are in conftest.py, the helpers in browser_support.py)."""
 import io
 import re
 
@@ -111,17 +111,19 @@ def test_esc_stops_the_running_job(page):
     page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')", timeout=15_000)
 
 
-def test_the_upscale_tab_makes_the_image_4x_larger(page, tmp_path):
+def test_the_selected_image_goes_to_the_upscale_tab_which_makes_it_4x_larger(page):
+    """Generated without the upsampler, sent to Upscale with its prompt and seed, upscaled to the family's 4x."""
     family = FAMILIES["shapes"]
-    small = tmp_path / "small.png"
-    Image.new("RGB", (family.base_size, family.base_size), (40, 50, 200)).save(small)
-    page.get_by_role("tab", name="Upscale").click()
-    page.locator("#upscale-input input[type=file]").set_input_files(str(small))
-    page.fill("#upscale-prompt textarea", "a small red circle on the left on a blue background")
+    page.fill("#seed input", "21")
+    generate(page)
+    page.click("#to-upscale-btn")
+    page.wait_for_selector("#upscale-input img")
+    assert page.locator("#upscale-prompt textarea").input_value() == PROMPT
     page.click("#upscale-btn")
     page.wait_for_function("(document.querySelector('#upscale-status')?.innerText || '').includes('Upscaled')"
                            " || document.querySelector('.toast-body')")
     wait_for(page, "#upscale-result img")
+    assert "seed 21" in page.inner_text("#upscale-status")
     result = fetch_image(page, "#upscale-result img")
     assert result.size == (family.upsample_size, family.upsample_size) == (4 * family.base_size,) * 2
     shot(page, "upscaled")

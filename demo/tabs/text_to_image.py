@@ -28,6 +28,7 @@ from .history import History, history_items, with_results
 
 if TYPE_CHECKING:   # for the annotation only: the tabs do not import each other
     from .inpaint import InpaintTab
+    from .upscale import UpscaleTab
 
 DEFAULTS = "defaults"   # the preset choice that means none: the family's own defaults
 CUSTOM = "custom"       # what the preset choice says once a control it set was changed by hand
@@ -162,8 +163,10 @@ class TextToImageTab:
                 # Final images only (a batch of 8 is 8 thumbnails); the base model's are below when upsampled.
                 self.gallery = gr.Gallery(label="Images", columns=4, height="auto", format="png",
                                           elem_id="gallery", interactive=False)
-                self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm",
-                                                elem_id="to-inpaint-btn")
+                with gr.Row():
+                    self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm",
+                                                    elem_id="to-inpaint-btn")
+                    self.to_upscale_btn = gr.Button("Upscale the selected image", size="sm", elem_id="to-upscale-btn")
                 with gr.Accordion("Base images (before upsampling)", open=False, visible=False) as self.base_box:
                     self.base_gallery = gr.Gallery(show_label=False, columns=4, height="auto", format="png",
                                                    elem_id="base-gallery", interactive=False)
@@ -172,6 +175,7 @@ class TextToImageTab:
                 self.history = History()
         self.last_seed = gr.State(None)
         self.result_paths = gr.State([])     # what the gallery shows, in its order
+        self.base_paths = gr.State([])       # the base model's image of each
         self.result_settings = gr.State([])  # the settings of each, in the same order
         self.selected = gr.State(0)          # the gallery item last clicked
         self._wire()
@@ -217,7 +221,8 @@ class TextToImageTab:
                    self.preview: gr.update(visible=False, value=None),
                    self.base_gallery: gallery_items(out.base_images, out.settings) if upsampled else None,
                    self.base_box: gr.update(visible=upsampled),
-                   self.result_paths: out.images, self.result_settings: out.settings,
+                   self.result_paths: out.images, self.base_paths: out.base_images,
+                   self.result_settings: out.settings,
                    self.selected: 0, self.last_seed: first, self.settings_view: out.settings[0],
                    self.history.entries: entries, self.history.gallery: history_items(entries),
                    self.status: f"{len(out.images)} image(s) in {out.seconds:.1f} s · seed {seeds}"}
@@ -230,6 +235,7 @@ class TextToImageTab:
         # The progress bar covers the gallery, not the live preview it would hide.
         gr.on([self.generate_btn.click, self.prompt.submit], on_generate, inputs=inputs,
               outputs=[self.status, self.preview, self.gallery, self.base_gallery, self.base_box, self.result_paths,
+                       self.base_paths,
                        self.result_settings, self.selected, self.last_seed, self.settings_view, self.history.entries,
                        self.history.gallery],
               show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
@@ -358,3 +364,20 @@ class TextToImageTab:
 
         self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt, self.ctx.model],
                                   outputs=[inpaint.painter, inpaint.prompt, tabs], **PRIVATE)
+
+    def send_to_upscale(self, upscale: "UpscaleTab", tabs: gr.Tabs):
+        """One click puts the selected image's base image (what the upsampler takes), its prompt and its upsampler
+        settings into the Upscale tab and opens it."""
+
+        def on_send(paths, settings, index):
+            if not paths:
+                warn("Generate an image first, then select it in the gallery.")
+                return [gr.skip()] * 8
+            index = min(index or 0, len(paths) - 1)
+            made = settings[index]
+            return (paths[index], made["prompt"], made["upsample_sampler"], str(made["upsample_steps"]),
+                    made["upsample_temp"], made["upsample_deep_cache"], made["seed"], gr.Tabs(selected="upscale"))
+
+        self.to_upscale_btn.click(on_send, inputs=[self.base_paths, self.result_settings, self.selected],
+                                  outputs=[upscale.image, upscale.prompt, upscale.rule, upscale.steps, upscale.temp,
+                                           upscale.deep_cache, upscale.seed, tabs], **PRIVATE)
