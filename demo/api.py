@@ -1,6 +1,6 @@
-"""The demo's API for gradio_client: /generate, /inpaint and /compare, with plain inputs and image outputs.
+"""The demo's API for gradio_client: /generate, /inpaint, /upscale and /compare, with plain inputs and image outputs.
 
-Each endpoint needs only its prompt (plus image and mask for /inpaint); everything else has a
+Each endpoint needs only its prompt (plus image and mask for /inpaint, an image for /upscale); everything else has a
 default. The endpoints use their own hidden components, so the UI's richer events (previews,
 progress, plugin controls) can change without breaking clients:
 
@@ -8,6 +8,7 @@ progress, plugin controls) can change without breaking clients:
     client = Client("http://127.0.0.1:7860/")
     images = client.predict("a small red circle on the left on a blue background", api_name="/generate")
     images = client.predict(prompt, handle_file("in.png"), handle_file("mask.png"), api_name="/inpaint")
+    images = client.predict(prompt, handle_file("small.png"), api_name="/upscale")
     images, scores, grid = client.predict(prompt, seeds=4, sweep="1, 3, 5", api_name="/compare")
     images, scores, grid = client.predict(prompt, strategies="classifier-free, my-plugin", api_name="/compare")
 
@@ -24,11 +25,11 @@ from glide import comparison
 from glide.declarations import Setting, for_mode
 from glide.errors import InputError
 from glide.families import get_family
-from glide.settings import COMPARE_SEEDS
+from glide.settings import COMPARE_SEEDS, ignored_negative_prompt
 
 from .context import Context
 from .service import settings_summary
-from .widgets import answer, caller, user_errors
+from .widgets import answer, caller, user_errors, warn
 
 
 def parse_plugin_params(text) -> Dict:
@@ -68,8 +69,8 @@ def uploaded(value, name: str) -> Optional[str]:
     """The server-side path of a file input's raw value, or an InputError for a plain path string."""
     if isinstance(value, str):
         raise InputError(f"{name} is a plain string ({value[:80]!r}); give files with gradio_client's "
-                         f"handle_file, e.g. client.predict(prompt, handle_file(\"in.png\"), "
-                         "handle_file(\"mask.png\"), api_name=\"/inpaint\"), which uploads them")
+                         f"handle_file, which uploads them: e.g. client.predict(prompt, handle_file(\"in.png\"), "
+                         "handle_file(\"mask.png\"), api_name=\"/inpaint\")")
     return value["path"] if value else None
 
 
@@ -117,13 +118,14 @@ def _endpoint(run, leading, settings, doc: str):
 
 
 def add_api(ctx: Context) -> None:
-    """Hidden components and the three named endpoints (call inside the Blocks)."""
+    """Hidden components and the four named endpoints (call inside the Blocks)."""
     service = ctx.service
-    generate_settings, inpaint_settings = for_mode("generate"), for_mode("inpaint")
+    generate_settings, inpaint_settings, upscale_settings = for_mode("generate"), for_mode("inpaint"), for_mode("upsample")
     with gr.Column(visible=False):
         prompt = gr.Textbox(label="prompt")
         # One input per setting, shared by the endpoints that take it (/compare's seed, steps, sampler and model too).
-        inputs = {s.name: _setting_input(s, ctx) for s in (*generate_settings, *inpaint_settings, *for_mode("compare"))}
+        inputs = {s.name: _setting_input(s, ctx)
+                  for s in (*generate_settings, *inpaint_settings, *upscale_settings, *for_mode("compare"))}
         # Files rather than gr.Image: a broken upload then reaches our handler, which says what is wrong.
         image = file_input("image")
         mask = file_input("mask (white: the region to replace)")
@@ -137,17 +139,19 @@ def add_api(ctx: Context) -> None:
         images = gr.Gallery(format="png", label="images")
         scores = gr.JSON(label="scores")
         grid = gr.Image(format="png", label="grid", type="filepath")
-        generate_btn, inpaint_btn, compare_btn = gr.Button(), gr.Button(), gr.Button()
+        generate_btn, inpaint_btn, upscale_btn, compare_btn = gr.Button(), gr.Button(), gr.Button(), gr.Button()
 
 
     def images_of(out):
         return [(p, settings_summary(s)) for p, s in zip(out.images, out.settings)]
 
     def warn_about(prompt, settings):
-        """A prompt the model cannot draw gets a warning, as the UI's notice and the CLI say it."""
-        warning = get_family(settings.get("model") or service.default_model).prompt_warning(prompt)
-        if warning:
-            gr.Warning(warning)
+        """A prompt the model cannot draw, or a negative prompt the guidance ignores, gets a warning, as the
+        UI's notices and the CLI say it."""
+        for warning in (get_family(settings.get("model") or service.default_model).prompt_warning(prompt),
+                        ignored_negative_prompt(settings.get("negative_prompt"), settings.get("guidance"))):
+            if warning:
+                warn(warning)
 
     def generate(prompt, settings, request):
         warn_about(prompt, settings)
@@ -162,6 +166,13 @@ def add_api(ctx: Context) -> None:
         warn_about(prompt, settings)
         req = service.sample_request(prompt, mode="inpaint", **settings)
         out = answer(service.submit_inpaint(req, image, mask, **caller(service, request)))
+        return images_of(out)
+
+    def upscale(prompt, image, settings, request):
+        image = uploaded(image, "image")
+        warn_about(prompt, settings)
+        req = service.sample_request(prompt, mode="upsample", **settings)
+        out = answer(service.submit_upsample(req, [image], **caller(service, request)))
         return images_of(out)
 
     # The settings' order is their declaration order, new ones last: clients passing the earlier ones by
@@ -179,6 +190,12 @@ def add_api(ctx: Context) -> None:
         inputs=[prompt, image, mask, *(inputs[s.name] for s in inpaint_settings)],
         # Raw values (preprocess=False), so that the handler sees a plain path and names the problem.
         outputs=images, api_name="inpaint", preprocess=False, **ctx.device_events)
+    upscale_btn.click(
+        _endpoint(upscale, ["prompt", "image"], upscale_settings,
+                  "Upscaling: the model's upsampler on `image` (centre-cropped and resized to the base size), "
+                  "described by the prompt; give the file with gradio_client.handle_file."),
+        inputs=[prompt, image, *(inputs[s.name] for s in upscale_settings)],
+        outputs=images, api_name="upscale", preprocess=False, **ctx.device_events)
 
     @user_errors
     def compare(prompt, seed=None, steps=None, sampler=None, clip_scale="", cfg_scale="", upsample=False, sweep="",

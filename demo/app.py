@@ -1,4 +1,4 @@
-"""The Gradio demo: text to image, inpainting and a guidance comparison on one shared model.
+"""The Gradio demo: text to image, inpainting, a guidance comparison and upscaling on one shared model.
 
     python app.py [--host H] [--port P] [--model shapes] [--device cuda] [--max-batch 8] ...
     python app.py --backend ray --replicas 2 [--gpus-per-replica 1] [--ray-address auto]   # on Ray Serve
@@ -8,8 +8,9 @@
 parses the command line and serves it, mounted in a FastAPI app beside /healthz and /metrics
 (demo.server), under --root-path behind a reverse proxy. The UI only turns widget values into requests for
 demo.service and shows what comes back; the service owns validation, queueing, batching and the
-pipeline. Three API endpoints with plain inputs — /generate, /inpaint and /compare — serve
-gradio_client users; every other event is private to the page.
+pipeline. Four API endpoints with plain inputs — /generate, /inpaint, /upscale and /compare — serve
+gradio_client users; every other event is private to the page. demo/page.js adds the page's own behaviour
+(Esc stops, out-of-range numbers said, small images scaled by whole factors).
 """
 import argparse
 import atexit
@@ -38,14 +39,21 @@ from .context import Context  # noqa: E402
 from .imaging import MAX_UPLOAD_BYTES  # noqa: E402
 from .server import WebServer, create_app  # noqa: E402
 from .service import DEMO_LIMITS, DemoService  # noqa: E402
-from .tabs import CompareTab, InpaintTab, ModelPicker, TextToImageTab  # noqa: E402
+from .tabs import CompareTab, InpaintTab, ModelPicker, TextToImageTab, UpscaleTab  # noqa: E402
 from .tabs.compare import CSS as COMPARE_CSS  # noqa: E402
 from .users import trusted_networks  # noqa: E402
 
-# Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling.
+PAGE_JS = (Path(__file__).parent / "page.js").read_text()
+# Samples are small (32 px base): show their pixels sharp rather than blurred by the browser's scaling
+# (demo/page.js scales the large ones by whole factors).
 CSS = """
-#preview img, #gallery img, #masked-input img, #inpaint-result img
+#preview img, #gallery img, #masked-input img, #inpaint-result img, #history img, #upscale-input img,
+#upscale-result img, #base-gallery img
     { image-rendering: pixelated; }
+.range-note { margin: 4px 0 0; font-size: var(--text-sm); color: var(--color-accent); }
+/* Thumbnails stay thumbnail-sized: gradio gives a lone result (or history entry) the gallery's whole width. */
+#gallery .grid-container, #history .grid-container
+    { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important; }
 #masked-input img, #inpaint-result img { width: 100%; height: 100%; object-fit: contain; }
 /* The progress bar's own words say the elapsed time and the time left for the whole job (widgets.follow):
    hide gradio's timer beside them, which restarts at every update. */
@@ -60,6 +68,7 @@ CSS = """
   .tab-row .controls-main textarea { min-height: 4.2em; }  /* a prompt wraps here: show two lines of it */
   .tab-row .controls-more { order: 2; }
   .model-row { flex-direction: column !important; }
+  button[role="tab"] { padding-left: 4px; padding-right: 4px; font-size: var(--text-sm); }  /* four tabs in a row */
 }
 """ + COMPARE_CSS   # each tab's own rules after the shared ones
 
@@ -72,19 +81,24 @@ def build_demo(service: DemoService, *, concurrency: int = 1, queue_size: int = 
     device_events = dict(concurrency_limit=concurrency * service.limits.max_batch, concurrency_id="device")
     with gr.Blocks(title="GLIDE demo", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# GLIDE\nText-conditional diffusion with guidance ([paper](https://arxiv.org/abs/2112.10741)). "
-                    "Images are PNGs that remember their settings: drop one back in to restore them.")
+                    "Images are PNGs that remember their settings: drop one on *Restore settings* (under the prompt), "
+                    "or click one in the *History*, to restore them. Esc stops a running job.")
         gr.Markdown(service.hardware(), elem_id="hardware")
         picker = ModelPicker(service)
         ctx = Context(service, picker.model, described["step_rules"], described["guidance"], device_events)
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:   # on a phone every tab stays in view, none in a menu
             with gr.Tab("Text to image", id="generate"):
                 text_to_image = TextToImageTab(ctx)
             with gr.Tab("Inpainting", id="inpaint"):
                 inpaint = InpaintTab(ctx)
-            with gr.Tab("Compare", id="compare"):  # short labels: all three tabs fit on a phone
+            with gr.Tab("Compare", id="compare"):  # short labels: all four tabs fit on a phone
                 compare = CompareTab(ctx)
+            with gr.Tab("Upscale", id="upscale"):
+                upscale = UpscaleTab(ctx)
         text_to_image.send_to(inpaint, tabs)
-        picker.wire(demo, text_to_image.follow_defaults() + inpaint.follow_defaults() + compare.follow_defaults())
+        text_to_image.send_to_upscale(upscale, tabs)
+        picker.wire(demo, text_to_image.follow_defaults() + inpaint.follow_defaults() + compare.follow_defaults()
+                    + upscale.follow_defaults())
         add_api(ctx)
     # Threads for the handlers: every request in flight holds one while it waits for its job.
     demo.max_threads = max(40, 2 * concurrency * service.limits.max_batch + 8)
@@ -176,7 +190,7 @@ def web_app(args: argparse.Namespace, service: DemoService, concurrency: int) ->
     return create_app(demo, service.backend, trusted_proxies=args.trusted_proxy, server_name=args.host, server_port=args.port,
                       auth=[tuple(a.split(":", 1)) for a in args.auth] or None, root_path=args.root_path or None,
                       allowed_paths=[str(service.out_dir)], max_file_size=MAX_UPLOAD_BYTES, show_error=False, css=CSS,
-                      theme=gr.themes.Soft())
+                      head=f"<script>{PAGE_JS}</script>", theme=gr.themes.Soft())
 
 
 def main(argv=None) -> None:

@@ -48,12 +48,13 @@ class Context:
 
     def prompt_row(self, label: str, action: str, prompt_id: str, button_id: str, notice_id: str,
                    stop_id: Optional[str] = None, value: Optional[str] = None):
-        """The top of every tab: the prompt box, its out-of-grammar notice, the run and Stop buttons."""
+        """The top of every tab: the prompt box, its out-of-grammar notice, the run and Stop buttons (Esc presses the
+        Stop of the tab in view)."""
         prompt = gr.Textbox(value, label=label, placeholder=PLACEHOLDER, elem_id=prompt_id, **PROMPT_BOX)
         self.grammar_notice(prompt, notice_id)
         with gr.Row():
             run = gr.Button(action, variant="primary", elem_id=button_id)
-            stop = gr.Button("Stop", variant="stop", elem_id=stop_id)
+            stop = gr.Button("Stop", variant="stop", elem_id=stop_id, elem_classes="stop-job")  # Esc: demo/page.js
         return prompt, run, stop
 
     def grammar_notice(self, prompt: gr.Textbox, elem_id: str) -> gr.Markdown:

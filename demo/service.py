@@ -30,7 +30,7 @@ from glide.pipeline import load_pipeline
 from glide.pngmeta import save_png
 from glide.precision import choose_precision, resolve_device
 from glide.serving.backend import Backend, BackendOptions, create_backend
-from glide.serving.jobs import Compare, Generate, Inpaint, Job, Payload
+from glide.serving.jobs import Compare, Generate, Inpaint, Job, Payload, Upsample
 from glide.serving.results import Compared, Images
 from glide.settings import ComparisonSettings, GenerationSettings, Limits
 
@@ -205,6 +205,19 @@ class DemoService:
         self.require(settings.model, settings.components())
         return self._submit(Inpaint(settings, image, mask), session, user, previews)
 
+    def submit_upsample(self, settings: GenerationSettings, images: Sequence, session: Optional[str] = None,
+                        user: Optional[str] = None, previews: bool = False) -> Job:
+        """The upsampler alone on `images` (uploads: paths or PIL images), one per prompt of `settings`; each is
+        centre-cropped and resized to the base size, and comes back `upsample_size / base_size` times larger."""
+        settings = replace(settings, mode="upsample")
+        opened = tuple(self.open_image(image, "image") for image in images if image is not None)
+        if not opened:
+            raise InputError("give an image to upscale")
+        if len(opened) != len(settings):
+            raise InputError(f"give one prompt per image: got {len(opened)} image(s) and {len(settings)} prompt(s)")
+        self.require(settings.model, settings.components())
+        return self._submit(Upsample(settings, opened), session, user, previews)
+
     def submit_compare(self, compared: ComparisonSettings, session: Optional[str] = None,
                        user: Optional[str] = None, previews: bool = False) -> Job:
         self.require(compared.base.model, compared.components())
@@ -281,6 +294,9 @@ class DemoService:
 
 def settings_summary(settings: Dict) -> str:
     """One line describing how an image was made (gallery captions)."""
+    if settings.get("mode") == "upsample":   # the upsampler alone: its own settings
+        return (f"seed {settings['seed']} · upsampled: {settings['upsample_sampler']} "
+                f"{settings['upsample_steps']} steps")
     params = {**settings.get("sampler_params", {}), **settings.get("guidance_params", {})}
     extra = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
     return f"seed {settings['seed']} · {settings['sampler']} {settings['steps']} steps · {settings['guidance']}" + (

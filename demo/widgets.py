@@ -29,6 +29,7 @@ USER_ERRORS = (UserError, ServerError)
 # UI events are for the page only; the API has its own plain endpoints (demo.api).
 PRIVATE = dict(api_visibility="private")
 STAGE_TITLES = {"base": "Base model", "upsample": "Upsampler"}
+TOAST_S = 6   # how long a warning toast stays (gradio's default, 10 s, lets a few quick ones pile up)
 # On /metrics (glide_internal_errors_total): a server that works keeps it at 0, so operators can alert on it.
 INTERNAL_ERRORS = Counter("glide_internal_errors", "Handler failures that are bugs in the server, each logged "
                           "with its traceback", ["handler"])
@@ -261,6 +262,8 @@ def planned_steps(job) -> List[int]:
     compared = job.payload.compared if isinstance(job.payload, Compare) else None
     settings = compared.base if compared else job.payload.settings
     length = FAMILIES[settings.model].diffusion_steps
+    if settings.mode == "upsample":   # the upsampler alone, on given images
+        return [step_count(settings.upsample_steps, length)]
     stages = [step_count(settings.steps, length)]
     if settings.upsample:
         stages.append(step_count(settings.upsample_steps, length))
@@ -303,21 +306,30 @@ class JobProgress:
                 + (f", about {_duration(left)} left" if self.done < self.total else ""))
 
 
+def queue_words(running: int, waiting: int) -> str:
+    """Where a waiting job stands, the same words for every user: the jobs running now and those waiting before
+    it are all "ahead of yours"."""
+    ahead = running + waiting
+    if not ahead:
+        return "Starting…"
+    parts = [f"{n} {what}" for n, what in ((running, "running"), (waiting, "waiting")) if n]
+    return f"Waiting for the device: {ahead} job{'s' if ahead > 1 else ''} ahead of yours ({', '.join(parts)})."
+
+
 def follow(job, progress: gr.Progress, status, preview):
     """Yield UI updates while a job waits and runs: queue position, one progress bar for the whole job (all
     stages) with elapsed time and time left, the same in words on the status line, and x0 previews.
 
     Raises Cancelled once the user pressed Stop (run_job shows "stopped").
     """
-    last_ahead, bar, said = None, JobProgress(planned_steps(job)), 0.0
+    last_words, bar, said = None, JobProgress(planned_steps(job)), 0.0
     for event in job.stream():
         if event is None:
             if not job.started.is_set():
-                ahead = job.ahead()
-                if ahead != last_ahead:
-                    last_ahead = ahead
-                    yield {status: f"Waiting for the device: {ahead} request(s) ahead of yours."
-                                   if ahead else "Starting…"}
+                words = queue_words(job.running_before(), job.ahead())
+                if words != last_words:
+                    last_words = words
+                    yield {status: words}
             continue
         bar.update(event.stage, event.step, event.total)
         title = stage_title(event.stage)
@@ -373,9 +385,14 @@ def answer(job):
     return job.wait(still_wanted=client_connected())
 
 
+def warn(message: str, title: str = "Warning") -> None:
+    """A warning toast that goes by itself after TOAST_S seconds, so that old ones do not pile up."""
+    gr.Warning(message, title=title, duration=TOAST_S)
+
+
 def refuse(exc: Exception) -> None:
     """Say what is wrong with a request as a warning toast, leaving the page's results as they are."""
-    gr.Warning(html.escape(str(exc), quote=False), title="Please check the input")
+    warn(html.escape(str(exc), quote=False), title="Please check the input")
 
 
 def gallery_items(paths: List[str], settings: List[Dict]) -> list:

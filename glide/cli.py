@@ -178,11 +178,14 @@ def _settings(args, mode: str, prompts: List[str]):
     keeps the PNG's value, or else takes the model's default (all defaults and checks are the settings')."""
     from samplers import get_registry
 
-    from .settings import GenerationSettings
+    from .settings import GenerationSettings, ignored_negative_prompt
 
     saved = _saved_settings(args, mode)
     flags = _flags(args, mode)
     _warn_about_prompts(prompts, flags.get("model") or saved.get("model"))
+    ignored = ignored_negative_prompt(flags.get("negative_prompt"), flags.get("guidance", saved.get("guidance")))
+    if ignored:
+        print(f"warning: {ignored}", file=sys.stderr)
     if args.guidance_scale is not None:  # a flag that would silently do nothing is a mistake worth saying
         strategy = get_registry().guidance_strategy(flags.get("guidance", saved.get("guidance", DEFAULT_GUIDANCE)))
         if getattr(strategy, "scale", None) is None:

@@ -89,7 +89,8 @@ def _plain(number: float) -> str:
 
 SETTINGS: Tuple[Setting, ...] = (
     # The order is the demo API's positional order after its prompt (and image, mask): append, never insert.
-    Setting("negative_prompt", "text", "what classifier-free guidance steers away from", "Negative prompt",
+    Setting("negative_prompt", "text", "what classifier-free guidance steers away from (CLIP and unguided "
+            "sampling ignore it, and the images then record none)", "Negative prompt",
             fallback=""),
     Setting("seed", "int", "seed of the first image; image i uses seed + i; -1 also means random",
             "Seed", modes=MODES, unset="random, recorded in each PNG", lo=-1, hi=MAX_SEED),

@@ -49,7 +49,7 @@ from .images import image_digest
 from .respace import space_timesteps
 
 __all__ = ["MAX_DEEP_CACHE", "MAX_PROMPT_CHARS", "MAX_SEED", "SETTINGS", "UPSAMPLE_TEMP", "UPSAMPLE_TEMP_RANGE",
-           "ComparisonSettings", "GenerationSettings", "Limits", "PRESETS", "Preset"]
+           "ComparisonSettings", "GenerationSettings", "Limits", "PRESETS", "Preset", "ignored_negative_prompt"]
 
 MIN_STEPS = 1
 RANDOM_SEEDS_BELOW = 2 ** 32   # random seeds are drawn shorter than the limit: people read and type them
@@ -294,6 +294,23 @@ def _route(plugin_params: Optional[Dict], rule, strategy) -> Tuple[Dict, Dict]:
     return to_rule, to_strategy
 
 
+def _reads_negative_prompt(strategy) -> bool:
+    """Whether a guidance strategy reads the negative prompt (a plugin says so by `uses_negative_prompt`)."""
+    return getattr(strategy, "uses_negative_prompt", True)
+
+
+def ignored_negative_prompt(negative_prompt: Optional[str], guidance: Optional[str]) -> str:
+    """Why the negative prompt given will not act with `guidance` (None: the default strategy), for the CLI,
+    the API and the UI to say; empty when it acts or none is given. The settings then record none."""
+    if not isinstance(negative_prompt, str) or not negative_prompt.strip():
+        return ""
+    strategy = samplers.get_registry().guidance_strategy(_given_or(guidance, DEFAULT_GUIDANCE))
+    if _reads_negative_prompt(strategy):
+        return ""
+    return (f"the negative prompt is ignored with {strategy.name!r} guidance (only guidance that runs the model "
+            "without the prompt, such as classifier-free, steers away from it); the images record none")
+
+
 # ---------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -343,7 +360,10 @@ class GenerationSettings:
         prompts = _prompts(self.prompts, limits)
         checked = dict(
             model=family.name, prompts=prompts, seeds=_seeds(self.seeds, len(prompts)),
-            negative_prompt=_text(self.negative_prompt, "negative prompt", required=False),
+            # A negative prompt the strategy never reads is not recorded as if it had been used (the CLI,
+            # the API and the UI say so: ignored_negative_prompt).
+            negative_prompt=_text(self.negative_prompt, "negative prompt", required=False)
+            if _reads_negative_prompt(strategy) else "",
             sampler=rule.name, sampler_params=_plugin_params(rule, self.sampler_params),
             steps=_steps(self.steps, "steps", min(family.default_base_steps, limits.max_steps), limits, family),
             guidance=strategy.name, guidance_params=_plugin_params(strategy, self.guidance_params),

@@ -32,6 +32,7 @@ class NoGuidance:
     params = []
     scale = None
     requires = ()
+    uses_negative_prompt = False
 
     def prepare(self, ctx):
         return Guided(model_fn=lambda x, t, **_: ctx.model(x, t, **ctx.cond_kwargs))
@@ -153,6 +154,7 @@ class ClipGuidance:
               INTERVAL]
     scale = "guidance_scale"
     requires = ("clip",)
+    uses_negative_prompt = False   # steers with the prompt's CLIP embedding; the model runs conditional only
 
     def prepare(self, ctx, guidance_scale=3.0, interval=""):
         interval = noise_interval(interval)

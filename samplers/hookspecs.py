@@ -86,6 +86,9 @@ use exactly these members of `run` (a `samplers.SamplingRun`):
     requires: tuple[str, ...]      components the strategy needs, e.g. ("clip",): a family's own
                                    ("base", "upsample", "clip", ...) or one a plugin provides
                                    through `glide_components`; the pipeline loads each once
+    uses_negative_prompt: bool     optional (default True): False for a strategy that never reads
+                                   ctx.uncond_kwargs, so that a negative prompt given with it is
+                                   dropped from the settings and its user told so
     prepare(ctx: GuidanceContext, **params) -> Guided
 `prepare` runs once per sampling run. `ctx` (a `samplers.GuidanceContext`) gives
     ctx.model(x, t, **kwargs)      the diffusion model: raw output [N, 2C, H, W] (mean channels,

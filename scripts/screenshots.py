@@ -7,13 +7,16 @@ Chromium with Playwright (as tests/test_browser.py does) and writes <tab>.png an
 `make screenshots` runs it; the tests never do, so running them leaves the work tree clean.
 """
 import argparse
+import io
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from PIL import Image  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from demo.testing import CHROMIUM, CHROMIUM_ARGS, set_slider  # noqa: E402
@@ -49,6 +52,22 @@ def fill_tabs(page):
     page.fill("#compare-sweep textarea", "1, 6")
     page.click("#compare-btn")
     page.wait_for_selector("#compare-rows .cmp-row")
+    upscale(page)
+
+
+def upscale(page):
+    """The Upscale tab on the first Text to image result brought down to the base model's 32 px."""
+    page.get_by_role("tab", name="Text to image").click()
+    made = page.request.get(page.locator("#gallery img").first.get_attribute("src")).body()
+    with tempfile.TemporaryDirectory() as folder:
+        small = Path(folder) / "small.png"
+        Image.open(io.BytesIO(made)).convert("RGB").resize((32, 32), Image.LANCZOS).save(small)
+        page.get_by_role("tab", name="Upscale").click()
+        page.locator("#upscale-input input[type=file]").set_input_files(str(small))
+        page.wait_for_selector("#upscale-input img")
+    page.fill("#upscale-prompt textarea", PROMPT)
+    page.click("#upscale-btn")
+    page.wait_for_function("(document.querySelector('#upscale-status')?.innerText || '').includes('Upscaled')")
 
 
 def main(argv=None):
@@ -73,7 +92,7 @@ def main(argv=None):
             for suffix, (width, height) in WIDTHS.items():
                 page.set_viewport_size({"width": width, "height": height})
                 for tab, name in (("Text to image", "text-to-image"), ("Inpainting", "inpainting"),
-                                  ("Compare", "guidance-comparison")):
+                                  ("Compare", "guidance-comparison"), ("Upscale", "upscale")):
                     page.get_by_role("tab", name=tab).click()
                     time.sleep(1.5)
                     page.evaluate("window.scrollTo(0, 0)")

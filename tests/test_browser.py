@@ -62,7 +62,7 @@ def test_generate_shows_one_progress_bar_for_both_stages_and_the_images(page):
     assert any(st.startswith("Upsampler: step 8 of 8 · 100.0%") for st in statuses), statuses[-5:]
     # The status line and the bar say the same thing (the bar adds its percentage).
     assert any(words.startswith(st) for st in statuses for _, words in bars if "step" in st)
-    assert page.locator("#gallery img").count() == 1   # the final image; the base one is in its accordion
+    assert page.locator("#gallery .thumbnail-lg img").count() == 1   # the final image; the base one in its accordion
     page.get_by_text("Base images (before upsampling)").click()
     page.wait_for_selector("#base-gallery img")
     shot(page, "generate-done")
@@ -93,7 +93,7 @@ def test_enter_generates_and_an_empty_prompt_leaves_the_results_in_place(page):
     time.sleep(1)
     assert page.inner_text("#status") == status
     assert page.locator("#gallery img").first.get_attribute("src") == image
-    assert page.locator("#preview img").count() == 1
+    assert not page.locator("#preview").is_visible()   # the live preview went when the images came
     assert "Error" not in page.inner_text("#gallery").split("\n")[0:3]
     shot(page, "empty-prompt")
 
@@ -200,15 +200,21 @@ def test_narrow_screen_shows_all_tabs_and_the_results_right_after_the_button(pag
     page.set_viewport_size({"width": 420, "height": 900})
     time.sleep(0.5)
     tabs = page.evaluate("Array.from(document.querySelectorAll('[role=tab]')).map(t => t.innerText)")
-    assert tabs == ["Text to image", "Inpainting", "Compare"], tabs   # none behind an overflow menu
+    assert tabs == ["Text to image", "Inpainting", "Compare", "Upscale"], tabs   # none behind an overflow menu
+    assert all(t.is_visible() for t in page.get_by_role("tab").all())
     model = page.locator("#model input")
     assert model.evaluate("e => e.scrollWidth <= e.clientWidth"), "the model's name is clipped"
-    button, preview = page.locator("#generate-btn").bounding_box(), page.locator("#preview").bounding_box()
+    # The results' first line (the live preview is shown only while a job runs).
+    button, results = page.locator("#generate-btn").bounding_box(), page.locator("#status").bounding_box()
     negative = page.get_by_label("Negative prompt").bounding_box()
-    assert button["y"] < preview["y"] < negative["y"], (button, preview, negative)
+    assert button["y"] < results["y"] < negative["y"], (button, results, negative)
     # The results start within the first screenful, right under the button: pressing it shows a change.
-    assert preview["y"] < 900 and preview["y"] - (button["y"] + button["height"]) < 150, (button, preview)
+    assert results["y"] < 900 and results["y"] - (button["y"] + button["height"]) < 150, (button, results)
     generate(page)
+    offscreen = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => e.getClientRects().length
+        && !e.closest('.visually-hidden') && e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map(e => `${e.tagName}#${e.id}.${e.className}`)""")
+    assert not offscreen, f"cut off at the right edge: {offscreen}"
     shot(page, "narrow")
 
 

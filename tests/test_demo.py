@@ -258,9 +258,20 @@ def image_of(item) -> Image.Image:
     return Image.open(path)
 
 
-def test_api_lists_the_three_endpoints(client):
+def test_api_lists_its_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/inpaint", "/compare"}
+    assert set(endpoints) == {"/generate", "/inpaint", "/upscale", "/compare"}
+
+
+def test_upscale(client, tmp_path):
+    from gradio_client import handle_file
+
+    Image.new("RGB", (32, 32), (30, 60, 220)).save(tmp_path / "small.png")
+    images = client.predict(PROMPT, handle_file(str(tmp_path / "small.png")), seed=5, upsample_steps="2",
+                            api_name="/upscale")
+    settings = read_settings(image_of(images[0]))
+    assert image_of(images[0]).size == (128, 128) and (settings["mode"], settings["seed"]) == ("upsample", 5)
+    assert images[0]["caption"] == "seed 5 · upsampled: ddim 2 steps"
 
 
 def test_generate(client):
@@ -310,12 +321,14 @@ def test_inpaint(client, tmp_path):
     assert (right == [30, 60, 220]).all()
 
 
-def test_inpaint_with_plain_paths_says_to_use_handle_file(client, tmp_path):
+def test_inpaint_and_upscale_with_plain_paths_say_to_use_handle_file(client, tmp_path):
     from gradio_client.exceptions import AppError
 
     Image.new("RGB", (64, 64)).save(tmp_path / "image.png")
-    with pytest.raises(AppError, match=re.escape("handle_file")):
+    with pytest.raises(AppError, match=re.escape("image is a plain string")):
         client.predict(PROMPT, str(tmp_path / "image.png"), str(tmp_path / "image.png"), **FAST, api_name="/inpaint")
+    with pytest.raises(AppError, match=re.escape("image is a plain string")):
+        client.predict(PROMPT, str(tmp_path / "image.png"), api_name="/upscale")
 
 
 def test_compare(client):

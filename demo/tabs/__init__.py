@@ -8,6 +8,7 @@ from .compare import CompareTab, rows_html, tradeoff_view
 from .inpaint import SKETCH_STRENGTH, InpaintTab
 from .picker import ModelPicker
 from .text_to_image import IMAGE_TO_IMAGE_STRENGTH, TextToImageTab
+from .upscale import UpscaleTab
 
 __all__ = ["CompareTab", "IMAGE_TO_IMAGE_STRENGTH", "InpaintTab", "ModelPicker", "SKETCH_STRENGTH",
-           "TextToImageTab", "rows_html", "tradeoff_view"]
+           "TextToImageTab", "UpscaleTab", "rows_html", "tradeoff_view"]

@@ -1,11 +1,12 @@
-"""The Text to image tab: prompt, plugins, seed, batch, upsampling, image to image; a gallery of results."""
-from typing import TYPE_CHECKING, List, Tuple
+"""The Text to image tab: prompt, plugins, seed, batch, upsampling, image to image; a gallery of results and
+this session's history."""
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 import gradio as gr
 
 from glide.declarations import DEFAULT_GUIDANCE
 from glide.pngmeta import read_settings
-from glide.settings import PRESETS, GenerationSettings
+from glide.settings import PRESETS, GenerationSettings, Limits, ignored_negative_prompt
 
 from .. import imaging
 from ..context import Context
@@ -21,16 +22,70 @@ from ..widgets import (
     run_job,
     stop_handler,
     user_errors,
+    warn,
 )
+from .history import History, history_items, with_results
 
 if TYPE_CHECKING:   # for the annotation only: the tabs do not import each other
     from .inpaint import InpaintTab
+    from .upscale import UpscaleTab
 
 DEFAULTS = "defaults"   # the preset choice that means none: the family's own defaults
+CUSTOM = "custom"       # what the preset choice says once a control it set was changed by hand
 # The Strength slider's initial value, chosen from `python -m glide.eval shapes --sketch` (EVAL_SKETCH.json):
 # image to image at 0.6 keeps a render's scene and layout (100% read right, between 0.5's and 0.7's 3.7 and
 # 4.7 levels from the render).
 IMAGE_TO_IMAGE_STRENGTH = 0.6
+
+
+def preset_info(name: str) -> str:
+    """The preset dropdown's help for the choice it shows."""
+    if name == CUSTOM:
+        return "Your own settings: a control a preset sets was changed. Choose a preset to set them again."
+    if name in PRESETS:
+        return f"Sets the controls below to {name}: {PRESETS[name].description}."
+    return "Sets the controls below to the model's own defaults (its fastest settings measured as good as slower ones)."
+
+
+def preset_holds(name: str, model: str, guidance: str, shown: Dict[str, Any], limits: Limits) -> bool:
+    """Whether the controls still show every value the preset `name` (DEFAULTS: the model's defaults) sets:
+    `shown` holds the controls' values by setting name (sampler, steps, ...; guidance parameters by theirs)."""
+    if name not in PRESETS and name != DEFAULTS:
+        return False
+    chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=limits,
+                                       preset=None if name == DEFAULTS else name)
+    expected = {key: getattr(chosen, key) for key in
+                ("sampler", "steps", "upsample_sampler", "upsample_steps", "deep_cache", "upsample_deep_cache")}
+    expected.update({k: v for k, v in chosen.guidance_params.items() if k in shown})
+
+    def same(a, b) -> bool:   # a slider may say 10.0 for 10, a dropdown "8" for 8
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+    return all(same(shown.get(k), v) for k, v in expected.items())
+
+
+def negative_notice(negative: str, guidance: str) -> str:
+    """Under the negative prompt: a notice when the chosen guidance ignores it (glide.settings)."""
+    ignored = ignored_negative_prompt(negative, guidance)
+    return f"⚠️ {ignored[:1].upper() + ignored[1:]}." if ignored else ""
+
+
+def restore_settings(saved: Dict, limits: Limits) -> Tuple[GenerationSettings, str]:
+    """A PNG's (or a history entry's) recorded settings as this tab's settings, through the one validator with this
+    server's limits, and the status line saying what was restored and what this tab cannot set."""
+    made_by = saved.get("mode", "generate")
+    restored = GenerationSettings.from_png(saved, mode="generate", limits=limits)
+    # What this tab cannot set is said, rather than a "make it again" that would not.
+    caveats = []
+    if made_by != "generate":
+        caveats.append(f"it was made by {made_by}, so Generate makes a new image from its prompt")
+    if not isinstance(restored.steps, int):
+        caveats.append(f"its base steps {restored.steps!r} are a schedule the slider cannot show")
+    status = (f"Restored the settings of seed {restored.seeds[0]} ({restored.model}): "
+              + ("; ".join(caveats) + "." if caveats else "press Generate to make it again."))
+    return restored, status
 
 
 class TextToImageTab:
@@ -45,14 +100,23 @@ class TextToImageTab:
                 with gr.Column(elem_classes="controls-main"):
                     self.prompt, self.generate_btn, self.stop_btn = ctx.prompt_row(
                         "Prompt", "Generate", "prompt", "generate-btn", "prompt-notice", stop_id="stop-btn")
+                    # Right under the prompt, where the page's header says it is (at every width).
+                    with gr.Accordion("Restore settings from an image", open=False, elem_id="settings-drop-box"):
+                        # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks
+                        # and all.
+                        self.settings_drop = gr.Image(type="filepath", image_mode=None,
+                                                      sources=["upload", "clipboard"],
+                                                      label="Drop a PNG made here to restore its settings",
+                                                      height=160, elem_id="settings-drop")
                 with gr.Column(elem_classes="controls-more"):
                     ctx.examples(self.prompt, "prompt-words")
-                    self.negative = gr.Textbox(**declared("negative_prompt"), placeholder="optional")
+                    self.negative = gr.Textbox(**declared("negative_prompt"), placeholder="optional",
+                                               elem_id="negative")
+                    self.negative_notice = gr.Markdown("", elem_id="negative-notice", elem_classes="grammar-notice")
                     self.preset = gr.Dropdown(
-                        [("the model's defaults", DEFAULTS)] + [(name, name) for name in PRESETS], value=DEFAULTS,
-                        label="Preset", elem_id="preset",
-                        info="Sets the controls below; " + "; ".join(f"{name}: {p.description}"
-                                                                   for name, p in PRESETS.items()))
+                        [("the model's defaults", DEFAULTS)] + [(name, name) for name in PRESETS]
+                        + [("custom", CUSTOM)], value=DEFAULTS, label="Preset", elem_id="preset",
+                        info=preset_info(DEFAULTS))
                     with gr.Row():
                         with gr.Column():
                             self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
@@ -60,12 +124,13 @@ class TextToImageTab:
                             self.guidance = PluginPanel("Guidance", ctx.strategies, DEFAULT_GUIDANCE, guidance=True)
                     self.steps = ctx.steps_slider("steps")
                     with gr.Row():
-                        self.seed = gr.Number(**declared("seed", value=-1, info="-1 = random"), precision=0, scale=2)
+                        self.seed = gr.Number(**declared("seed", value=-1, info="-1 = random"), precision=0, scale=2,
+                                             elem_id="seed")
                         with gr.Column(scale=1, min_width=160):
                             self.random_btn = gr.Button("Random seed", size="sm")
                             self.reuse_btn = gr.Button("Reuse last seed", size="sm")
                     self.batch = gr.Slider(**declared("batch_size", maximum=max(limits.max_batch, 2), value=1), step=1,
-                                           visible=limits.max_batch > 1)
+                                           visible=limits.max_batch > 1, elem_id="batch")
                     with gr.Row():
                         self.upsample = gr.Checkbox(**declared("upsample"), elem_id="upsample")
                         self.upsample_temp = gr.Slider(**declared("upsample_temp"), step=0.001)
@@ -85,35 +150,34 @@ class TextToImageTab:
                         self.init_strength = gr.Slider(**declared("strength", minimum=0.05, value=IMAGE_TO_IMAGE_STRENGTH),
                                                        step=0.05, elem_id="init-strength")
                     with gr.Accordion("Speed: DeepCache", open=False):
-                        with gr.Row():
-                            # 1 means off as 0 does (every step a full forward); the settings store it as 0.
-                            self.deep_cache = gr.Slider(**declared("deep_cache"), step=1, elem_id="deep-cache")
-                            self.upsample_deep_cache = gr.Slider(**declared("upsample_deep_cache"), step=1,
-                                                                 elem_id="upsample-deep-cache")
-                    with gr.Accordion("Restore settings from an image", open=False):
-                        # type="filepath" with image_mode=None hands over the uploaded file untouched, text chunks
-                        # and all.
-                        self.settings_drop = gr.Image(type="filepath", image_mode=None,
-                                                      sources=["upload", "clipboard"],
-                                                      label="Drop a PNG made here to restore its settings",
-                                                      height=160, elem_id="settings-drop")
+                        # One above the other: side by side their labels and help are squeezed into two lines each.
+                        # 1 means off as 0 does (every step a full forward); the settings store it as 0.
+                        self.deep_cache = gr.Slider(**declared("deep_cache"), step=1, elem_id="deep-cache")
+                        self.upsample_deep_cache = gr.Slider(**declared("upsample_deep_cache"), step=1,
+                                                             elem_id="upsample-deep-cache")
             with gr.Column(scale=3, elem_classes="results"):
                 self.status = gr.Markdown("", elem_id="status")
+                # Shown while a job runs only: once its images are in the gallery a preview would repeat them.
                 self.preview = gr.Image(label="Live preview", interactive=False, height=256, elem_id="preview",
-                                        format="png")
+                                        format="png", visible=False)
                 # Final images only (a batch of 8 is 8 thumbnails); the base model's are below when upsampled.
                 self.gallery = gr.Gallery(label="Images", columns=4, height="auto", format="png",
                                           elem_id="gallery", interactive=False)
-                self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm",
-                                                elem_id="to-inpaint-btn")
+                with gr.Row():
+                    self.to_inpaint_btn = gr.Button("Edit the selected image in Inpainting", size="sm",
+                                                    elem_id="to-inpaint-btn")
+                    self.to_upscale_btn = gr.Button("Upscale the selected image", size="sm", elem_id="to-upscale-btn")
                 with gr.Accordion("Base images (before upsampling)", open=False, visible=False) as self.base_box:
                     self.base_gallery = gr.Gallery(show_label=False, columns=4, height="auto", format="png",
                                                    elem_id="base-gallery", interactive=False)
-                with gr.Accordion("Settings of the first image", open=False):
-                    self.settings_view = gr.JSON(label="Settings")
+                with gr.Accordion("Settings of the selected image", open=False):
+                    self.settings_view = gr.JSON(label="Settings", elem_id="settings-view")
+                self.history = History()
         self.last_seed = gr.State(None)
-        self.result_paths = gr.State([])   # what the gallery shows, in its order
-        self.selected = gr.State(0)        # the gallery item last clicked
+        self.result_paths = gr.State([])     # what the gallery shows, in its order
+        self.base_paths = gr.State([])       # the base model's image of each
+        self.result_settings = gr.State([])  # the settings of each, in the same order
+        self.selected = gr.State(0)          # the gallery item last clicked
         self._wire()
 
     def _wire(self):
@@ -140,40 +204,71 @@ class TextToImageTab:
                 refuse(exc)
                 yield {self.status: gr.skip()}
                 return
-            yield {self.status: "Queued…"}
+            ignored = ignored_negative_prompt(data[self.negative], data[self.guidance.dropdown])
+            if ignored:
+                warn(ignored[:1].upper() + ignored[1:] + ".")
+            yield {self.status: "Queued…", self.preview: gr.update(visible=True, value=None)}
             out = yield from run_job(job, progress, self.status, self.preview)
             if out is None:
+                yield {self.preview: gr.update(visible=False, value=None)}
                 return
             first = out.settings[0]["seed"]
             seeds = f"{first}–{first + len(out.images) - 1}" if len(out.images) > 1 else f"{first}"
             upsampled = out.base_images != out.images
-            yield {self.gallery: gallery_items(out.images, out.settings),
+            entries = with_results(data[self.history.entries], out.images, out.settings)
+            # The first image opens large (what `selected` and the settings shown say), its batch below it.
+            yield {self.gallery: gr.Gallery(gallery_items(out.images, out.settings), selected_index=0),
+                   self.preview: gr.update(visible=False, value=None),
                    self.base_gallery: gallery_items(out.base_images, out.settings) if upsampled else None,
                    self.base_box: gr.update(visible=upsampled),
-                   self.result_paths: out.images,
+                   self.result_paths: out.images, self.base_paths: out.base_images,
+                   self.result_settings: out.settings,
                    self.selected: 0, self.last_seed: first, self.settings_view: out.settings[0],
+                   self.history.entries: entries, self.history.gallery: history_items(entries),
                    self.status: f"{len(out.images)} image(s) in {out.seconds:.1f} s · seed {seeds}"}
 
         # Inputs as a set: the handler gets {component: value}, which keeps the plugin controls generic.
         inputs = {self.init_image, self.init_strength,
                   self.prompt, self.negative, ctx.model, self.seed, self.batch, self.steps, self.upsample,
                   self.upsample_rule, self.upsample_steps, self.upsample_temp, self.deep_cache,
-                  self.upsample_deep_cache, *self.rules.inputs, *self.guidance.inputs}
+                  self.upsample_deep_cache, self.history.entries, *self.rules.inputs, *self.guidance.inputs}
         # The progress bar covers the gallery, not the live preview it would hide.
         gr.on([self.generate_btn.click, self.prompt.submit], on_generate, inputs=inputs,
               outputs=[self.status, self.preview, self.gallery, self.base_gallery, self.base_box, self.result_paths,
-                       self.selected, self.last_seed, self.settings_view],
+                       self.base_paths,
+                       self.result_settings, self.selected, self.last_seed, self.settings_view, self.history.entries,
+                       self.history.gallery],
               show_progress_on=self.gallery, **ctx.device_events, **PRIVATE)
         self.stop_btn.click(stop_handler(service), outputs=self.status, queue=False, **PRIVATE)
         self.random_btn.click(lambda: -1, outputs=self.seed, queue=False, **PRIVATE)
 
         def on_reuse(last):
             if last is None:
-                gr.Warning("No image generated yet: there is no last seed to reuse.")
+                warn("No image generated yet: there is no last seed to reuse.")
                 return gr.skip()
             return last
 
         self.reuse_btn.click(on_reuse, inputs=self.last_seed, outputs=self.seed, queue=False, **PRIVATE)
+
+        def restore(saved: Dict) -> dict:
+            """Updates that set the controls to recorded settings (what Generate will then run exactly)."""
+            restored, status = restore_settings(saved, ctx.limits)
+            updates = {self.prompt: restored.prompts[0], self.negative: restored.negative_prompt,
+                       self.seed: restored.seeds[0], self.batch: 1, self.upsample: restored.upsample,
+                       self.upsample_temp: restored.upsample_temp, self.upsample_steps: str(restored.upsample_steps),
+                       self.upsample_rule: restored.upsample_sampler, self.deep_cache: restored.deep_cache,
+                       self.upsample_deep_cache: restored.upsample_deep_cache, ctx.model: restored.model,
+                       self.preset: gr.update(value=CUSTOM, info=preset_info(CUSTOM)), self.status: status}
+            if isinstance(restored.steps, int):
+                updates[self.steps] = restored.steps
+            updates.update(self.rules.restore(restored.sampler, restored.sampler_params))
+            updates.update(self.guidance.restore(restored.guidance, restored.guidance_params))
+            return updates
+
+        restored_outputs = [self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample,
+                            self.upsample_temp, self.upsample_rule, self.upsample_steps, self.deep_cache,
+                            self.upsample_deep_cache, ctx.model, self.preset, self.status, self.rules.dropdown,
+                            self.guidance.dropdown, *self.rules.widgets, *self.guidance.widgets]
 
         @user_errors
         def on_settings_drop(path):
@@ -182,47 +277,32 @@ class TextToImageTab:
                 return {self.status: gr.skip()}
             settings = read_settings(imaging.open_upload(path, "image", ctx.limits.max_image_side))
             if settings is None:
-                gr.Warning("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
+                warn("This image carries no GLIDE settings (only PNGs made by this demo or the CLI do).")
                 return {self.status: gr.skip()}
-            # The recorded settings go through the one validator, with this server's limits: what the
-            # widgets show is exactly what Generate will run.
-            made_by = settings.get("mode", "generate")
-            restored = GenerationSettings.from_png(settings, mode="generate", limits=ctx.limits)
-            # What this tab cannot set is said, rather than a "make it again" that would not.
-            caveats = []
-            if made_by != "generate":
-                caveats.append(f"it was made by {made_by}, so Generate makes a new image from its prompt")
-            if not isinstance(restored.steps, int):
-                caveats.append(f"its base steps {restored.steps!r} are a schedule the slider cannot show")
-            updates = {self.prompt: restored.prompts[0], self.negative: restored.negative_prompt,
-                       self.seed: restored.seeds[0], self.batch: 1, self.upsample: restored.upsample,
-                       self.upsample_temp: restored.upsample_temp, self.upsample_steps: str(restored.upsample_steps),
-                       self.upsample_rule: restored.upsample_sampler, self.deep_cache: restored.deep_cache,
-                       self.upsample_deep_cache: restored.upsample_deep_cache, ctx.model: restored.model,
-                       self.status: f"Restored the settings of seed {restored.seeds[0]} ({restored.model}): "
-                                    + ("; ".join(caveats) + "." if caveats else "press Generate to make it again.")}
-            if isinstance(restored.steps, int):
-                updates[self.steps] = restored.steps
-            updates.update(self.rules.restore(restored.sampler, restored.sampler_params))
-            updates.update(self.guidance.restore(restored.guidance, restored.guidance_params))
-            return updates
+            return restore(settings)
 
-        self.settings_drop.upload(
-            on_settings_drop, inputs=self.settings_drop,
-            outputs=[self.prompt, self.negative, self.seed, self.batch, self.steps, self.upsample, self.upsample_temp,
-                     self.upsample_rule, self.upsample_steps, self.deep_cache, self.upsample_deep_cache, ctx.model,
-                     self.status, self.rules.dropdown,
-                     self.guidance.dropdown, *self.rules.widgets, *self.guidance.widgets], **PRIVATE)
+        self.settings_drop.upload(on_settings_drop, inputs=self.settings_drop, outputs=restored_outputs, **PRIVATE)
+
+        @user_errors
+        def on_history(entries, evt: gr.SelectData):
+            return restore(entries[evt.index]["settings"])
+
+        self.history.gallery.select(on_history, inputs=self.history.entries, outputs=restored_outputs,
+                                    queue=False, **PRIVATE)
+
+        preset_params = {k for p in PRESETS.values() for k in p.plugin_params}
 
         @user_errors
         def on_preset(name, model, guidance):
+            if name == CUSTOM:   # nothing to set: the controls stay as they are
+                return {self.preset: gr.update(info=preset_info(CUSTOM))}
             # The preset goes through the one validator like a request would, so the controls show exactly what
             # Generate runs; of the guidance's parameters only those a preset sets change (the scale stays).
             chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=ctx.limits,
                                                preset=None if name == DEFAULTS else name)
-            preset_params = {k for p in PRESETS.values() for k in p.plugin_params}
             updates = {self.upsample_rule: chosen.upsample_sampler, self.upsample_steps: str(chosen.upsample_steps),
-                       self.deep_cache: chosen.deep_cache, self.upsample_deep_cache: chosen.upsample_deep_cache}
+                       self.deep_cache: chosen.deep_cache, self.upsample_deep_cache: chosen.upsample_deep_cache,
+                       self.preset: gr.update(info=preset_info(name))}
             if isinstance(chosen.steps, int):
                 updates[self.steps] = chosen.steps
             updates.update(self.rules.restore(chosen.sampler, chosen.sampler_params))
@@ -231,15 +311,42 @@ class TextToImageTab:
             return updates
 
         self.preset.input(on_preset, inputs=[self.preset, ctx.model, self.guidance.dropdown],
-                          outputs=[self.steps, self.upsample_rule, self.upsample_steps, self.deep_cache,
+                          outputs=[self.preset, self.steps, self.upsample_rule, self.upsample_steps, self.deep_cache,
                                    self.upsample_deep_cache, self.rules.dropdown,
                                    *self.rules.widgets, self.guidance.dropdown, *self.guidance.widgets],
                           queue=False, **PRIVATE)
+        # A person setting a control a preset sets to another value makes the settings their own: the label stops
+        # naming the preset. (`input`, not `change`: the preset's own updates and a restore do not count.)
+        by_setting = {self.steps: "steps", self.rules.dropdown: "sampler", self.upsample_rule: "upsample_sampler",
+                      self.upsample_steps: "upsample_steps", self.deep_cache: "deep_cache",
+                      self.upsample_deep_cache: "upsample_deep_cache"}
 
-        def on_select(evt: gr.SelectData):
-            return evt.index
+        @user_errors
+        def on_preset_control(data):
+            strategy = data[self.guidance.dropdown]
+            shown = {name: data[c] for c, name in by_setting.items()}
+            shown.update({param: data[c] for plugin, param, c in self.guidance.controls
+                          if plugin == strategy and param in preset_params})
+            if preset_holds(data[self.preset], data[ctx.model], strategy, shown, ctx.limits):
+                return gr.skip()
+            return gr.update(value=CUSTOM, info=preset_info(CUSTOM))
 
-        self.gallery.select(on_select, outputs=self.selected, queue=False, **PRIVATE)
+        guidance_preset_controls = [c for _, param, c in self.guidance.controls if param in preset_params]
+        gr.on([c.input for c in [*by_setting, *guidance_preset_controls]], on_preset_control,
+              inputs={self.preset, ctx.model, self.guidance.dropdown, *by_setting, *guidance_preset_controls},
+              outputs=self.preset, queue=False, show_progress="hidden", **PRIVATE)
+        # Choosing a model sets its defaults (ModelPicker.wire): the label says so.
+        ctx.model.input(lambda: gr.update(value=DEFAULTS, info=preset_info(DEFAULTS)), outputs=self.preset,
+                        queue=False, show_progress="hidden", **PRIVATE)
+        gr.on([self.negative.change, self.guidance.dropdown.change], negative_notice,
+              inputs=[self.negative, self.guidance.dropdown], outputs=self.negative_notice, queue=False,
+              show_progress="hidden", **PRIVATE)
+
+        def on_select(settings, evt: gr.SelectData):
+            return evt.index, settings[evt.index] if evt.index < len(settings) else gr.skip()
+
+        self.gallery.select(on_select, inputs=self.result_settings, outputs=[self.selected, self.settings_view],
+                            queue=False, **PRIVATE)
 
     def follow_defaults(self) -> List[Tuple[gr.components.Component, str]]:
         return [(self.rules.dropdown, "sampler"), (self.steps, "steps"), (self.upsample_rule, "upsample_sampler"),
@@ -257,3 +364,20 @@ class TextToImageTab:
 
         self.to_inpaint_btn.click(on_send, inputs=[self.result_paths, self.selected, self.prompt, self.ctx.model],
                                   outputs=[inpaint.painter, inpaint.prompt, tabs], **PRIVATE)
+
+    def send_to_upscale(self, upscale: "UpscaleTab", tabs: gr.Tabs):
+        """One click puts the selected image's base image (what the upsampler takes), its prompt and its upsampler
+        settings into the Upscale tab and opens it."""
+
+        def on_send(paths, settings, index):
+            if not paths:
+                warn("Generate an image first, then select it in the gallery.")
+                return [gr.skip()] * 8
+            index = min(index or 0, len(paths) - 1)
+            made = settings[index]
+            return (paths[index], made["prompt"], made["upsample_sampler"], str(made["upsample_steps"]),
+                    made["upsample_temp"], made["upsample_deep_cache"], made["seed"], gr.Tabs(selected="upscale"))
+
+        self.to_upscale_btn.click(on_send, inputs=[self.base_paths, self.result_settings, self.selected],
+                                  outputs=[upscale.image, upscale.prompt, upscale.rule, upscale.steps, upscale.temp,
+                                           upscale.deep_cache, upscale.seed, tabs], **PRIVATE)

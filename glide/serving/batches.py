@@ -18,7 +18,7 @@ from .. import comparison
 from ..errors import OutOfDeviceMemory
 from ..pipeline import Pipeline
 from ..settings import ComparisonSettings, GenerationSettings
-from .jobs import Compare, Generate, Inpaint, Payload
+from .jobs import Compare, Generate, Inpaint, Payload, Upsample
 from .results import Compared, Images
 
 log = logging.getLogger("glide.serving")
@@ -55,6 +55,9 @@ def run_batch(pipeline_of: Callable[[str], Pipeline], payloads: Sequence[Payload
     elif isinstance(first, Inpaint):
         (only,) = payloads
         settings, inputs = only.settings, {"inpaint": (only.image, only.mask)}
+    elif isinstance(first, Upsample):
+        (only,) = payloads
+        settings, inputs = only.settings, {"images": list(only.images)}
     else:
         raise TypeError(f"not a job payload: {first!r}")
     started = time.time()
@@ -98,10 +101,13 @@ def _fitting(pipe: Pipeline, settings: GenerationSettings, inputs: Dict, report:
         def without_previews(stage, step, total, x0):   # a half's x0 rows are not the batch's
             report(stage, step, total, None)
 
+        def part(items: slice) -> Dict:   # images to upsample are one per image; the other inputs are shared
+            return {**inputs, "images": inputs["images"][items]} if "images" in inputs else inputs
+
         first, masked = _fitting(pipe, settings.with_items(settings.prompts[:half], settings.seeds[:half]),
-                                 inputs, without_previews, should_stop)
+                                 part(slice(None, half)), without_previews, should_stop)
         second, masked_too = _fitting(pipe, settings.with_items(settings.prompts[half:], settings.seeds[half:]),
-                                      inputs, without_previews, should_stop)
+                                      part(slice(half, None)), without_previews, should_stop)
         return first + second, masked or masked_too
     masked = None
     if result.masked_inputs:   # the square the base model saw, at the last stage's size to show beside its output

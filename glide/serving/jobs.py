@@ -1,8 +1,8 @@
 """Jobs: one user's request as a front end follows it, whichever backend runs it.
 
-A job carries a typed payload — `Generate`, `Inpaint` or `Compare`, each holding validated
-settings (and, for inpainting, the picture and mask) — and gives back a stream of `Progress`
-events, then the result (or an error), with `cancel()` at any time. The payload says which
+A job carries a typed payload — `Generate`, `Inpaint`, `Upsample` or `Compare`, each holding validated
+settings (and the pictures it works on: the picture and mask, the images to upsample) — and gives back a
+stream of `Progress` events, then the result (or an error), with `cancel()` at any time. The payload says which
 images the job makes (a prompt and a seed each) and which other jobs may share its sampling run
 (equal `batch_key`).
 """
@@ -78,6 +78,17 @@ class Inpaint(_ImagesOf):
     image: Image.Image
     mask: Image.Image
     kind: ClassVar[str] = "inpaint"
+
+    def batch_key(self) -> Optional[str]:
+        return None
+
+
+@dataclass(frozen=True)
+class Upsample(_ImagesOf):
+    """Super-resolve given `images` (one per prompt) with the upsampler; each upload is its own, so it runs alone."""
+
+    images: Tuple[Image.Image, ...]
+    kind: ClassVar[str] = "upsample"
 
     def batch_key(self) -> Optional[str]:
         return None
@@ -196,6 +207,12 @@ class Job:
     def ahead(self) -> int:
         """How many jobs are waiting before this one (0 once it runs)."""
         return self._backend.position(self) if self._backend is not None else 0
+
+    def running_before(self) -> int:
+        """How many jobs are running while this one waits (0 once it runs): with `ahead()`, what it waits for."""
+        if self._backend is None or self.started.is_set():
+            return 0
+        return self._backend.stats()["running"]
 
     def report(self, progress: Progress) -> None:
         """A backend's progress event for this job (dropped once the job is cancelled)."""
