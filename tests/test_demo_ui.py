@@ -8,14 +8,8 @@ from PIL import Image
 
 from demo.service import DemoService
 from demo.tabs.history import history_items, with_results
-from demo.tabs.text_to_image import (
-    CUSTOM,
-    DEFAULTS,
-    negative_notice,
-    preset_holds,
-    preset_info,
-    restore_settings,
-)
+from demo.tabs.presets import CUSTOM, DEFAULTS, preset_holds, preset_info
+from demo.tabs.text_to_image import negative_notice, restore_settings
 from demo.widgets import follow, queue_words
 from glide.families import FAMILIES
 from glide.serving.jobs import Generate, Job
@@ -103,6 +97,10 @@ def test_the_preset_holds_until_a_control_it_set_shows_another_value():
                     upsample_deep_cache=0, interval="")
     assert preset_holds(DEFAULTS, "shapes", "classifier-free", defaults, limits)   # typing the same value again
     assert not preset_holds(CUSTOM, "shapes", "classifier-free", defaults, limits)
+    # Inpainting shows fewer of the controls a preset sets: those it shows decide.
+    shown = dict(sampler="dpm++3m", steps=6, deep_cache=3, upsample_deep_cache=2)
+    assert preset_holds("fast", "shapes", "classifier-free", shown, limits, mode="inpaint")
+    assert not preset_holds("fast", "shapes", "classifier-free", {**shown, "deep_cache": 0}, limits, mode="inpaint")
 
 
 def test_restoring_recorded_settings_says_what_this_tab_cannot_set():

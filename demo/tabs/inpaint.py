@@ -6,7 +6,6 @@ import gradio as gr
 from glide.data import shapes
 from glide.declarations import DEFAULT_GUIDANCE
 from glide.families import FAMILIES
-from glide.settings import PRESETS, GenerationSettings
 
 from .. import imaging
 from ..context import Context
@@ -23,12 +22,12 @@ from ..widgets import (
     stop_handler,
     user_errors,
 )
+from .presets import PresetPicker
 
 # The Strength slider's initial value, chosen from `python -m glide.eval shapes --sketch` (EVAL_SKETCH.json):
 # sketch editing at 0.8 reads as the caption in 93.8% of crude sketches (1.0: 98.4%) with the shape nearer the
 # sketched blob (median 0.94 px against plain inpainting's 1.13).
 SKETCH_STRENGTH = 0.8
-DEFAULTS = "defaults"   # the preset choice that means none: the family's own defaults (as in Text to image)
 
 
 class InpaintTab:
@@ -59,11 +58,7 @@ class InpaintTab:
                     with gr.Accordion("Settings", open=False, elem_id="inpaint-settings"):
                         self.negative = gr.Textbox(**declared("negative_prompt"), placeholder="optional",
                                                    elem_id="inpaint-negative")
-                        self.preset = gr.Dropdown(
-                            [("the model's defaults", DEFAULTS)] + [(name, name) for name in PRESETS],
-                            value=DEFAULTS, label="Preset", elem_id="inpaint-preset",
-                            info="Sets the controls below; " + "; ".join(f"{name}: {p.description}"
-                                                                       for name, p in PRESETS.items()))
+                        self.presets = PresetPicker("inpaint-preset")
                         with gr.Row():
                             with gr.Column():
                                 self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
@@ -157,25 +152,9 @@ class InpaintTab:
         self.grow.change(lambda value, grow: with_settings(value, grow=int(grow)),
                          inputs=[self.painter, self.grow], outputs=self.painter, queue=False, **PRIVATE)
 
-        @user_errors
-        def on_preset(name, model, guidance):
-            # As Text to image's preset: through the one validator, so the controls show exactly what runs; of
-            # the guidance's parameters only those a preset sets change (the scale stays).
-            chosen = GenerationSettings.create("preset", mode="inpaint", model=model, guidance=guidance, seed=0,
-                                               limits=ctx.limits, preset=None if name == DEFAULTS else name)
-            preset_params = {k for p in PRESETS.values() for k in p.plugin_params}
-            updates = {self.deep_cache: chosen.deep_cache, self.upsample_deep_cache: chosen.upsample_deep_cache}
-            if isinstance(chosen.steps, int):
-                updates[self.steps] = chosen.steps
-            updates.update(self.rules.restore(chosen.sampler, chosen.sampler_params))
-            updates.update(self.guidance.restore(chosen.guidance, {k: v for k, v in chosen.guidance_params.items()
-                                                                   if k in preset_params}))
-            return updates
-
-        self.preset.input(on_preset, inputs=[self.preset, ctx.model, self.guidance.dropdown],
-                          outputs=[self.steps, self.deep_cache, self.upsample_deep_cache, self.rules.dropdown,
-                                   *self.rules.widgets, self.guidance.dropdown, *self.guidance.widgets],
-                          queue=False, **PRIVATE)
+        self.presets.wire(ctx, "inpaint", {"steps": self.steps, "deep_cache": self.deep_cache,
+                                           "upsample_deep_cache": self.upsample_deep_cache},
+                          self.rules, self.guidance)
 
     def painter_value(self, path: str, model: str) -> dict:
         """An image (checked like an upload) as the painter's value, ready to paint on at once."""

@@ -1,12 +1,12 @@
 """The Text to image tab: prompt, plugins, seed, batch, upsampling, image to image; a gallery of results and
 this session's history."""
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 import gradio as gr
 
 from glide.declarations import DEFAULT_GUIDANCE
 from glide.pngmeta import read_settings
-from glide.settings import PRESETS, GenerationSettings, Limits, ignored_negative_prompt
+from glide.settings import GenerationSettings, Limits, ignored_negative_prompt
 
 from .. import imaging
 from ..context import Context
@@ -25,45 +25,16 @@ from ..widgets import (
     warn,
 )
 from .history import History, history_items, with_results
+from .presets import CUSTOM, PresetPicker, preset_info
 
 if TYPE_CHECKING:   # for the annotation only: the tabs do not import each other
     from .inpaint import InpaintTab
     from .upscale import UpscaleTab
 
-DEFAULTS = "defaults"   # the preset choice that means none: the family's own defaults
-CUSTOM = "custom"       # what the preset choice says once a control it set was changed by hand
 # The Strength slider's initial value, chosen from `python -m glide.eval shapes --sketch` (EVAL_SKETCH.json):
 # image to image at 0.6 keeps a render's scene and layout (100% read right, between 0.5's and 0.7's 3.7 and
 # 4.7 levels from the render).
 IMAGE_TO_IMAGE_STRENGTH = 0.6
-
-
-def preset_info(name: str) -> str:
-    """The preset dropdown's help for the choice it shows."""
-    if name == CUSTOM:
-        return "Your own settings: a control a preset sets was changed. Choose a preset to set them again."
-    if name in PRESETS:
-        return f"Sets the controls below to {name}: {PRESETS[name].description}."
-    return "Sets the controls below to the model's own defaults (its fastest settings measured as good as slower ones)."
-
-
-def preset_holds(name: str, model: str, guidance: str, shown: Dict[str, Any], limits: Limits) -> bool:
-    """Whether the controls still show every value the preset `name` (DEFAULTS: the model's defaults) sets:
-    `shown` holds the controls' values by setting name (sampler, steps, ...; guidance parameters by theirs)."""
-    if name not in PRESETS and name != DEFAULTS:
-        return False
-    chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=limits,
-                                       preset=None if name == DEFAULTS else name)
-    expected = {key: getattr(chosen, key) for key in
-                ("sampler", "steps", "upsample_sampler", "upsample_steps", "deep_cache", "upsample_deep_cache")}
-    expected.update({k: v for k, v in chosen.guidance_params.items() if k in shown})
-
-    def same(a, b) -> bool:   # a slider may say 10.0 for 10, a dropdown "8" for 8
-        try:
-            return float(a) == float(b)
-        except (TypeError, ValueError):
-            return str(a) == str(b)
-    return all(same(shown.get(k), v) for k, v in expected.items())
 
 
 def negative_notice(negative: str, guidance: str) -> str:
@@ -113,10 +84,8 @@ class TextToImageTab:
                     self.negative = gr.Textbox(**declared("negative_prompt"), placeholder="optional",
                                                elem_id="negative")
                     self.negative_notice = gr.Markdown("", elem_id="negative-notice", elem_classes="grammar-notice")
-                    self.preset = gr.Dropdown(
-                        [("the model's defaults", DEFAULTS)] + [(name, name) for name in PRESETS]
-                        + [("custom", CUSTOM)], value=DEFAULTS, label="Preset", elem_id="preset",
-                        info=preset_info(DEFAULTS))
+                    self.presets = PresetPicker("preset")
+                    self.preset = self.presets.dropdown
                     with gr.Row():
                         with gr.Column():
                             self.rules = PluginPanel("Step rule", ctx.rules, ctx.family.default_sampler)
@@ -290,54 +259,10 @@ class TextToImageTab:
         self.history.gallery.select(on_history, inputs=self.history.entries, outputs=restored_outputs,
                                     queue=False, **PRIVATE)
 
-        preset_params = {k for p in PRESETS.values() for k in p.plugin_params}
-
-        @user_errors
-        def on_preset(name, model, guidance):
-            if name == CUSTOM:   # nothing to set: the controls stay as they are
-                return {self.preset: gr.update(info=preset_info(CUSTOM))}
-            # The preset goes through the one validator like a request would, so the controls show exactly what
-            # Generate runs; of the guidance's parameters only those a preset sets change (the scale stays).
-            chosen = GenerationSettings.create("preset", model=model, guidance=guidance, seed=0, limits=ctx.limits,
-                                               preset=None if name == DEFAULTS else name)
-            updates = {self.upsample_rule: chosen.upsample_sampler, self.upsample_steps: str(chosen.upsample_steps),
-                       self.deep_cache: chosen.deep_cache, self.upsample_deep_cache: chosen.upsample_deep_cache,
-                       self.preset: gr.update(info=preset_info(name))}
-            if isinstance(chosen.steps, int):
-                updates[self.steps] = chosen.steps
-            updates.update(self.rules.restore(chosen.sampler, chosen.sampler_params))
-            updates.update(self.guidance.restore(chosen.guidance, {k: v for k, v in chosen.guidance_params.items()
-                                                                   if k in preset_params}))
-            return updates
-
-        self.preset.input(on_preset, inputs=[self.preset, ctx.model, self.guidance.dropdown],
-                          outputs=[self.preset, self.steps, self.upsample_rule, self.upsample_steps, self.deep_cache,
-                                   self.upsample_deep_cache, self.rules.dropdown,
-                                   *self.rules.widgets, self.guidance.dropdown, *self.guidance.widgets],
-                          queue=False, **PRIVATE)
-        # A person setting a control a preset sets to another value makes the settings their own: the label stops
-        # naming the preset. (`input`, not `change`: the preset's own updates and a restore do not count.)
-        by_setting = {self.steps: "steps", self.rules.dropdown: "sampler", self.upsample_rule: "upsample_sampler",
-                      self.upsample_steps: "upsample_steps", self.deep_cache: "deep_cache",
-                      self.upsample_deep_cache: "upsample_deep_cache"}
-
-        @user_errors
-        def on_preset_control(data):
-            strategy = data[self.guidance.dropdown]
-            shown = {name: data[c] for c, name in by_setting.items()}
-            shown.update({param: data[c] for plugin, param, c in self.guidance.controls
-                          if plugin == strategy and param in preset_params})
-            if preset_holds(data[self.preset], data[ctx.model], strategy, shown, ctx.limits):
-                return gr.skip()
-            return gr.update(value=CUSTOM, info=preset_info(CUSTOM))
-
-        guidance_preset_controls = [c for _, param, c in self.guidance.controls if param in preset_params]
-        gr.on([c.input for c in [*by_setting, *guidance_preset_controls]], on_preset_control,
-              inputs={self.preset, ctx.model, self.guidance.dropdown, *by_setting, *guidance_preset_controls},
-              outputs=self.preset, queue=False, show_progress="hidden", **PRIVATE)
-        # Choosing a model sets its defaults (ModelPicker.wire): the label says so.
-        ctx.model.input(lambda: gr.update(value=DEFAULTS, info=preset_info(DEFAULTS)), outputs=self.preset,
-                        queue=False, show_progress="hidden", **PRIVATE)
+        self.presets.wire(ctx, "generate", {"steps": self.steps, "upsample_sampler": self.upsample_rule,
+                                            "upsample_steps": self.upsample_steps, "deep_cache": self.deep_cache,
+                                            "upsample_deep_cache": self.upsample_deep_cache},
+                          self.rules, self.guidance)
         gr.on([self.negative.change, self.guidance.dropdown.change], negative_notice,
               inputs=[self.negative, self.guidance.dropdown], outputs=self.negative_notice, queue=False,
               show_progress="hidden", **PRIVATE)
