@@ -45,7 +45,7 @@ def fill_tabs(page):
     page.mouse.up()
     page.fill("#inpaint-prompt textarea", "a small red circle on the left on a blue background")
     page.click("#inpaint-btn")
-    page.wait_for_function("(document.querySelector('#inpaint-status')?.innerText || '').includes('Done')")
+    page.wait_for_function("(document.querySelector('#inpaint-status')?.innerText || '').includes('result(s) in')")
     page.get_by_role("tab", name="Compare").click()
     set_slider(page, "compare-steps", 10)
     page.fill("#compare-seed input", "0")
