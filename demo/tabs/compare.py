@@ -151,7 +151,9 @@ class CompareTab:
                                                  f"chosen strategy that has a scale, beside its own scale")
             with gr.Column(scale=3, elem_classes="results"):
                 self.status = gr.Markdown("", elem_id="compare-status")
-                self.preview = gr.Image(label="Live preview", interactive=False, height=160, format="png")
+                # Shown while a job runs only: once the rows are in, a preview would repeat one of them.
+                self.preview = gr.Image(label="Live preview", interactive=False, height=160, format="png",
+                                        visible=False)
                 self.rows = gr.HTML("", elem_id="compare-rows", padding=False)
                 self.grid = gr.File(label="The comparison as one PNG (rows, measures, legend; its settings inside)",
                                     interactive=False, visible=False, elem_id="compare-grid")
@@ -176,13 +178,15 @@ class CompareTab:
                 refuse(exc)
                 yield {self.status: gr.skip()}
                 return
-            yield {self.status: "Queued…"}
+            yield {self.status: "Queued…", self.preview: gr.update(visible=True, value=None)}
             out = yield from run_job(job, progress, self.status, self.preview)
             if out is None:
+                yield {self.preview: gr.update(visible=False, value=None)}
                 return
             seeds_text = (f"seed {out.seeds[0]}" if len(out.seeds) == 1
                           else f"seeds {out.seeds[0]}–{out.seeds[-1]}")
             yield {self.rows: rows_html(out), self.grid: gr.update(value=out.grid, visible=True),
+                   self.preview: gr.update(visible=False, value=None),
                    self.status: f"{len(out.rows)} rows, each over the same {seeds_text}: along a row the seed "
                                 f"changes, down a column the guidance."}
 

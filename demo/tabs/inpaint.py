@@ -77,7 +77,9 @@ class InpaintTab:
                                                                  elem_id="inpaint-upsample-deep-cache")
             with gr.Column(scale=3, elem_classes="results"):
                 self.status = gr.Markdown("", elem_id="inpaint-status")
-                self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png")
+                # Shown while a job runs only: once the results are in, a preview would repeat one of them.
+                self.preview = gr.Image(label="Live preview", interactive=False, height=200, format="png",
+                                        visible=False)
                 # Side by side on a wide screen; one above the other on a phone, where side by side their
                 # labels would cover their buttons (short labels for the same reason).
                 with gr.Row():
@@ -112,14 +114,16 @@ class InpaintTab:
                 refuse(exc)
                 yield {self.status: gr.skip()}
                 return
-            yield {self.status: "Queued…"}
+            yield {self.status: "Queued…", self.preview: gr.update(visible=True, value=None)}
             out = yield from run_job(job, progress, self.status, self.preview)
             if out is None:
+                yield {self.preview: gr.update(visible=False, value=None)}
                 return
             seeds = [s["seed"] for s in out.settings]
             # One result takes the gallery's width; a batch two a row.
             results = gr.update(value=gallery_items(out.images, out.settings), columns=min(len(out.images), 2))
             yield {self.masked_view: out.masked_input, self.result: results,
+                   self.preview: gr.update(visible=False, value=None),
                    self.result_paths: out.images, self.selected: 0,
                    self.status: f"{len(out.images)} result(s) in {out.seconds:.1f} s · seed "
                                 + ", ".join(map(str, seeds))}
