@@ -51,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--sample-settings", default=None,
                    help=f"comma-separated settings to sample with, from: {', '.join(SAMPLE_SETTINGS)} "
                         "(fast-bf16 on GPUs only); unset: all")
+    r = p.add_argument_group("end to end (section 'recipe')")
+    r.add_argument("--recipe-dtypes", default=None,
+                   help="comma-separated dtypes to run the recipes in (float32, auto, bfloat16, int8: its first use "
+                        "timed apart, then with a warm cache); unset: float32 and auto")
     args = p.parse_args(argv)
     if args.budget_s is not None and not (args.budget_s >= 0 and math.isfinite(args.budget_s)):
         p.error(f"--budget-s must be a non-negative number of seconds, got {args.budget_s}")
@@ -151,7 +155,7 @@ def main(argv=None, clock_start: Optional[float] = None) -> int:
             "sections_run": args.only, "argv": sys.argv[1:] if argv is None else list(argv),
             "settings": {k: getattr(args, k) for k in ("ref_base_steps", "ref_upsample_steps", "fast_base_steps",
                                                        "fast_upsample_sampler", "fast_upsample_steps",
-                                                       "sample_settings")}}
+                                                       "sample_settings", "recipe_dtypes")}}
     bench = Bench(device, quick=args.quick, full=args.full, compile=args.compile, args=meta["settings"],
                   budget_s=args.budget_s, cuda_graphs=args.cuda_graphs, started=clock_start)
     tables: List[Table] = [header_table(meta)]

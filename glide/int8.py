@@ -72,7 +72,7 @@ def _backends():
 @dataclass(frozen=True)
 class CalibrationPlan:
     """What a family's U-Nets are calibrated on: the `fast` preset's trajectories for every caption, the
-    family's default settings' for the first `with_defaults` of them, and `items` single-image U-Net
+    family's default settings' for the first `with_defaults` of them (0: none), and `items` single-image U-Net
     inputs drawn evenly from everything recorded."""
 
     captions: Tuple[str, ...]
@@ -166,12 +166,14 @@ def calibration_items(pipe, component: str, model, diffusion, plan: CalibrationP
         pipe.upsample(bases, captions, sampler=fast.upsample_sampler, steps=fast.upsample_steps,
                       deep_cache=fast.upsample_deep_cache, seed=seed)
         progress.update(1)
-        pipe.upsample(bases[:len(defaults)], defaults, seed=seed)
+        if defaults:
+            pipe.upsample(bases[:len(defaults)], defaults, seed=seed)
         progress.update(1)
     else:
         pipe.generate(captions, preset="fast", upsample=False, seed=seed)
         progress.update(1)
-        pipe.generate(defaults, upsample=False, seed=seed)
+        if defaults:
+            pipe.generate(defaults, upsample=False, seed=seed)
         progress.update(1)
     recorded = recorder.items
     keep = np.unique(np.linspace(0, len(recorded) - 1, min(plan.items, len(recorded))).round().astype(int))
