@@ -38,7 +38,7 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP) $(SYSTEM_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15
 
 # The development loop: everything but the slow tests (browser, Ray, notebooks, the benchmark run).
 test-fast: $(STAMP)

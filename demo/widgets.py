@@ -346,6 +346,21 @@ def follow(job, progress: gr.Progress, status, preview):
             yield update
 
 
+def hidden_preview():
+    """The update that hides a tab's live preview: once the results are in, it would repeat one of them."""
+    return gr.update(visible=False, value=None)
+
+
+def run_with_preview(job, progress, status, preview):
+    """`run_job` for a tab whose live preview shows only while a job runs: shown (empty) when the job is queued,
+    hidden again if it is stopped; the tab hides it with its results (`hidden_preview`)."""
+    yield {status: "Queued…", preview: gr.update(visible=True, value=None)}
+    out = yield from run_job(job, progress, status, preview)
+    if out is None:
+        yield {preview: hidden_preview()}
+    return out
+
+
 def run_job(job, progress, status, preview):
     """Follow a job to its end; returns its output, or None if it was stopped (after yielding a status)."""
     try:

@@ -20,8 +20,9 @@ from ..widgets import (
     USER_ERRORS,
     caller,
     declared,
+    hidden_preview,
     refuse,
-    run_job,
+    run_with_preview,
     stop_handler,
     user_errors,
 )
@@ -178,15 +179,13 @@ class CompareTab:
                 refuse(exc)
                 yield {self.status: gr.skip()}
                 return
-            yield {self.status: "Queued…", self.preview: gr.update(visible=True, value=None)}
-            out = yield from run_job(job, progress, self.status, self.preview)
+            out = yield from run_with_preview(job, progress, self.status, self.preview)
             if out is None:
-                yield {self.preview: gr.update(visible=False, value=None)}
                 return
             seeds_text = (f"seed {out.seeds[0]}" if len(out.seeds) == 1
                           else f"seeds {out.seeds[0]}–{out.seeds[-1]}")
             yield {self.rows: rows_html(out), self.grid: gr.update(value=out.grid, visible=True),
-                   self.preview: gr.update(visible=False, value=None),
+                   self.preview: hidden_preview(),
                    self.status: f"{len(out.rows)} rows, each over the same {seeds_text}: along a row the seed "
                                 f"changes, down a column the guidance."}
 

@@ -17,8 +17,9 @@ from ..widgets import (
     caller,
     declared,
     gallery_items,
+    hidden_preview,
     refuse,
-    run_job,
+    run_with_preview,
     stop_handler,
     user_errors,
 )
@@ -114,16 +115,14 @@ class InpaintTab:
                 refuse(exc)
                 yield {self.status: gr.skip()}
                 return
-            yield {self.status: "Queued…", self.preview: gr.update(visible=True, value=None)}
-            out = yield from run_job(job, progress, self.status, self.preview)
+            out = yield from run_with_preview(job, progress, self.status, self.preview)
             if out is None:
-                yield {self.preview: gr.update(visible=False, value=None)}
                 return
             seeds = [s["seed"] for s in out.settings]
             # One result takes the gallery's width; a batch two a row.
             results = gr.update(value=gallery_items(out.images, out.settings), columns=min(len(out.images), 2))
             yield {self.masked_view: out.masked_input, self.result: results,
-                   self.preview: gr.update(visible=False, value=None),
+                   self.preview: hidden_preview(),
                    self.result_paths: out.images, self.selected: 0,
                    self.status: f"{len(out.images)} result(s) in {out.seconds:.1f} s · seed "
                                 + ", ".join(map(str, seeds))}

@@ -18,8 +18,9 @@ from ..widgets import (
     caller,
     declared,
     gallery_items,
+    hidden_preview,
     refuse,
-    run_job,
+    run_with_preview,
     stop_handler,
     user_errors,
     warn,
@@ -176,10 +177,8 @@ class TextToImageTab:
             ignored = ignored_negative_prompt(data[self.negative], data[self.guidance.dropdown])
             if ignored:
                 warn(ignored[:1].upper() + ignored[1:] + ".")
-            yield {self.status: "Queued…", self.preview: gr.update(visible=True, value=None)}
-            out = yield from run_job(job, progress, self.status, self.preview)
+            out = yield from run_with_preview(job, progress, self.status, self.preview)
             if out is None:
-                yield {self.preview: gr.update(visible=False, value=None)}
                 return
             first = out.settings[0]["seed"]
             seeds = f"{first}–{first + len(out.images) - 1}" if len(out.images) > 1 else f"{first}"
@@ -187,7 +186,7 @@ class TextToImageTab:
             entries = with_results(data[self.history.entries], out.images, out.settings)
             # The first image opens large (what `selected` and the settings shown say), its batch below it.
             yield {self.gallery: gr.Gallery(gallery_items(out.images, out.settings), selected_index=0),
-                   self.preview: gr.update(visible=False, value=None),
+                   self.preview: hidden_preview(),
                    self.base_gallery: gallery_items(out.base_images, out.settings) if upsampled else None,
                    self.base_box: gr.update(visible=upsampled),
                    self.result_paths: out.images, self.base_paths: out.base_images,
