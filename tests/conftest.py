@@ -104,8 +104,7 @@ def worker_group(nodeid: str) -> str:
     """Which tests run in one pytest-xdist worker (`make test` runs two): those on the Ray cluster (test_ray_serve and
     the tests parametrized "ray") in the worker that started it, those on the shared local demo server (test_demo,
     test_strength) in the one that started that, the browser tests (test_browser*) in one worker with a server of
-    their own, and each other module's tests together, with their
-    module's fixtures."""
+    their own, and each other module's tests together, with their module's fixtures."""
     module = nodeid.split("::")[0]
     if module.endswith("test_ray_serve.py") or re.search(r"\[(.+-)?ray(-.+)?\]$", nodeid):
         return "ray"
