@@ -18,13 +18,15 @@ the samplers stay in torch float32. On first use of a component, once per checkp
 4. **cache**: both models are written under the checkpoint cache (`cache_dir`), in a folder named after
    a key of the checkpoint's SHA-256, the openvino/nncf/torch versions and `CONVERSION_VERSION`, with a
    manifest holding each file's SHA-256; the folder appears whole (written beside it, then renamed) and
-   a folder whose files do not match their manifest is built again, never loaded.
+   a folder whose files do not match their manifest is built again, never loaded. The first load on a
+   machine also keeps each model compiled for its CPU there (`compiled_model`), for the loads after it.
 
 `openvino_unet(...)` returns an `OpenVINOUNet`, the drop-in for the torch U-Net that
 `glide.pipeline.Pipeline` samples with when its dtype is "int8".
 """
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -46,7 +48,7 @@ from tqdm.auto import tqdm
 from .deep_cache import DeepCacheStep, default_depth
 from .download import _sha256_of, default_cache_dir
 from .errors import UserError
-from .fileio import write_text_atomic
+from .fileio import atomic_write, write_text_atomic
 
 # Bump when what is built changes (the export, the calibration runs, the quantization settings), so that
 # every cached model is built again: the version is part of the cache key.
@@ -312,9 +314,10 @@ def cache_dir(checkpoint_dir: Optional[Path] = None) -> Path:
     return Path(checkpoint_dir or default_cache_dir()) / "openvino"
 
 
-def checkpoint_sha256(paths: Sequence[Path], memo: Path) -> List[str]:
-    """The SHA-256 of each checkpoint file, remembered in `memo` per (path, size, mtime): GLIDE's are 1.5 GB,
-    seconds to hash, and loading should not pay that every time."""
+def sha256_remembered(paths: Sequence[Path], memo: Path) -> List[str]:
+    """The SHA-256 of each file, remembered in `memo` per (path, size, modification time): GLIDE's checkpoints
+    are 1.5 GB and its compiled U-Nets 400 MB, and loading should not pay the hashing every time. A file cut
+    short or written to since has another size or time, so it is hashed again."""
     try:
         known = json.loads(memo.read_text())
     except (OSError, ValueError):
@@ -328,6 +331,8 @@ def checkpoint_sha256(paths: Sequence[Path], memo: Path) -> List[str]:
             known[key], changed = _sha256_of(Path(path)), True
         digests.append(known[key])
     if changed:
+        # Only files still there (at any size and time) are remembered: rebuilt entries do not pile up.
+        known = {key: digest for key, digest in known.items() if Path(key.rsplit(" ", 2)[0]).exists()}
         with contextlib.suppress(OSError):   # a read-only cache costs the hashing again next time, nothing more
             write_text_atomic(memo, json.dumps(known, indent=1))
     return digests
@@ -351,6 +356,11 @@ def _entry(root: Path, family: str, component: str, key: Dict) -> Path:
     return root / family / f"{component}-{digest}"
 
 
+def _memo(entry: Path) -> Path:
+    """The file of remembered SHA-256s, at the root of the cache `entry` is in."""
+    return entry.parent.parent / "sha256.json"
+
+
 def read_entry(entry: Path, key: Dict) -> Optional[str]:
     """Why the cache entry cannot be used (None: it can): absent, its manifest not for `key`, or a file that
     does not match its manifest (cut short, altered)."""
@@ -364,7 +374,7 @@ def read_entry(entry: Path, key: Dict) -> Optional[str]:
         return "its manifest is for other checkpoints or versions"
     for name in MODEL_FILES:
         path = entry / name
-        if not path.is_file() or _sha256_of(path) != manifest.get("sha256", {}).get(name):
+        if not path.is_file() or sha256_remembered([path], _memo(entry))[0] != manifest.get("sha256", {}).get(name):
             return f"{name} does not match its manifest"
     return None
 
@@ -392,13 +402,16 @@ def _write_entry(entry: Path, models: Dict[str, object], key: Dict, seconds: flo
             shutil.rmtree(old, ignore_errors=True)
 
 
-# ---------------------------------------------------------------------------------------------- the U-Net
+# ---------------------------------------------------------------------------------------------- compiling
+def _compile_settings(unquantized: str) -> Dict:
+    """One stream, torch's thread count, `unquantized` ("f32" or "bf16") the precision of what is not quantized."""
+    return {"INFERENCE_PRECISION_HINT": unquantized, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(), "NUM_STREAMS": 1}
+
+
 def compile_for_cpu(model_or_path, unquantized: str = UNQUANTIZED_PRECISION):
-    """An OpenVINO model (or its .xml) compiled for this CPU: one stream, torch's thread count, `unquantized`
-    ("f32" or "bf16") the precision of what is not quantized."""
-    return _core().compile_model(model_or_path, "CPU", {
-        "INFERENCE_PRECISION_HINT": unquantized, "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(), "NUM_STREAMS": 1})
+    """An OpenVINO model (or its .xml) compiled for this CPU (`_compile_settings`)."""
+    return _core().compile_model(model_or_path, "CPU", _compile_settings(unquantized))
 
 
 _CORE = None
@@ -412,6 +425,40 @@ def _core():
     return _CORE
 
 
+def compiled_model(entry: Path, which: str):
+    """The cache `entry`'s `which` model ("full", "shallow") compiled for this CPU, and how it was had.
+
+    Compiling a full-size U-Net takes OpenVINO seconds (its graph transformations); reading back a compiled
+    copy, about a third of that. So the first load on a machine compiles from the .xml and keeps the compiled
+    copy in the entry (when the cache is writable), named after what it depends on (OpenVINO's version, the
+    CPU and its flags, the compile settings), with its SHA-256 beside it; a later load reads the copy when it
+    matches that SHA-256, and compiles again otherwise (a copy cut short or altered is never read).
+    """
+    from .precision import cpu_flags, cpu_model
+
+    ov, _ = _backends()
+    settings = _compile_settings(UNQUANTIZED_PRECISION)
+    made_for = {"openvino": ov.__version__, "cpu": cpu_model(), "flags": sorted(cpu_flags()), "settings": settings}
+    copy = entry / f"{which}-{hashlib.sha256(json.dumps(made_for, sort_keys=True).encode()).hexdigest()[:16]}.compiled"
+    digest = copy.with_name(copy.name + ".sha256")
+    # RuntimeError: OpenVINO refused a copy that is whole (made by another build of it): compiled again.
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        if sha256_remembered([copy], _memo(entry))[0] == digest.read_text().strip():
+            return _core().import_model(copy.read_bytes(), "CPU", settings), "read its compiled copy"
+    compiled = compile_for_cpu(str(entry / f"{which}.xml"))
+    stream = io.BytesIO()
+    compiled.export_model(stream)
+    try:
+        with atomic_write(copy) as tmp:
+            tmp.write_bytes(stream.getvalue())
+        write_text_atomic(digest, hashlib.sha256(stream.getvalue()).hexdigest())
+        sha256_remembered([copy], _memo(entry))   # the next load does not hash it again
+    except OSError:   # a read-only cache: compiled again next time, nothing more
+        return compiled, "compiled (the cache is read-only: not kept)"
+    return compiled, "compiled, and the compiled copy kept"
+
+
+# ---------------------------------------------------------------------------------------------- the U-Net
 class OpenVINOUNet:
     """A text-conditional U-Net whose forward runs an OpenVINO model: called as the torch U-Net is in sampling,
     `model(x, t, text_emb=..., low_res=..., inpaint_image=..., inpaint_mask=..., deep_cache=None)`, with a
@@ -419,11 +466,12 @@ class OpenVINOUNet:
     Attributes other than the call (tokenizer, encode_text, text_ctx, the blocks DeepCache counts) are the
     torch model's, which encodes the text. Safe to share between threads: each has its own infer requests."""
 
-    def __init__(self, model, full, shallow, names: Sequence[str], depth: int, source: str):
+    def __init__(self, model, full, shallow, names: Sequence[str], depth: int, source: str, compiled: str):
         self.model = model
         self.names = list(names)
         self.depth = depth
         self.source = source              # the cache entry it was read from
+        self.compiled = compiled          # how its full forward was had: compiled, or read back compiled
         self._compiled = {"full": full, "shallow": shallow}
         self._requests = threading.local()
 
@@ -465,7 +513,7 @@ def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Opti
     paths = family.files(checkpoint_dir)[component]
     paths = paths if isinstance(paths, list) else [paths]
     depth = default_depth(model)
-    key = entry_key(checkpoint_sha256(paths, root / "checkpoint-sha256.json"), depth, plan)
+    key = entry_key(sha256_remembered(paths, root / "sha256.json"), depth, plan)
     entry = _entry(root, family.name, component, key)
     names = input_names(component)
     problem = read_entry(entry, key)
@@ -475,8 +523,8 @@ def openvino_unet(family, component: str, model, diffusion, checkpoint_dir: Opti
             problem = read_entry(entry, key)
             if problem is not None:
                 _build(family, component, model, diffusion, entry, key, names, depth, plan, problem, float32_pipeline)
-    full, shallow = (compile_for_cpu(str(entry / f"{which}.xml")) for which in ("full", "shallow"))
-    return OpenVINOUNet(model, full, shallow, names, depth, str(entry))
+    (full, how), (shallow, _) = (compiled_model(entry, which) for which in ("full", "shallow"))
+    return OpenVINOUNet(model, full, shallow, names, depth, str(entry), how)
 
 
 def _build(family, component, model, diffusion, entry: Path, key: Dict, names, depth: int, plan: CalibrationPlan,

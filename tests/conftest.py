@@ -1,4 +1,5 @@
 """Shared fixtures: where the reference goldens live, and skipping cleanly when they do not."""
+import collections
 import os
 import re
 from pathlib import Path
@@ -116,6 +117,22 @@ def worker_group(nodeid: str) -> str:
     return module
 
 
+# The groups that take longest (a minute or more of `make test` each), longest first. They are handed out before
+# the others, so that two workers end together instead of one starting a long group when the other is nearly done.
+LONGEST_GROUPS = ("browser", "tests/test_int8.py", "ray", "demo-server")
+
+
+class LongestFirst(collections.OrderedDict):
+    """pytest-xdist's queue of groups, handing out LONGEST_GROUPS first, then the rest in xdist's order (the groups
+    of most tests first)."""
+
+    def popitem(self, last=True):
+        if last:
+            return super().popitem(last=True)
+        group = min(self, key=lambda g: LONGEST_GROUPS.index(g) if g in LONGEST_GROUPS else len(LONGEST_GROUPS))
+        return group, self.pop(group)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     # Groups by worker_group. (xdist's own `--dist loadgroup` marks do not reach its scheduler under pytest 9.2:
@@ -123,6 +140,10 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class ByWorkerGroup(LoadScopeScheduling):
+        def __init__(self, config, log):
+            super().__init__(config, log)
+            self.workqueue = LongestFirst()
+
         def _split_scope(self, nodeid: str) -> str:
             return worker_group(nodeid)
 

@@ -72,7 +72,28 @@ def test_converted_inputs_follow_the_component():
 
 # ---------------------------------------------------------------------------------------------- the models
 @pytest.fixture(scope="module")
-def int8_pipe(tmp_path_factory):
+def conversions_shared():
+    """Each U-Net is converted once in this module, and every later build of it (the cache test's rebuilds, the
+    module's pipeline) starts from a copy: the same checkpoint converts to the same graph, and converting is the
+    slowest stage of building the shapes family's int8 models (20 of the base's 50 s)."""
+    converted = {}
+    real = int8.convert
+
+    def once(model, names, example, depth, shallow):
+        # The same U-Net: its inputs and their shapes, its size (the benchmark's tiny U-Net converts its own).
+        key = (tuple((name, example[name].shape) for name in names), sum(p.numel() for p in model.parameters()),
+               depth, shallow)
+        if key not in converted:
+            converted[key] = real(model, names, example, depth, shallow)
+        return converted[key].clone()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(int8, "convert", once)
+        yield
+
+
+@pytest.fixture(scope="module")
+def int8_pipe(tmp_path_factory, conversions_shared):
     """The shapes family in int8, its models built once into a cache of this module's own, calibrated on the
     first 6 of the family's calibration captions (2 also at the defaults) and 48 items instead of 16, 8 and 128:
     a third of the build's time. The full plan's quality is what `python -m glide.eval shapes --dtype int8`
@@ -182,31 +203,25 @@ def tiny_plan(monkeypatch):
 
 
 @pytest.fixture
-def conversions_once(monkeypatch):
-    """Rebuilds convert the same U-Net again: the first conversion of each (full, shallow) is reused, which halves
-    this test's time. Calibration, quantization and the cache's writing and checks all run for real."""
-    converted = {}
-    real = int8.convert
-
-    def once(model, names, example, depth, shallow):
-        if shallow not in converted:
-            converted[shallow] = real(model, names, example, depth, shallow)
-        return converted[shallow].clone()
-
-    monkeypatch.setattr(int8, "convert", once)
-
-
-@pytest.fixture
 def quantizations(monkeypatch):
+    """Counts the quantizations, which leave the model as it is: the cache's behaviour is under test here, and
+    the module's other tests quantize for real."""
     done = []
-    real = int8.quantize
 
-    def counted(*args, **kwargs):
+    def counted(converted, items, names):
         done.append(1)
-        return real(*args, **kwargs)
+        return converted
 
     monkeypatch.setattr(int8, "quantize", counted)
     return done
+
+
+def flip_a_byte(path, offset=100):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
 
 
 def load_base(cache):
@@ -214,20 +229,24 @@ def load_base(cache):
 
 
 @pytest.mark.slow
-def test_cache_is_reused_and_a_corrupt_or_stale_entry_rebuilt(tmp_path, tiny_plan, conversions_once, quantizations,
+def test_cache_is_reused_and_a_corrupt_or_stale_entry_rebuilt(tmp_path, tiny_plan, conversions_shared, quantizations,
                                                               capsys, monkeypatch):
     first = load_base(tmp_path)
     assert len(quantizations) == 2                       # the full forward and DeepCache's shallow path
     assert "building the int8 OpenVINO model of shapes base" in capsys.readouterr().err
-    assert load_base(tmp_path).source == first.source and len(quantizations) == 2   # read, not built
+    assert first.compiled == "compiled, and the compiled copy kept"
+    again = load_base(tmp_path)
+    assert again.source == first.source and len(quantizations) == 2   # read, not built
+    assert again.compiled == "read its compiled copy"
 
     entry = int8.Path(first.source)
+    [compiled_copy] = entry.glob("full-*.compiled")
+    flip_a_byte(compiled_copy, compiled_copy.stat().st_size // 2)   # in the weights: OpenVINO would read it
+    assert load_base(tmp_path).compiled == "compiled, and the compiled copy kept" and len(quantizations) == 2
+    assert load_base(tmp_path).compiled == "read its compiled copy"
+
     manifest = json.loads((entry / "manifest.json").read_text())
-    with open(entry / "full.bin", "r+b") as f:           # one flipped byte in the weights
-        f.seek(100)
-        byte = f.read(1)
-        f.seek(100)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_a_byte(entry / "full.bin")
     rebuilt = load_base(tmp_path)
     assert len(quantizations) == 4 and "full.bin does not match its manifest" in capsys.readouterr().err
     assert rebuilt.source == first.source and int8.read_entry(entry, manifest["key"]) is None
