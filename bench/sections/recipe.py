@@ -43,7 +43,7 @@ def section_recipe(b: Bench):
                                      upsample_steps=str(a["fast_upsample_steps"])),
                "preset fast": dict(preset="fast")}
     table = Table("The fast recipe and the `fast` preset at 256 px, end to end from checkpoint files (random weights, "
-                  "fresh process)", ["settings", "dtype", "total s", "load s", "generate s", "detail"])
+                  "fresh process)", ["settings", "dtype", "total s", "load s", "generate s", "next image s", "detail"])
     vocab = _tokenizer_files()
     if b.quick or vocab is None:
         note = ("quick mode: full-size models only" if b.quick else
@@ -67,18 +67,18 @@ def section_recipe(b: Bench):
                 row = run_child(b, "recipe", CHILDREN / "recipe.py", str(b.device), "int8", str(folder), "build",
                                 RECIPE_PROMPT, *int8_plan, extra_env={"GLIDE_CACHE_DIR": str(folder)})
                 row.update(recipe="int8 first use", dtype_asked="int8")
-                table.add("int8 first use", "int8", row["seconds"], row["load_s"], "",
+                table.add("int8 first use", "int8", row["seconds"], row["load_s"], "", "",
                           f"builds the int8 models into the cache, calibrated on {INT8_BENCH_PLAN}")
             except Exception as e:
                 row = {"recipe": "int8 first use", "dtype_asked": "int8", "status": "error", "error": error_text(e)}
-                table.add("int8 first use", "int8", "error", "", "", row["error"])
+                table.add("int8 first use", "int8", "error", "", "", "", row["error"])
             results.append(row)
         for label, recipe in recipes.items():
             for dtype in dtypes:
                 if b.out_of_budget():
                     results.append({"recipe": label, "dtype_asked": dtype, "status": "skipped", "budget": True,
                                     "note": b.budget_note()})
-                    table.add(label, dtype, "skipped (budget)", "", "", "")
+                    table.add(label, dtype, "skipped (budget)", "", "", "", "")
                     continue
                 log(f"recipe: {label}, dtype {dtype}")
                 try:
@@ -88,17 +88,18 @@ def section_recipe(b: Bench):
                     row.update(recipe=label, dtype_asked=dtype)
                     if b.reference_s:
                         row["of_reference"] = row["seconds"] / b.reference_s
-                    table.add(label, row["dtype"], row["seconds"], row["load_s"], row["generate_s"],
+                    table.add(label, row["dtype"], row["seconds"], row["load_s"], row["generate_s"], row["next_image_s"],
                               row["precision"] + (f"; {fmt(row['of_reference'])} of the notebook's settings"
                                                   if b.reference_s else ""))
                 except Exception as e:
                     row = {"recipe": label, "dtype_asked": dtype, "status": "error", "error": error_text(e)}
-                    table.add(label, dtype, "error", "", "", row["error"])
+                    table.add(label, dtype, "error", "", "", "", row["error"])
                 results.append(row)
     fast = recipes["fast settings"]
     table.notes.append(f"fast settings: base DPM-Solver++(2M) {fast['steps']} steps classifier-free, upsampler "
                        f"{fast['upsample_sampler']} {fast['upsample_steps']}; preset fast: glide.settings.PRESETS"
-                       "['fast']; one image; total = from the interpreter's start to the PNG-ready image"
+                       "['fast']; one image; total = from the interpreter's start to the PNG-ready image; next image = one more "
+                       "image in the same process, as a server makes it"
                        + ("; int8 with a warm cache (its first use is the row apart)" if int8_plan else ""))
     if b.reference_s:
         table.notes.append(f"the notebook's settings (sample section, float32, loading excluded): "
