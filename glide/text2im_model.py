@@ -15,6 +15,11 @@ from .unet import UNetModel
 from .xf import Transformer
 
 
+def _small_random(meta: bool, *shape: int) -> torch.Tensor:
+    """N(0, 0.01^2) values of `shape`, or an empty tensor on the meta device (see Text2ImUNet.__init__)."""
+    return torch.empty(*shape) if meta else torch.randn(*shape) * 0.01
+
+
 class Text2ImUNet(UNetModel):
     """A UNet conditioned on text through a transformer.
 
@@ -48,13 +53,20 @@ class Text2ImUNet(UNetModel):
             self.transformer = Transformer(text_ctx, xf_width, xf_layers, xf_heads)
             self.final_ln = LayerNorm(xf_width) if xf_final_ln else None
             # The reference leaves these uninitialised (torch.empty: checkpoints overwrite them); a
-            # small random start keeps freshly built models finite and trainable.
-            self.token_embedding = nn.Embedding(tokenizer.n_vocab, xf_width)
-            nn.init.normal_(self.token_embedding.weight, std=0.02)
-            self.positional_embedding = nn.Parameter(torch.randn(text_ctx, xf_width) * 0.01)
+            # small random start keeps freshly built models finite and trainable. A model built on the meta
+            # device takes a checkpoint's tensors (glide.model_creation.build_with_weights): nothing to draw
+            # there, and a draw or product on the meta device imports torch._dynamo (1.3-2.5 s of each load).
+            meta = torch.get_default_device().type == "meta"
+            if meta:
+                self.token_embedding = nn.Embedding(tokenizer.n_vocab, xf_width,
+                                                    _weight=torch.empty(tokenizer.n_vocab, xf_width))
+            else:
+                self.token_embedding = nn.Embedding(tokenizer.n_vocab, xf_width)
+                nn.init.normal_(self.token_embedding.weight, std=0.02)
+            self.positional_embedding = nn.Parameter(_small_random(meta, text_ctx, xf_width))
             self.transformer_proj = nn.Linear(xf_width, self.model_channels * 4)
             if xf_padding:
-                self.padding_embedding = nn.Parameter(torch.randn(text_ctx, xf_width) * 0.01)
+                self.padding_embedding = nn.Parameter(_small_random(meta, text_ctx, xf_width))
         self.cache_text_emb = cache_text_emb
         self.cache = None
 

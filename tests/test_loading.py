@@ -1,4 +1,7 @@
 """Fast loading (built on the meta device, weights assigned) gives the same models as building and loading."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -45,3 +48,13 @@ def test_a_half_precision_checkpoint_is_cast_to_the_modules_dtype_and_missing_we
     assert model.weight.dtype == torch.float32 and torch.equal(model.weight, state["weight"].float())
     with pytest.raises(RuntimeError, match="Missing key"):
         build_with_weights(lambda: torch.nn.Linear(3, 2), {"weight": state["weight"]})
+
+
+def test_loading_a_model_does_not_import_torch_dynamo():
+    """A model built on the meta device draws and multiplies nothing there: the first such operation imports
+    torch._dynamo, 1.3-2.5 s of every load on 2 cores (a fresh interpreter: this one may have imported it)."""
+    code = ("import sys; from glide.families import get_family; from glide.pipeline import Pipeline; "
+            "Pipeline(get_family('shapes'), 'cpu', 'float32').component('base'); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
