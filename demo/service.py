@@ -136,13 +136,13 @@ class DemoService:
         return self._pipeline(model)
 
     def warm_up(self, model: Optional[str] = None) -> None:
-        """Load a family's models in the background, so the first request does not wait for them."""
+        """Load a family's models in the background (in int8, also their first runs: Pipeline.warm_up), so the
+        first request does not wait for them."""
         def load():
             try:
                 pipe = self.require(model or self.default_model, ["base"])
-                for component, info in self.models()[pipe.name]["components"].items():
-                    if info["ready"]:
-                        pipe.component(component)
+                pipe.warm_up([component for component, info in self.models()[pipe.name]["components"].items()
+                              if info["ready"]])
                 log.info("models of %s loaded on %s", pipe.name, self.device)
             except Exception as exc:  # noqa: BLE001 - the UI reports it again on the first request
                 log.warning("could not preload %s: %s", model or self.default_model, exc)

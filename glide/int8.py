@@ -486,6 +486,15 @@ class OpenVINOUNet:
         request.infer(inputs)
         return [request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs))]
 
+    def warm_up(self, batch_sizes: Sequence[int]):
+        """Run the full forward and DeepCache's shallow path once at each batch size, on zeros: OpenVINO creates
+        a model's kernels at its first run at each input shape (seconds for GLIDE's U-Nets), and every thread's
+        requests use them after that."""
+        for which, compiled in self._compiled.items():
+            for batch in batch_sizes:
+                self._infer(which, [np.zeros([batch, *(d.get_length() for d in list(port.get_partial_shape())[1:])],
+                                             dtype=port.get_element_type().to_dtype()) for port in compiled.inputs])
+
     def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, deep_cache: Optional[DeepCacheStep] = None,
                  **kwargs) -> torch.Tensor:
         inputs = list(_inputs_of(self.names, x, timesteps, kwargs).values())

@@ -43,7 +43,7 @@ from .images import (
     quantize,
     tensor_to_pil,
 )
-from .int8 import openvino_unet
+from .int8 import OpenVINOUNet, openvino_unet
 from .precision import DTYPES, INT8, Precision, choose_precision, resolve_device
 from .settings import ComparisonSettings, GenerationSettings
 
@@ -146,6 +146,15 @@ class Pipeline:
                         family=self.name, device=self.device, dtype=self.dtype, checkpoint_dir=self.checkpoint_dir,
                         image_size=self.family.base_size))
             return self._components[name]
+
+    def warm_up(self, names: Sequence[str]) -> None:
+        """Load the named components; in int8, also run each U-Net once at the batch sizes a one-image request
+        gives it (the base 1 and 2, guided or not; the upsampler 1): OpenVINO creates a model's kernels at its
+        first run at each input shape, about 5 s in all for GLIDE's, which the first request would wait for."""
+        for name in names:
+            model = self.component(name)[0]
+            if isinstance(model, OpenVINOUNet):
+                model.warm_up((1,) if name.startswith("upsample") else (1, 2))
 
     def _required(self, guidance: str) -> Dict[str, object]:
         """The components a guidance strategy `requires`, loaded."""

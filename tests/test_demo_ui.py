@@ -118,6 +118,25 @@ def test_the_history_keeps_the_newest_results_first_up_to_its_limit():
     assert history_items(entries) == [("c.png", "seed 9 · short"), ("a.png", f"seed 1 · {PROMPT[:40]}…")]
 
 
+# ---------------------------------------------------------------------------------------------- warm-up
+def test_the_service_warms_up_every_ready_component_in_the_background(tmp_path, monkeypatch):
+    warmed, done = [], threading.Event()
+
+    def warm_up(pipe, names):
+        warmed.append((pipe.name, names))
+        done.set()
+
+    monkeypatch.setattr("glide.pipeline.Pipeline.warm_up", warm_up)
+    service = DemoService(device="cpu", out_dir=tmp_path / "out")
+    try:
+        service.warm_up()
+        assert done.wait(timeout=60)
+        ready = [name for name, info in service.models()["shapes"]["components"].items() if info["ready"]]
+        assert warmed == [("shapes", ready)] and "base" in ready and "upsample" in ready
+    finally:
+        service.backend.close()
+
+
 # ---------------------------------------------------------------------------------------------- upscale
 def test_the_service_upscales_an_upload_by_the_familys_factor(tmp_path):
     family = FAMILIES["shapes"]

@@ -146,6 +146,13 @@ def test_guidance_interval_runs_both_batch_sizes(int8_pipe, monkeypatch, n):
 
 
 @pytest.mark.slow
+def test_warm_up_runs_each_model_at_a_one_image_requests_batch_sizes(int8_pipe, monkeypatch):
+    calls = Calls(monkeypatch)
+    int8_pipe.warm_up(["base"])
+    assert sorted(calls.seen) == [("full", 1), ("full", 2), ("shallow", 1), ("shallow", 2)]
+
+
+@pytest.mark.slow
 def test_deep_cache_runs_its_shallow_path_in_int8(int8_pipe, monkeypatch):
     calls = Calls(monkeypatch)
     on = int8_pipe.generate(CAPTIONS[:2], steps=9, deep_cache=3, upsample=False, seed=5)
