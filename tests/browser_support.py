@@ -41,6 +41,15 @@ def generate(page, prompt: str = PROMPT, steps: int = 5):
     page.wait_for_function("document.querySelector('#status').innerText.includes('image(s) in')")
 
 
+
+def start_a_long_generation(page):
+    """Start a generation of 250 steps and wait for its first step: a job still running, for the tests that stop it."""
+    page.fill("#prompt textarea", PROMPT)
+    set_slider(page, "steps", 250)
+    page.click("#generate-btn")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('step')")
+
+
 PAINTER = "#painter .painter"
 
 

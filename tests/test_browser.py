@@ -25,6 +25,7 @@ from browser_support import (
     painter_state,
     send_to_painter,
     shot,
+    start_a_long_generation,
     wait_for,
 )
 
@@ -69,10 +70,7 @@ def test_generate_shows_one_progress_bar_for_both_stages_and_the_images(page):
 
 
 def test_stop_cancels_a_running_generation(page):
-    page.fill("#prompt textarea", PROMPT)
-    set_slider(page, "steps", 250)
-    page.click("#generate-btn")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('step')")
+    start_a_long_generation(page)
     page.click("#stop-btn")
     page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')")
     shot(page, "generate-stopped")

@@ -5,7 +5,7 @@ short test each (the fixtures are in conftest.py, the helpers in browser_support
 import io
 import re
 
-from browser_support import PROMPT, fetch_image, generate, shot, wait_for
+from browser_support import PROMPT, fetch_image, generate, shot, start_a_long_generation, wait_for
 from PIL import Image
 
 from demo.testing import set_slider
@@ -103,10 +103,7 @@ def test_clicking_a_history_image_restores_its_settings(page):
 
 
 def test_esc_stops_the_running_job(page):
-    page.fill("#prompt textarea", PROMPT)
-    set_slider(page, "steps", 250)
-    page.click("#generate-btn")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('step')")
+    start_a_long_generation(page)
     page.locator("body").press("Escape")
     page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')", timeout=15_000)
 
